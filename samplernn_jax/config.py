@@ -1,0 +1,49 @@
+"""Checks that a ``ConfigDict`` (see ``configs/``) describes a model that can be built.
+
+Every message says what to change, since these errors are read by people launching a
+multi-day run from the command line.
+"""
+
+import ml_collections
+
+from samplernn_jax import quantization
+from samplernn_jax import rnn
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Raises ValueError on an invalid combination; returns ``config`` unchanged."""
+  m = config.model
+  frame_sizes = tuple(m.frame_sizes)
+  if not frame_sizes:
+    raise ValueError('config.model.frame_sizes is empty; give at least one frame size, '
+                     'e.g. (16,) for a 2-tier or (16, 64) for a 3-tier model.')
+  if any(int(f) != f or f < 1 for f in frame_sizes):
+    raise ValueError(f'config.model.frame_sizes={frame_sizes}: every frame size must be a '
+                     'positive integer.')
+  for below, above in zip(frame_sizes, frame_sizes[1:]):
+    if above <= below:
+      raise ValueError(f'config.model.frame_sizes={frame_sizes} must be strictly ascending '
+                       f'(lowest tier first): {above} follows {below}.')
+    if above % below:
+      raise ValueError(f'config.model.frame_sizes={frame_sizes}: each frame size must divide '
+                       f'the next, but {below} does not divide {above}.')
+  if m.rnn_type not in rnn.RNN_TYPES:
+    raise ValueError(f'config.model.rnn_type={m.rnn_type!r}; use one of {rnn.RNN_TYPES}.')
+  if m.dim < 1 or m.num_rnn_layers < 1:
+    raise ValueError(f'config.model.dim={m.dim} and config.model.num_rnn_layers='
+                     f'{m.num_rnn_layers} must both be positive.')
+  if not 0.0 <= m.rnn_dropout < 1.0:
+    raise ValueError(f'config.model.rnn_dropout={m.rnn_dropout} must lie in [0, 1).')
+  if m.get('dtype', 'float32') not in ('float32', 'bfloat16'):
+    raise ValueError(f"config.model.dtype={m.dtype!r}; use 'float32' or 'bfloat16'.")
+  try:
+    quantization.check_q_type(m.q_type, m.q_levels)
+  except ValueError as e:
+    raise ValueError(f'config.model: {e}') from None
+  if 'data' in config:
+    big = frame_sizes[-1]
+    seq_len = config.data.seq_len
+    if seq_len < big or seq_len % big:
+      raise ValueError(f'config.data.seq_len={seq_len} must be a positive multiple of the top '
+                       f'frame size {big}; e.g. {max(1, round(seq_len / big)) * big}.')
+  return config

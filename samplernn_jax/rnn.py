@@ -1,0 +1,169 @@
+"""Stacked GRU / LSTM layers for the frame tiers, scanned with ``jax.lax.scan``.
+
+The cells compute exactly what Keras' GRU (``reset_after=True``, gates z, r, h) and LSTM
+(gates i, f, c, o) compute, so PRiSM weights drop in unchanged. Two things make them
+cheaper than ``flax.linen.RNN``:
+
+* the input projection ``x @ W_ih + b`` of a layer is one matmul over the whole window,
+  done before the scan; inside the scan only ``h @ W_hh`` remains;
+* the gates of a cell come from one fused matmul (``W_hh`` is ``[D, 3D]`` or ``[D, 4D]``).
+
+A layer's carry is ``h_BxD`` (GRU) or ``(h_BxD, c_BxD)`` (LSTM); a stack's carry is the
+tuple of its layers' carries. Carries are explicit inputs and outputs, so consecutive
+windows chain exactly (truncated BPTT).
+"""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Carry = Any
+
+RNN_TYPES = ('gru', 'lstm')
+_NUM_GATES = {'gru': 3, 'lstm': 4}
+
+
+def matmul(x, w, dtype):
+  """``x @ w`` with operands cast to ``dtype``, accumulated and returned in float32."""
+  return jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def gru_step(h_BxD, xw_Bx3D, w_hh_Dx3D, b_hh_3D, dtype=jnp.float32):
+  """One Keras ``reset_after`` GRU step; ``xw`` already holds ``x @ W_ih + b_ih``."""
+  hw_Bx3D = matmul(h_BxD, w_hh_Dx3D, dtype) + b_hh_3D
+  xz, xr, xh = jnp.split(xw_Bx3D, 3, axis=-1)
+  hz, hr, hh = jnp.split(hw_Bx3D, 3, axis=-1)
+  z = jax.nn.sigmoid(xz + hz)
+  r = jax.nn.sigmoid(xr + hr)
+  candidate = jnp.tanh(xh + r * hh)
+  return z * h_BxD + (1.0 - z) * candidate
+
+
+def lstm_step(carry, xw_Bx4D, w_hh_Dx4D, dtype=jnp.float32):
+  """One Keras LSTM step; ``carry`` is ``(h, c)`` and ``xw`` holds ``x @ W_ih + b``."""
+  h_BxD, c_BxD = carry
+  gates = xw_Bx4D + matmul(h_BxD, w_hh_Dx4D, dtype)
+  i, f, g, o = jnp.split(gates, 4, axis=-1)
+  c_BxD = jax.nn.sigmoid(f) * c_BxD + jax.nn.sigmoid(i) * jnp.tanh(g)
+  h_BxD = jax.nn.sigmoid(o) * jnp.tanh(c_BxD)
+  return h_BxD, c_BxD
+
+
+class RNNLayer(nn.Module):
+  """One recurrent layer over a whole window: hoisted input projection, scanned recurrence."""
+  rnn_type: str
+  dim: int
+  in_features: int
+  learn_h0: bool = False
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    gates = _NUM_GATES[self.rnn_type] * self.dim
+    # Keras' initializers: Glorot-uniform input kernel, orthogonal recurrent kernel.
+    self.w_ih = self.param('w_ih', nn.initializers.glorot_uniform(), (self.in_features, gates))
+    self.w_hh = self.param('w_hh', nn.initializers.orthogonal(), (self.dim, gates))
+    if self.rnn_type == 'gru':
+      self.b_ih = self.param('b_ih', nn.initializers.zeros, (gates,))
+      self.b_hh = self.param('b_hh', nn.initializers.zeros, (gates,))
+    else:
+      self.b = self.param('b', _lstm_bias_init, (gates,))
+    if self.learn_h0:
+      self.h0 = self.param('h0', nn.initializers.zeros, (self.dim,))
+      if self.rnn_type == 'lstm':
+        self.c0 = self.param('c0', nn.initializers.zeros, (self.dim,))
+
+  def initial_carry(self, batch_size: int) -> Carry:
+    """Zeros, or the learned initial state broadcast over the batch."""
+    def state(name):
+      if self.learn_h0:
+        return jnp.broadcast_to(getattr(self, name), (batch_size, self.dim)).astype(jnp.float32)
+      return jnp.zeros((batch_size, self.dim), jnp.float32)
+    if self.rnn_type == 'gru':
+      return state('h0')
+    return state('h0'), state('c0')
+
+  def project_inputs(self, x_BxTxI, w_ih_IxG):
+    """The input half of every gate for the whole window: one matmul."""
+    bias = self.b_ih if self.rnn_type == 'gru' else self.b
+    return matmul(x_BxTxI, w_ih_IxG, self.dtype) + bias
+
+  def scan(self, xw_BxTxG, carry: Carry):
+    """Runs the recurrence over projected inputs; returns (carry, h_BxTxD)."""
+    w_hh = self.w_hh
+    dtype = self.dtype
+    if self.rnn_type == 'gru':
+      b_hh = self.b_hh
+
+      def step(h, xw):
+        h = gru_step(h, xw, w_hh, b_hh, dtype)
+        return h, h
+    else:
+      def step(hc, xw):
+        hc = lstm_step(hc, xw, w_hh, dtype)
+        return hc, hc[0]
+    carry, h_TxBxD = jax.lax.scan(step, carry, jnp.swapaxes(xw_BxTxG, 0, 1))
+    return carry, jnp.swapaxes(h_TxBxD, 0, 1)
+
+
+class StackedRNN(nn.Module):
+  """``num_layers`` RNN layers; with ``skip_conn`` wired as PRiSM wires them.
+
+  PRiSM's skip connections: the first layer reads ``concat(x, x)`` and the output is
+  ``sum_i Dense_i(h_i)`` over the layers' outputs, where only ``Dense_0`` has a bias.
+  """
+  rnn_type: str
+  dim: int
+  num_layers: int
+  skip_conn: bool = False
+  learn_h0: bool = False
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    if self.rnn_type not in RNN_TYPES:
+      raise ValueError(f'rnn_type must be one of {RNN_TYPES}, got {self.rnn_type!r}.')
+    self.layers = [
+        RNNLayer(self.rnn_type, self.dim, self.dim * (2 if (self.skip_conn and i == 0) else 1),
+                 self.learn_h0, self.dtype, name=f'layer_{i}')
+        for i in range(self.num_layers)]
+    # Keras RNN dropout: one input mask per sequence, shared by all time steps.
+    self.input_dropout = nn.Dropout(self.dropout, broadcast_dims=(1,))
+    if self.skip_conn:
+      self.skip_out = [nn.Dense(self.dim, use_bias=(i == 0), dtype=self.dtype,
+                                kernel_init=nn.initializers.he_uniform(),
+                                name=f'skip_out_{i}') for i in range(self.num_layers)]
+
+  def initial_carry(self, batch_size: int) -> tuple:
+    return tuple(layer.initial_carry(batch_size) for layer in self.layers)
+
+  def __call__(self, x_BxTxD, carry: Sequence[Carry], deterministic: bool = True):
+    """Returns ``(carry, out_BxTxD)`` for a window of ``T`` steps."""
+    new_carry = []
+    out = None
+    h = x_BxTxD
+    use_dropout = self.dropout > 0 and not deterministic
+    for i, layer in enumerate(self.layers):
+      w_ih = layer.w_ih
+      if self.skip_conn and i == 0:
+        if use_dropout:
+          h = jnp.concatenate([h, h], axis=-1)
+        else:
+          # concat(x, x) @ W == x @ (W_top + W_bottom): half the projection's work.
+          w_ih = w_ih[:self.dim] + w_ih[self.dim:]
+      if use_dropout:
+        h = self.input_dropout(h, deterministic=False)
+      layer_carry, h = layer.scan(layer.project_inputs(h, w_ih), carry[i])
+      new_carry.append(layer_carry)
+      if self.skip_conn:
+        skip = self.skip_out[i](h)
+        out = skip if out is None else out + skip
+    return tuple(new_carry), (out if self.skip_conn else h)
+
+
+def _lstm_bias_init(key, shape, dtype=jnp.float32):
+  """Keras' ``unit_forget_bias``: forget-gate bias 1, all others 0."""
+  del key
+  dim = shape[0] // 4
+  return jnp.zeros(shape, dtype).at[dim:2 * dim].set(1.0)

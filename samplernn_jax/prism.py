@@ -180,28 +180,29 @@ def import_checkpoint(checkpoint_path: str, config_path: str, workdir: str, step
 # samplernn-import-prism
 # ---------------------------------------------------------------------------------------
 
-_CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', None, 'PRiSM checkpoint prefix, e.g. logdir/default/DATE/model.ckpt-100.')
-_CONFIG = flags.DEFINE_string('config', None, "PRiSM's JSON model config (default.config.json).")
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Where to write the Orbax checkpoint.')
-_STEP = flags.DEFINE_integer(
-    'step', None, 'Step number to store it under; default: the N of model.ckpt-N.')
-
-
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  step = _STEP.value
+  f = flags.FLAGS
+  step = f.step
   if step is None:
-    tail = _CHECKPOINT.value.rsplit('-', 1)[-1]
+    tail = f.checkpoint.rsplit('-', 1)[-1]
     step = int(tail) if tail.isdigit() else 0
-  _, config = import_checkpoint(_CHECKPOINT.value, _CONFIG.value, _WORKDIR.value, step)
-  logging.info('Imported %s (%d-tier %s, dim %d) into %s at step %d.', _CHECKPOINT.value,
-               len(config.model.frame_sizes) + 1, config.model.rnn_type, config.model.dim,
-               _WORKDIR.value, step)
-  print(f'Imported {_CHECKPOINT.value} -> {_WORKDIR.value} (step {step}).')
+  try:
+    _, config = import_checkpoint(f.checkpoint, f.config, f.workdir, step)
+  except (ValueError, FileNotFoundError, ImportError) as e:
+    raise app.UsageError(str(e)) from None
+  logging.info('Imported %s (%d-tier %s, dim %d).', f.checkpoint,
+               len(config.model.frame_sizes) + 1, config.model.rnn_type, config.model.dim)
+  print(f'Imported {f.checkpoint} -> {f.workdir} (step {step}).')
 
 
 def run():
+  """``samplernn-import-prism``; flags are defined here so importing this module defines none."""
+  flags.DEFINE_string('checkpoint', None,
+                      'PRiSM checkpoint prefix, e.g. logdir/default/DATE/model.ckpt-100.')
+  flags.DEFINE_string('config', None, "PRiSM's JSON model config (default.config.json).")
+  flags.DEFINE_string('workdir', None, 'Where to write the Orbax checkpoint.')
+  flags.DEFINE_integer('step', None, 'Step to store it under; default: the N of model.ckpt-N.')
   flags.mark_flags_as_required(['checkpoint', 'config', 'workdir'])
   app.run(_main)

@@ -78,3 +78,16 @@ def test_missing_checkpoint_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match='nowhere/model.ckpt-3'):
     prism.import_checkpoint(str(tmp_path / 'nowhere/model.ckpt-3'), str(d / 'prism.config.json'),
                             str(tmp_path / 'run'))
+
+
+def test_command_line_import(tmp_path):
+  import subprocess
+  import sys
+  d = prism_case('gru_mulaw')
+  out = subprocess.run(
+      [sys.executable, '-c', 'from samplernn_jax import prism; prism.run()',
+       f'--checkpoint={d}/model.ckpt-1', f'--config={d}/prism.config.json',
+       f'--workdir={tmp_path}/run'], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  assert checkpoint.latest_step(str(tmp_path / 'run')) == 1
+  assert (tmp_path / 'run' / 'config.json').exists()

@@ -189,11 +189,17 @@ def _write_json_atomic(path: str, obj: dict) -> None:
 
 
 def find_sources(inputs: list[str]) -> list[str]:
-  """Files named in ``inputs`` plus audio files found under its directories, sorted."""
+  """Files named in ``inputs`` plus audio files found under its directories, sorted.
+
+  Sub-directories holding samplernn-prepare output (a manifest folder) are skipped.
+  """
   found = []
   for item in inputs:
     if os.path.isdir(item):
       for root, dirs, files in os.walk(item):
+        if root != item and MANIFEST_DIR in dirs:
+          dirs[:] = []  # Output of another samplernn-prepare run: chunks, not sources.
+          continue
         dirs[:] = [d for d in dirs if not d.startswith('.')]
         found += [os.path.join(root, f) for f in files
                   if f.lower().endswith(audio_io.AUDIO_EXTENSIONS) and not f.startswith('.')]
@@ -217,7 +223,9 @@ def prepare(inputs: list[str], output_dir: str, settings: Settings = Settings(),
             num_workers: int = 1, progress: bool = True) -> list[Result]:
   """Chunks every source under ``inputs`` into ``output_dir``; one Result per source."""
   settings.check()
-  paths = find_sources(inputs)
+  # Chunks of an earlier run are not sources, even with --output_dir inside --input.
+  out = os.path.abspath(output_dir) + os.sep
+  paths = [p for p in find_sources(inputs) if not os.path.abspath(p).startswith(out)]
   os.makedirs(os.path.join(output_dir, MANIFEST_DIR), exist_ok=True)
   jobs = list(zip(paths, unique_stems(paths)))
   bar = tqdm.tqdm(total=len(jobs), unit='file', disable=not progress)

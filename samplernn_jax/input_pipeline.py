@@ -47,7 +47,8 @@ How windows are made (PRiSM dataset.py: get_dataset, pad_batch, get_subseq):
 restore the exact position, mid-group included (the group is re-read on restore),
 so ``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` resume with
 the same next batch. ``config.data.num_workers`` > 0 decodes groups in that many
-grain worker processes; the windows and their order do not change.
+grain worker processes; the windows and their order do not change (grain's workers
+read absl flags, so parse them first: ``app.run`` does).
 """
 
 import dataclasses

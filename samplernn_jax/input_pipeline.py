@@ -140,6 +140,11 @@ class _GroupSource:
   def __len__(self) -> int:
     return self._num_epochs * self.groups_per_epoch
 
+  @property
+  def max_windows(self) -> int:
+    """An upper bound on the windows of any group: those of the longest file."""
+    return int(self._lengths.max(initial=0) // self._w.seq_len)
+
   def plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """(file indices int[G, B] with -1 for padding, windows int[G]) of an epoch."""
     if epoch not in self._plans:
@@ -220,9 +225,8 @@ def _windows_dataset(source: _GroupSource, windowing: _Windowing,
       grain.ReadOptions(num_threads=1, prefetch_buffer_size=1))
   if num_workers > 0:
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-  max_windows = int(max(source._lengths.max(initial=0), 0) // windowing.seq_len)
   return grain.experimental.FlatMapIterDataset(
-      ds, _CutWindows(windowing.seq_len, windowing.big_frame, max_windows))
+      ds, _CutWindows(windowing.seq_len, windowing.big_frame, source.max_windows))
 
 
 @dataclasses.dataclass(frozen=True)

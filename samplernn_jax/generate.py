@@ -132,7 +132,7 @@ def score_sequences(levels_BxT: np.ndarray, mean_log_likelihood_B: np.ndarray, m
   """
   q = int(model_config.q_levels)
   audio = quantization.decode(levels_BxT, model_config.q_type, q)
-  frame = max(1, int(_SCORE_FRAME_SECONDS * sample_rate))
+  frame = max(1, min(levels_BxT.shape[1], int(_SCORE_FRAME_SECONDS * sample_rate)))
   n = max(1, levels_BxT.shape[1] // frame)
   frames_audio = audio[:, :n * frame].reshape(audio.shape[0], n, frame)
   frames_levels = levels_BxT[:, :n * frame].reshape(levels_BxT.shape[0], n, frame)

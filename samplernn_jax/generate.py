@@ -283,43 +283,47 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
 # samplernn-generate
 # ---------------------------------------------------------------------------------------
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder holding checkpoints/ (training '
-                               'or samplernn-import-prism wrote it).')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step to load; default: the latest.')
-_OUTPUT = flags.DEFINE_string('output', 'generated.wav', 'Output path; each file is named '
-                              '{stem}_e={step}({i})_t={temperature}.wav like PRiSM.')
-_NUM_SEQS = flags.DEFINE_integer('num_seqs', 1, 'Sequences generated side by side (one batch).')
-_DURATION = flags.DEFINE_float('duration', 3.0, 'Seconds of audio per sequence.')
-_TEMPERATURE = flags.DEFINE_list('temperature', ['0.95'], 'Sampling temperatures, one per '
-                                 'sequence; padded with the last value or truncated.')
-_SEED_AUDIO = flags.DEFINE_string('seed_audio', None, 'Audio to prime every tier on (any length '
-                                  '>= one top frame); generation continues after its end.')
-_SEED_OFFSET = flags.DEFINE_integer('seed_offset', 0, 'Skip this many samples (at the model '
-                                    'sample rate) at the start of the seed audio.')
-_RNG_SEED = flags.DEFINE_integer('rng_seed', 0, 'Random seed of the sampling.')
-_KEEP = flags.DEFINE_integer('keep', None, 'Write only the best KEEP sequences by score '
-                             '(all are scored in {stem}_e={step}_scores.json).')
-_PLOT = flags.DEFINE_bool('plot', False, 'Write a waveform + spectrogram PNG beside each clip.')
-_PROFILE_DIR = flags.DEFINE_string('profile_dir', None, 'Write a jax.profiler trace of the '
-                                   'generation here (open with TensorBoard or Perfetto).')
-_CHUNK_SIZE = flags.DEFINE_integer('chunk_size', None, 'Samples per compiled call; default: '
-                                   'config.generate.chunk_size.')
+# Defined when the command runs, not on import: the library functions above are also
+# imported by training and tests, whose programs define flags of the same names.
+def _define_flags():
+  flags.DEFINE_string('workdir', None, 'Run folder holding checkpoints/ (training or '
+                      'samplernn-import-prism wrote it).')
+  flags.DEFINE_integer('step', None, 'Checkpoint step to load; default: the latest.')
+  flags.DEFINE_string('output', 'generated.wav', 'Output path; each file is named '
+                      '{stem}_e={step}({i})_t={temperature}.wav like PRiSM.')
+  flags.DEFINE_integer('num_seqs', 1, 'Sequences generated side by side (one batch).')
+  flags.DEFINE_float('duration', 3.0, 'Seconds of audio per sequence.')
+  flags.DEFINE_list('temperature', ['0.95'], 'Sampling temperatures, one per sequence; '
+                    'padded with the last value or truncated.')
+  flags.DEFINE_string('seed_audio', None, 'Audio to prime every tier on (any length >= one '
+                      'top frame); generation continues after its end.')
+  flags.DEFINE_integer('seed_offset', 0, 'Skip this many samples (at the model sample rate) '
+                       'at the start of the seed audio.')
+  flags.DEFINE_integer('rng_seed', 0, 'Random seed of the sampling.')
+  flags.DEFINE_integer('keep', None, 'Write only the best KEEP sequences by score (all are '
+                       'scored in {stem}_e={step}_scores.json).')
+  flags.DEFINE_bool('plot', False, 'Write a waveform + spectrogram PNG beside each clip.')
+  flags.DEFINE_string('profile_dir', None, 'Write a jax.profiler trace of the generation '
+                      'here (open with TensorBoard or Perfetto).')
+  flags.DEFINE_integer('chunk_size', None, 'Samples per compiled call; default: '
+                       'config.generate.chunk_size.')
 
 
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
   try:
-    temps = [float(t) for t in _TEMPERATURE.value]
+    temps = [float(t) for t in f.temperature]
   except ValueError:
-    raise app.UsageError(f'--temperature={",".join(_TEMPERATURE.value)}: not a list of '
+    raise app.UsageError(f'--temperature={",".join(f.temperature)}: not a list of '
                          'numbers.') from None
   try:
     result = generate_files(
-        _WORKDIR.value, _OUTPUT.value, step=_STEP.value, num_seqs=_NUM_SEQS.value,
-        duration=_DURATION.value, temperatures=temps, seed_audio=_SEED_AUDIO.value,
-        seed_offset=_SEED_OFFSET.value, rng_seed=_RNG_SEED.value, keep=_KEEP.value,
-        plot=_PLOT.value, profile_dir=_PROFILE_DIR.value, chunk_size=_CHUNK_SIZE.value)
+        f.workdir, f.output, step=f.step, num_seqs=f.num_seqs, duration=f.duration,
+        temperatures=temps, seed_audio=f.seed_audio, seed_offset=f.seed_offset,
+        rng_seed=f.rng_seed, keep=f.keep, plot=f.plot, profile_dir=f.profile_dir,
+        chunk_size=f.chunk_size)
   except (FileNotFoundError, ValueError) as e:
     print(f'samplernn-generate: {e}', file=sys.stderr)
     sys.exit(1)
@@ -330,6 +334,7 @@ def _main(argv):
 
 
 def run():
+  _define_flags()
   flags.mark_flags_as_required(['workdir'])
   app.run(_main)
 

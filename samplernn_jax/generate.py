@@ -249,12 +249,13 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
                                        seed_levels=seed_levels, callback=write_chunk,
                                        return_log_likelihood=True)
   finally:
-    if profile_dir:
-      jax.profiler.stop_trace()
+    elapsed = time.perf_counter() - start
     bar.close()
     for f in files:
       f.close()
-  elapsed = time.perf_counter() - start
+    if profile_dir:
+      print(f'Writing the profile to {profile_dir} ...', file=sys.stderr)
+      jax.profiler.stop_trace()
 
   scores = score_sequences(levels, mean_ll, m, sample_rate)
   order = sorted(range(num_seqs), key=lambda i: -scores[i]['score'])

@@ -137,6 +137,12 @@ def _fold(params, spec: Spec):
         'layers': layers,
         'up': up.reshape(spec.dim, -1),
     }
+  if spec.dtype != 'float32':
+    # Stored in the matmul dtype, so each frame streams half the bytes (the model casts
+    # its float32 weights to it on every call; the products are the same).
+    matrices = ('in_w', 'up', 'w_hh', 'w_ih', 'skip_w', 'w2', 'w3')
+    folded = jax.tree_util.tree_map_with_path(
+        lambda path, a: a.astype(spec.jnp_dtype) if path[-1].key in matrices else a, folded)
   return folded
 
 

@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import numpy as np
 import soundfile as sf
@@ -314,6 +315,8 @@ def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
+  if not f['verbosity'].present:  # Orbax logs every restore step at INFO.
+    logging.set_verbosity(logging.WARNING)
   try:
     temps = [float(t) for t in f.temperature]
   except ValueError:

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 import tqdm
 
+from samplernn_jax import audio_io
 from samplernn_jax import checkpoint
 from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
@@ -62,47 +63,17 @@ def output_paths(output: str, step: int, temperatures: Sequence[float]) -> list:
   return [f'{base}({i})_t={t}.wav' for i, t in enumerate(temperatures)]
 
 
-def read_audio_mono(path: str, sample_rate: int) -> np.ndarray:
-  """Float32 mono samples of ``path`` at ``sample_rate`` (soundfile, else PyAV; soxr)."""
-  import soxr  # pylint: disable=g-import-not-at-top
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path}: seed audio file not found.')
-  try:
-    audio, rate = sf.read(path, dtype='float32', always_2d=True)
-    audio = audio.mean(axis=1)
-  except (sf.LibsndfileError, RuntimeError, TypeError) as sf_error:
-    try:
-      audio, rate = _read_with_av(path)
-    except Exception as av_error:  # pylint: disable=broad-except
-      raise ValueError(f'{path}: cannot decode the seed audio (soundfile: {sf_error}; '
-                       f'PyAV: {av_error}).') from None
-  if audio.size == 0:
-    raise ValueError(f'{path}: the seed audio holds no samples.')
-  if rate != sample_rate:
-    audio = soxr.resample(audio, rate, sample_rate)
-  return np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
-
-
-def _read_with_av(path: str):
-  import av  # pylint: disable=g-import-not-at-top
-  with av.open(path) as container:
-    stream = container.streams.audio[0]
-    resampler = av.AudioResampler(format='flt', layout='mono')
-    pieces, rate = [], stream.codec_context.sample_rate
-    for frame in container.decode(stream):
-      for out in resampler.resample(frame):
-        pieces.append(out.to_ndarray().reshape(-1))
-    for out in resampler.resample(None):
-      pieces.append(out.to_ndarray().reshape(-1))
-  return np.concatenate(pieces) if pieces else np.zeros(0, np.float32), rate
-
-
 def load_seed_levels(path: str, model_config, sample_rate: int, offset: int = 0) -> np.ndarray:
   """The seed file from sample ``offset`` on (at ``sample_rate``), quantized: int32 ``[T]``.
 
   Raises ValueError naming the file when it is shorter than one top-tier frame.
   """
-  audio = read_audio_mono(path, sample_rate)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: seed audio file not found.')
+  try:
+    audio = np.clip(audio_io.read_mono(path, sample_rate), -1.0, 1.0)
+  except audio_io.AudioError as e:
+    raise ValueError(f'{path}: cannot decode the seed audio: {e}.') from None
   if offset < 0 or offset >= audio.shape[0]:
     raise ValueError(f'{path}: --seed_offset={offset} lies outside the seed '
                      f'({audio.shape[0]} samples at {sample_rate} Hz).')

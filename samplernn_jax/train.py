@@ -614,6 +614,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           break
       elif save_steps or stop['signal']:
         save()
+      t_last = time.perf_counter()  # Validation and saving are not a step's time.
       if stop['signal']:
         logging.info('Signal %d: saved checkpoint %d; exiting.', stop['signal'], step)
         break

@@ -18,5 +18,6 @@ def get_config():
   config.train.log_every_steps = 50  # A line every 50 steps.
   config.train.early_stopping_patience = 0  # Run every epoch.
   config.generate.output_file_dur = 2.0  # Seconds per clip after each epoch.
+  config.generate.temperatures = (0.75,)  # After 4 epochs: periodic at 0.75, noisy at 0.95.
   config.generate.chunk_size = 4096  # Samples per compiled generation call.
   return config

@@ -24,7 +24,9 @@ def pluck(frequency: float, num_samples: int, sample_rate: int, rng: np.random.G
   period = max(2, int(round(sample_rate / frequency)))
   # y[-1] = 0 sits in front so the first period's y[n - P - 1] term is defined.
   y = np.zeros(1 + max(num_samples, period), np.float32)
-  y[1:1 + period] = rng.uniform(-1, 1, period)
+  burst = rng.uniform(-1, 1, period)
+  # The loop filter passes DC, so a burst with a mean would leave an offset ringing.
+  y[1:1 + period] = burst - burst.mean()
   # Every sample depends only on the previous period, so one period is one vector step.
   for start in range(1 + period, len(y), period):
     stop = min(start + period, len(y))

@@ -28,14 +28,6 @@ import yt_dlp
 ARCHIVE_NAME = 'download-archive.txt'
 _ARCHIVED = 'has already been recorded in the archive'
 
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'downloads', 'Directory for the downloads.')
-_URLS = flags.DEFINE_list('urls', [], 'URLs of items or playlists, comma-separated; '
-                          'more may follow as positional arguments.')
-_BATCH_FILE = flags.DEFINE_string('batch_file', None, 'A file of URLs, one a line (# comments).')
-_FORMAT = flags.DEFINE_string('format', 'bestaudio/best', 'yt-dlp format selector.')
-_ENABLE_FILE_URLS = flags.DEFINE_bool('enable_file_urls', False,
-                                      'Accept file:// URLs (off by default, as in yt-dlp).')
-
 
 @dataclasses.dataclass
 class Report:
@@ -113,19 +105,34 @@ def read_batch_file(path: str) -> list[str]:
     return [line.strip() for line in f if line.strip() and not line.lstrip().startswith('#')]
 
 
+def _define_flags() -> None:
+  # Defined when run as a program, not on import: see prepare._define_flags.
+  program = {'module_name': sys.argv[0]}
+  flags.DEFINE_string('output_dir', 'downloads', 'Directory for the downloads.', **program)
+  flags.DEFINE_list('urls', [], 'URLs of items or playlists, comma-separated; '
+                    'more may follow as positional arguments.', **program)
+  flags.DEFINE_string('batch_file', None, 'A file of URLs, one a line (# comments).',
+                      **program)
+  flags.DEFINE_string('format', 'bestaudio/best', 'yt-dlp format selector.', **program)
+  flags.DEFINE_bool('enable_file_urls', False,
+                    'Accept file:// URLs (off by default, as in yt-dlp).', **program)
+
+
 def main(argv):
-  urls = list(_URLS.value) + list(argv[1:])
-  if _BATCH_FILE.value:
-    urls += read_batch_file(_BATCH_FILE.value)
+  f = flags.FLAGS
+  urls = list(f.urls) + list(argv[1:])
+  if f.batch_file:
+    urls += read_batch_file(f.batch_file)
   if not urls:
     raise app.UsageError('Give URLs as arguments, with --urls or with --batch_file.')
-  report = fetch(urls, _OUTPUT_DIR.value, _FORMAT.value, _ENABLE_FILE_URLS.value)
+  report = fetch(urls, f.output_dir, f.format, f.enable_file_urls)
   print(report.summary())
   if report.errors:
     sys.exit(1)
 
 
 def run():
+  _define_flags()
   app.run(main)
 
 

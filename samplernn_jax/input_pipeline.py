@@ -47,7 +47,8 @@ How windows are made (PRiSM dataset.py: get_dataset, pad_batch, get_subseq):
 restore the exact position, mid-group included (the group is re-read on restore),
 so ``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` resume with
 the same next batch. ``config.data.num_workers`` > 0 decodes groups in that many
-grain worker processes; the windows and their order do not change.
+grain worker processes; the windows and their order do not change (grain's workers
+read absl flags, so parse them first: ``app.run`` does).
 """
 
 import dataclasses
@@ -139,6 +140,11 @@ class _GroupSource:
   def __len__(self) -> int:
     return self._num_epochs * self.groups_per_epoch
 
+  @property
+  def max_windows(self) -> int:
+    """An upper bound on the windows of any group: those of the longest file."""
+    return int(self._lengths.max(initial=0) // self._w.seq_len)
+
   def plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """(file indices int[G, B] with -1 for padding, windows int[G]) of an epoch."""
     if epoch not in self._plans:
@@ -219,9 +225,8 @@ def _windows_dataset(source: _GroupSource, windowing: _Windowing,
       grain.ReadOptions(num_threads=1, prefetch_buffer_size=1))
   if num_workers > 0:
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-  max_windows = int(max(source._lengths.max(initial=0), 0) // windowing.seq_len)
   return grain.experimental.FlatMapIterDataset(
-      ds, _CutWindows(windowing.seq_len, windowing.big_frame, max_windows))
+      ds, _CutWindows(windowing.seq_len, windowing.big_frame, source.max_windows))
 
 
 @dataclasses.dataclass(frozen=True)

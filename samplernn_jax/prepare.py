@@ -45,18 +45,6 @@ from samplernn_jax import audio_io
 
 MANIFEST_DIR = '.samplernn-prepare'
 
-_INPUT = flags.DEFINE_list(
-    'input', [], 'Audio files and/or directories (searched recursively), comma-separated; '
-    'more may follow as positional arguments.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'chunks', 'Directory for the chunks.')
-_SAMPLE_RATE = flags.DEFINE_integer('sample_rate', 16000, 'Sample rate of the chunks (Hz).')
-_CHUNK_LENGTH_MS = flags.DEFINE_integer('chunk_length_ms', 8000, 'Chunk length (ms).')
-_OVERLAP_MS = flags.DEFINE_integer('overlap_ms', 1000, 'Overlap of consecutive chunks (ms).')
-_SILENCE_THRESH_DB = flags.DEFINE_float(
-    'silence_thresh_db', -64.0, 'dBFS at or below which a half-chunk stretch is silence.')
-_NUM_WORKERS = flags.DEFINE_integer(
-    'num_workers', os.cpu_count() or 1, 'Processes decoding files in parallel (1: inline).')
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -267,19 +255,37 @@ def summary(results: list[Result], output_dir: str) -> str:
   return '\n'.join(lines)
 
 
+def _define_flags() -> None:
+  # Defined when run as a program, not on import, so importing this module next to
+  # other programs' flags (the trainer's --output_dir, say) cannot collide. They are
+  # registered under the program's name because absl's --help lists only those.
+  program = {'module_name': sys.argv[0]}
+  flags.DEFINE_list('input', [], 'Audio files and/or directories (searched recursively), '
+                    'comma-separated; more may follow as positional arguments.', **program)
+  flags.DEFINE_string('output_dir', 'chunks', 'Directory for the chunks.', **program)
+  flags.DEFINE_integer('sample_rate', 16000, 'Sample rate of the chunks (Hz).', **program)
+  flags.DEFINE_integer('chunk_length_ms', 8000, 'Chunk length (ms).', **program)
+  flags.DEFINE_integer('overlap_ms', 1000, 'Overlap of consecutive chunks (ms).', **program)
+  flags.DEFINE_float('silence_thresh_db', -64.0,
+                     'dBFS at or below which a half-chunk stretch is silence.', **program)
+  flags.DEFINE_integer('num_workers', os.cpu_count() or 1,
+                       'Processes decoding files in parallel (1: inline).', **program)
+
+
 def main(argv):
-  inputs = list(_INPUT.value) + list(argv[1:])
+  f = flags.FLAGS
+  inputs = list(f.input) + list(argv[1:])
   if not inputs:
     raise app.UsageError('Name audio files or directories with --input.')
-  settings = Settings(_SAMPLE_RATE.value, _CHUNK_LENGTH_MS.value, _OVERLAP_MS.value,
-                      _SILENCE_THRESH_DB.value)
-  results = prepare(inputs, _OUTPUT_DIR.value, settings, _NUM_WORKERS.value)
-  print(summary(results, _OUTPUT_DIR.value))
+  settings = Settings(f.sample_rate, f.chunk_length_ms, f.overlap_ms, f.silence_thresh_db)
+  results = prepare(inputs, f.output_dir, settings, f.num_workers)
+  print(summary(results, f.output_dir))
   if results and all(r.status == 'failed' for r in results):
     sys.exit(1)
 
 
 def run():
+  _define_flags()
   app.run(main)
 
 

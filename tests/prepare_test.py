@@ -130,3 +130,18 @@ def test_same_stem_in_two_folders_gets_distinct_names(tmp_path):
   prepare.prepare([str(tmp_path)], str(tmp_path / 'out'), SETTINGS, progress=False)
   names = [n for n in os.listdir(tmp_path / 'out') if n.endswith('.wav')]
   assert len(names) == 2 and all(n.startswith('take-') for n in names)
+
+
+@pytest.mark.parametrize('thresh_db', [-70.0, -64.0, -58.0, -52.0])
+def test_silence_rule_matches_audioop_windows(thresh_db):
+  audioop = pytest.importorskip('audioop')  # pydub's RMS; gone from Python 3.13.
+  rng = np.random.default_rng(3)
+  envelope = np.repeat(10 ** (rng.uniform(-75, -45, 20) / 20), 160)  # 10 ms steps.
+  pcm = np.round(rng.standard_normal(3200) * envelope * 32768).astype(np.int16)
+  chunk_ms, rate = 200, 16000
+  # pydub.silence.detect_silence, seek_step 1, as one loop over millisecond offsets.
+  threshold = 10 ** (thresh_db / 20) * 32768
+  expected = any(
+      audioop.rms(pcm[start * 16:(start + chunk_ms // 2) * 16].tobytes(), 2) <= threshold
+      for start in range(chunk_ms - chunk_ms // 2 + 1))
+  assert prepare.is_silent(pcm, rate, chunk_ms, thresh_db) == expected

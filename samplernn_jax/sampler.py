@@ -19,7 +19,7 @@ only row gathers, a bias, ReLU, ``hidden2`` and the output layer remain:
   matmul plus the conditioning.
 
 Sampling is PRiSM's: ``categorical(log_softmax(logits) / temperature)``, with one
-temperature per sequence, as ``argmax(log_softmax + temperature * gumbel)``. The noise of
+temperature per sequence, as ``argmax(logits + temperature * gumbel)``. The noise of
 the lowest tier frame starting at absolute sample ``p`` comes from ``fold_in(rng, p)``,
 so the output does not depend on how a run is cut into chunks.
 """
@@ -38,6 +38,12 @@ from samplernn_jax import model as model_lib
 from samplernn_jax import rnn
 
 
+# Loop bodies unrolled per scan iteration: the sample loop (a small body run most often)
+# and the frame loops. Unrolling trades compile time for fewer loop-control steps.
+SAMPLE_UNROLL = 16
+FRAME_UNROLL = 1
+
+
 class Spec(NamedTuple):
   """The static (shape-defining) part of a model config: the compile cache key."""
   frame_sizes: tuple
@@ -47,13 +53,15 @@ class Spec(NamedTuple):
   num_layers: int
   skip_conn: bool
   dtype: str
+  sample_unroll: int = SAMPLE_UNROLL
+  frame_unroll: int = FRAME_UNROLL
 
   @classmethod
-  def from_config(cls, model_config: ml_collections.ConfigDict) -> 'Spec':
+  def from_config(cls, model_config: ml_collections.ConfigDict, **unroll) -> 'Spec':
     return cls(tuple(int(f) for f in model_config.frame_sizes), int(model_config.dim),
                int(model_config.q_levels), str(model_config.rnn_type),
                int(model_config.num_rnn_layers), bool(model_config.skip_conn),
-               str(model_config.get('dtype', 'float32')))
+               str(model_config.get('dtype', 'float32')), **unroll)
 
   @property
   def big_frame_size(self) -> int:
@@ -129,6 +137,12 @@ def _fold(params, spec: Spec):
         'layers': layers,
         'up': up.reshape(spec.dim, -1),
     }
+  if spec.dtype != 'float32':
+    # Stored in the matmul dtype, so each frame streams half the bytes (the model casts
+    # its float32 weights to it on every call; the products are the same).
+    matrices = ('in_w', 'up', 'w_hh', 'w_ih', 'skip_w', 'w2', 'w3')
+    folded = jax.tree_util.tree_map_with_path(
+        lambda path, a: a.astype(spec.jnp_dtype) if path[-1].key in matrices else a, folded)
   return folded
 
 
@@ -171,42 +185,41 @@ def _tier_step(tp, spec: Spec, frame_Bxf, cond_BxG, carry):
 def _sample_frame(mp, spec: Spec, window_BxF, ll_B, hidden1_FxBxD, choose_xs, choose):
   """The samples of one lowest-tier frame, one at a time.
 
-  ``choose(log_probs_BxQ, x)`` picks each next sample from its scan input ``x``
-  (Gumbel noise, or the given sample under teacher forcing).
-  Returns ``(window, ll, samples_BxF, logits_BxFxQ or None)``.
+  ``choose(logits_BxQ, x)`` picks each next sample from its scan input ``x`` (scaled
+  Gumbel noise, or the given sample under teacher forcing). The log-likelihood of the
+  chosen samples is added to ``ll_B`` once per frame, outside the per-sample loop.
+  Returns ``(window, ll, samples_BxF, logits_BxFxQ)``.
   """
   dtype = spec.jnp_dtype
   f = window_BxF.shape[1]
   offsets_F = jnp.arange(f, dtype=jnp.int32) * spec.q_levels
-  keep_logits = choose is _forced
 
-  def step(carry, xs):
-    window, ll = carry
+  def step(window, xs):
     hidden1_BxD, x = xs
     rows_BxFxD = jnp.take(mp['tables'], window + offsets_F, axis=0, mode='clip')
     h = jax.nn.relu(rows_BxFxD.sum(axis=1) + hidden1_BxD)
     h = jax.nn.relu(rnn.matmul(h, mp['w2'], dtype) + mp['b2'])
     logits_BxQ = rnn.matmul(h, mp['w3'], dtype) + mp['b3']
-    log_probs = jax.nn.log_softmax(logits_BxQ, axis=-1)
-    sample_B = choose(log_probs, x)
-    ll = ll + jnp.take_along_axis(log_probs, sample_B[:, None], axis=-1)[:, 0]
+    sample_B = choose(logits_BxQ, x)
     window = jnp.concatenate([window[:, 1:], sample_B[:, None]], axis=1)
-    return (window, ll), (sample_B, logits_BxQ if keep_logits else None)
+    return window, (sample_B, logits_BxQ)
 
-  (window, ll), (samples_FxB, logits) = jax.lax.scan(
-      step, (window_BxF, ll_B), (hidden1_FxBxD, choose_xs), unroll=True)
-  if keep_logits:
-    logits = jnp.swapaxes(logits, 0, 1)
-  return window, ll, samples_FxB.T, logits
+  window, (samples_FxB, logits_FxBxQ) = jax.lax.scan(
+      step, window_BxF, (hidden1_FxBxD, choose_xs), unroll=spec.sample_unroll)
+  log_probs = jax.nn.log_softmax(logits_FxBxQ, axis=-1)
+  ll_B = ll_B + jnp.take_along_axis(log_probs, samples_FxB[..., None], axis=-1)[..., 0].sum(0)
+  return window, ll_B, samples_FxB.T, jnp.swapaxes(logits_FxBxQ, 0, 1)
 
 
-def _forced(log_probs_BxQ, sample_B):
-  del log_probs_BxQ
+def _forced(logits_BxQ, sample_B):
+  del logits_BxQ
   return sample_B
 
 
-def _sampled(log_probs_BxQ, scaled_noise_BxQ):
-  return jnp.argmax(log_probs_BxQ + scaled_noise_BxQ, axis=-1).astype(jnp.int32)
+def _sampled(logits_BxQ, scaled_noise_BxQ):
+  # categorical(log_softmax(l) / T) == argmax(l - logsumexp(l) + T * gumbel) for T > 0,
+  # and the logsumexp is the same for every level.
+  return jnp.argmax(logits_BxQ + scaled_noise_BxQ, axis=-1).astype(jnp.int32)
 
 
 # ---------------------------------------------------------------------------------------
@@ -240,6 +253,8 @@ def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_B
         xs_FxBxQ, choose = forced_Bxf.T, _forced
       _, ll, new_Bxf, logits = _sample_frame(folded['sample_mlp'], spec, context_Bxf, ll,
                                              out_RxBxG, xs_FxBxQ, choose)
+      if forced_Bxf is None:
+        logits = None
     else:
       forced_below = None
       if forced_Bxf is not None:
@@ -251,7 +266,7 @@ def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_B
   (carry, _, ll_B), (new_RxBxf, logits) = jax.lax.scan(
       frame_step, (carry, context_BxC[:, -f:], ll_B),
       (cond_RxBxG, jnp.arange(num_frames, dtype=jnp.int32), forced_RxBxf),
-      unroll=(num_frames <= 8))
+      unroll=min(num_frames, spec.frame_unroll))
   samples = jnp.swapaxes(new_RxBxf, 0, 1).reshape(batch, num_frames * f)
   if logits is not None:
     logits = jnp.swapaxes(logits, 0, 1).reshape(batch, num_frames * f, -1)
@@ -333,8 +348,9 @@ class Sampler:
   PRIME_WINDOW_FRAMES = 256
 
   def __init__(self, model_config: ml_collections.ConfigDict, batch_size: int,
-               chunk_size: int = 16384):
-    self.spec = Spec.from_config(model_config)
+               chunk_size: int = 16384, **unroll):
+    """``unroll``: ``sample_unroll`` / ``frame_unroll`` overrides (speed only, not results)."""
+    self.spec = Spec.from_config(model_config, **unroll)
     self.model = model_lib.from_config(model_config)
     self.batch_size = int(batch_size)
     big = self.spec.big_frame_size

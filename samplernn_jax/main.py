@@ -21,19 +21,24 @@ from ml_collections import config_flags
 from configs import default as default_config
 from samplernn_jax import train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.abspath(default_config.__file__), 'Training configuration file.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and audio.',
-                               required=True)
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Directory of audio files; if absent, the '
-                                'demo corpus is synthesized into WORKDIR/demo_corpus.')
-_RESUME_FROM = flags.DEFINE_integer('resume_from', None, 'Resume from this checkpoint step '
-                                    'instead of the latest (newer checkpoints are deleted).')
-_COORDINATOR = flags.DEFINE_string('coordinator_address', os.environ.get('JAX_COORDINATOR_ADDRESS'),
-                                   'host:port of process 0, for multi-host training.')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in all, for multi-host.')
-_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
+FLAGS = flags.FLAGS
+
+
+# Defined when the command runs, not on import, like the other commands: their flags share
+# names (workdir) and a program may import several of these modules.
+def _define_flags():
+  config_flags.DEFINE_config_file(
+      'config', os.path.abspath(default_config.__file__), 'Training configuration file.',
+      lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and audio.')
+  flags.DEFINE_string('data_dir', None, 'Directory of audio files; if absent, the demo corpus '
+                      'is synthesized into WORKDIR/demo_corpus.')
+  flags.DEFINE_integer('resume_from', None, 'Resume from this checkpoint step instead of the '
+                       'latest (newer checkpoints are deleted).')
+  flags.DEFINE_string('coordinator_address', os.environ.get('JAX_COORDINATOR_ADDRESS'),
+                      'host:port of process 0, for multi-host training.')
+  flags.DEFINE_integer('num_processes', None, 'Processes in all, for multi-host training.')
+  flags.DEFINE_integer('process_id', None, "This process's index, for multi-host training.")
 
 
 def _env_int(name: str):
@@ -44,15 +49,15 @@ def _env_int(name: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  num_processes = _NUM_PROCESSES.value or _env_int('JAX_NUM_PROCESSES')
-  if _COORDINATOR.value or (num_processes or 1) > 1:
-    jax.distributed.initialize(
-        coordinator_address=_COORDINATOR.value, num_processes=num_processes,
-        process_id=_PROCESS_ID.value if _PROCESS_ID.value is not None else _env_int('JAX_PROCESS_ID'))
+  num_processes = FLAGS.num_processes or _env_int('JAX_NUM_PROCESSES')
+  process_id = FLAGS.process_id if FLAGS.process_id is not None else _env_int('JAX_PROCESS_ID')
+  if FLAGS.coordinator_address or (num_processes or 1) > 1:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
   logging.info('JAX process %d of %d; %d local / %d global devices: %s', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices())
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value, _RESUME_FROM.value)
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.data_dir, FLAGS.resume_from)
   except (FileNotFoundError, ValueError, FloatingPointError) as e:
     # What people must act on (bad data dir, config, diverged run): a message, not a trace.
     logging.error('%s: %s', type(e).__name__, e)
@@ -61,6 +66,8 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
+  _define_flags()
+  flags.mark_flags_as_required(['workdir'])
   app.run(main)
 
 

@@ -79,6 +79,12 @@ class Prism:
       raise ReferenceUnavailable(
           'TensorFlow was imported with Keras 3 before TF_USE_LEGACY_KERAS=1 was set, or '
           'tf_keras is missing; PRiSM needs Keras 2. ' + INSTALL_HINT)
+    # On a GPU host TensorFlow would otherwise reserve the memory JAX has not taken.
+    for gpu in tf.config.list_physical_devices('GPU'):
+      try:
+        tf.config.experimental.set_memory_growth(gpu, True)
+      except RuntimeError:  # Already initialized by an earlier import: keep its setting.
+        pass
     _stub_librosa()
     if prism_dir not in sys.path:
       sys.path.insert(0, prism_dir)

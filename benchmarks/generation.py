@@ -1,0 +1,80 @@
+"""Generation speed: samples per second of the jitted sampler, compile time apart.
+
+    python -m benchmarks.generation --dim=1024 --batch_size=1 --num_samples=4096
+"""
+
+import argparse
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from samplernn_jax import model as model_lib
+from samplernn_jax import sampler as sampler_lib
+
+
+def _random_params(model_config, seed=0):
+  model = model_lib.from_config(model_config)
+  return jax.jit(lambda k: model_lib.init_params(model, k))(jax.random.key(seed))
+
+
+def benchmark_generation(model_config: ml_collections.ConfigDict, batch_size: int,
+                         num_samples: int, chunk_size: int = None, repeats: int = 3,
+                         return_details: bool = False):
+  """Total samples per second (all sequences) generating ``num_samples`` per sequence.
+
+  Random parameters. The first call (compilation + one run) is excluded; the best of
+  ``repeats`` timed runs (which reuse the compiled chunk function) is reported, since on a
+  shared machine the slower runs measure the neighbours. With ``return_details`` returns a
+  dict with ``samples_per_second``, ``compile_seconds`` (first call minus the fastest run),
+  ``all_samples_per_second`` and more.
+  """
+  params = _random_params(model_config)
+  big = int(model_config.frame_sizes[-1])
+  num_samples = -(-num_samples // big) * big
+  sampler = sampler_lib.Sampler(model_config, batch_size, chunk_size or num_samples)
+  folded = jax.block_until_ready(sampler.fold(params))
+  temps = [0.95] * batch_size
+  t0 = time.perf_counter()
+  sampler.generate(params, num_samples, temps, 0, folded=folded)
+  first = time.perf_counter() - t0
+  runs = []
+  for i in range(repeats):
+    t0 = time.perf_counter()
+    sampler.generate(params, num_samples, temps, i + 1, folded=folded)
+    runs.append(time.perf_counter() - t0)
+  run = min(runs)
+  sps = batch_size * num_samples / run
+  if return_details:
+    return {'samples_per_second': sps, 'seconds': run, 'compile_seconds': max(0.0, first - run),
+            'all_samples_per_second': [batch_size * num_samples / r for r in runs],
+            'batch_size': batch_size, 'num_samples': num_samples,
+            'real_time_factor': sps / batch_size / 16000.0}
+  return sps
+
+
+def main():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument('--dim', type=int, default=1024)
+  parser.add_argument('--batch_size', type=int, default=1)
+  parser.add_argument('--num_samples', type=int, default=4096)
+  parser.add_argument('--rnn_type', default='gru')
+  parser.add_argument('--frame_sizes', default='16,64')
+  parser.add_argument('--dtype', default='float32')
+  args = parser.parse_args()
+  config = default.get_config()
+  config.model.dim = args.dim
+  config.model.rnn_type = args.rnn_type
+  config.model.frame_sizes = tuple(int(f) for f in args.frame_sizes.split(','))
+  config.model.dtype = args.dtype
+  r = benchmark_generation(config.model, args.batch_size, args.num_samples, return_details=True)
+  print(f'dim={args.dim} batch={args.batch_size} {args.rnn_type} {config.model.frame_sizes}: '
+        f'{r["samples_per_second"]:.0f} samples/s total, '
+        f'{r["samples_per_second"] / args.batch_size:.0f} per sequence '
+        f'(real-time x{r["real_time_factor"]:.3f} at 16 kHz), compile {r["compile_seconds"]:.1f} s')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,343 @@
+"""samplernn-generate: WAV files from a checkpoint, optionally seeded, scored and plotted.
+
+    samplernn-generate --workdir=runs/piano --output=out/piano.wav --num_seqs=8 \
+        --duration=10 --temperature=0.95,0.9
+
+The model config comes from the checkpoint. Files are named like PRiSM's generate.py:
+``out/piano_e=STEP(i)_t=TEMP.wav`` (``out/piano_e=STEP_t=TEMP.wav`` for one sequence).
+Every chunk is appended to the files as soon as it is generated, so a stopped run keeps
+what it made. With ``--keep=K`` every sequence is written to a temporary folder beside
+the output and only the best ``K`` by score are moved into place.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Optional, Sequence
+
+from absl import app
+from absl import flags
+import jax
+import numpy as np
+import soundfile as sf
+import tqdm
+
+from samplernn_jax import checkpoint
+from samplernn_jax import quantization
+from samplernn_jax import sampler as sampler_lib
+
+# Frames of this many seconds are what the curation scores look at.
+_SCORE_FRAME_SECONDS = 0.02
+# Below this RMS (about -50 dBFS) a frame counts as silent.
+_SILENCE_RMS = 10 ** (-50 / 20)
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs: temperatures, names, seed audio
+# ---------------------------------------------------------------------------------------
+
+def pad_temperatures(temperatures: Sequence[float], num_seqs: int) -> list:
+  """PRiSM's rule: pad with the last value, or truncate, to ``num_seqs`` values."""
+  temps = [float(t) for t in temperatures]
+  if not temps:
+    raise ValueError('--temperature is empty; give at least one value, e.g. 0.95.')
+  if any(not t > 0 for t in temps):
+    raise ValueError(f'--temperature={temps}: every temperature must be positive.')
+  return (temps + [temps[-1]] * num_seqs)[:num_seqs]
+
+
+def _stem(output: str) -> str:
+  return output[:-len('.wav')] if output.endswith('.wav') else output
+
+
+def output_paths(output: str, step: int, temperatures: Sequence[float]) -> list:
+  """PRiSM's names: ``{stem}_e={step}({i})_t={t}.wav``, no ``(i)`` for a single sequence."""
+  base = f'{_stem(output)}_e={step}'
+  if len(temperatures) == 1:
+    return [f'{base}_t={temperatures[0]}.wav']
+  return [f'{base}({i})_t={t}.wav' for i, t in enumerate(temperatures)]
+
+
+def read_audio_mono(path: str, sample_rate: int) -> np.ndarray:
+  """Float32 mono samples of ``path`` at ``sample_rate`` (soundfile, else PyAV; soxr)."""
+  import soxr  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: seed audio file not found.')
+  try:
+    audio, rate = sf.read(path, dtype='float32', always_2d=True)
+    audio = audio.mean(axis=1)
+  except (sf.LibsndfileError, RuntimeError, TypeError) as sf_error:
+    try:
+      audio, rate = _read_with_av(path)
+    except Exception as av_error:  # pylint: disable=broad-except
+      raise ValueError(f'{path}: cannot decode the seed audio (soundfile: {sf_error}; '
+                       f'PyAV: {av_error}).') from None
+  if audio.size == 0:
+    raise ValueError(f'{path}: the seed audio holds no samples.')
+  if rate != sample_rate:
+    audio = soxr.resample(audio, rate, sample_rate)
+  return np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
+
+
+def _read_with_av(path: str):
+  import av  # pylint: disable=g-import-not-at-top
+  with av.open(path) as container:
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(format='flt', layout='mono')
+    pieces, rate = [], stream.codec_context.sample_rate
+    for frame in container.decode(stream):
+      for out in resampler.resample(frame):
+        pieces.append(out.to_ndarray().reshape(-1))
+    for out in resampler.resample(None):
+      pieces.append(out.to_ndarray().reshape(-1))
+  return np.concatenate(pieces) if pieces else np.zeros(0, np.float32), rate
+
+
+def load_seed_levels(path: str, model_config, sample_rate: int, offset: int = 0) -> np.ndarray:
+  """The seed file from sample ``offset`` on (at ``sample_rate``), quantized: int32 ``[T]``.
+
+  Raises ValueError naming the file when it is shorter than one top-tier frame.
+  """
+  audio = read_audio_mono(path, sample_rate)
+  if offset < 0 or offset >= audio.shape[0]:
+    raise ValueError(f'{path}: --seed_offset={offset} lies outside the seed '
+                     f'({audio.shape[0]} samples at {sample_rate} Hz).')
+  audio = audio[offset:]
+  big = int(model_config.frame_sizes[-1])
+  if audio.shape[0] < big:
+    raise ValueError(f'{path}: the seed has {audio.shape[0]} samples from offset {offset} at '
+                     f'{sample_rate} Hz; it needs at least one top-tier frame ({big} samples).')
+  return quantization.encode(audio, model_config.q_type, model_config.q_levels)
+
+
+# ---------------------------------------------------------------------------------------
+# Curation
+# ---------------------------------------------------------------------------------------
+
+def score_sequences(levels_BxT: np.ndarray, mean_log_likelihood_B: np.ndarray, model_config,
+                    sample_rate: int) -> list:
+  """One dict per sequence: ``score`` and its parts; higher is better.
+
+  * ``non_silent``: share of 20 ms frames with RMS above -50 dBFS;
+  * ``stuck``: share of frames whose level barely moves (peak-to-peak <= 2 levels) away
+    from silence: a DC offset the model got stuck in;
+  * ``clipped``: share of samples at the lowest or highest level;
+  * ``log_likelihood``: the model's mean log p(x_t | x_<t) of its own output (nats),
+    scaled to [0, 1] as ``1 + ll / ln(q_levels)`` (``likelihood`` below).
+
+  ``score = non_silent - 2 * stuck - 2 * clipped + 0.5 * likelihood``.
+  """
+  q = int(model_config.q_levels)
+  audio = quantization.decode(levels_BxT, model_config.q_type, q)
+  frame = max(1, min(levels_BxT.shape[1], int(_SCORE_FRAME_SECONDS * sample_rate)))
+  n = max(1, levels_BxT.shape[1] // frame)
+  frames_audio = audio[:, :n * frame].reshape(audio.shape[0], n, frame)
+  frames_levels = levels_BxT[:, :n * frame].reshape(levels_BxT.shape[0], n, frame)
+  rms = np.sqrt(np.mean(frames_audio ** 2, axis=-1))
+  non_silent = rms > _SILENCE_RMS
+  flat = (frames_levels.max(-1) - frames_levels.min(-1)) <= 2
+  stuck = np.mean(flat & non_silent, axis=-1)
+  clipped = np.mean((levels_BxT == 0) | (levels_BxT == q - 1), axis=-1)
+  likelihood = np.clip(1.0 + np.asarray(mean_log_likelihood_B) / np.log(q), 0.0, 1.0)
+  scores = []
+  for i in range(levels_BxT.shape[0]):
+    parts = {'non_silent': float(np.mean(non_silent[i])), 'stuck': float(stuck[i]),
+             'clipped': float(clipped[i]),
+             'log_likelihood': float(mean_log_likelihood_B[i]),
+             'likelihood': float(likelihood[i])}
+    parts['score'] = (parts['non_silent'] - 2 * parts['stuck'] - 2 * parts['clipped']
+                      + 0.5 * parts['likelihood'])
+    scores.append(parts)
+  return scores
+
+
+# ---------------------------------------------------------------------------------------
+# Pictures
+# ---------------------------------------------------------------------------------------
+
+def plot_clip(audio: np.ndarray, sample_rate: int, path: str) -> None:
+  """Waveform over spectrogram, as a PNG at ``path``."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+  t = np.arange(audio.shape[0]) / sample_rate
+  top.plot(t, audio, linewidth=0.3)
+  top.set_ylim(-1, 1)
+  top.set_ylabel('amplitude')
+  top.set_title(os.path.basename(path))
+  nfft = min(1024, max(16, 2 ** int(np.log2(max(16, audio.shape[0] // 8)))))
+  bottom.specgram(audio + 1e-9, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap='magma')
+  bottom.set_xlabel('seconds')
+  bottom.set_ylabel('Hz')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------
+
+def generate_files(workdir: str, output: str, step: Optional[int] = None, num_seqs: int = 1,
+                   duration: float = 3.0, temperatures: Sequence[float] = (0.95,),
+                   seed_audio: Optional[str] = None, seed_offset: int = 0, rng_seed: int = 0,
+                   keep: Optional[int] = None, plot: bool = False,
+                   profile_dir: Optional[str] = None, chunk_size: Optional[int] = None,
+                   progress: bool = True) -> dict:
+  """Generates ``num_seqs`` clips of ``duration`` seconds into WAV files.
+
+  Everything that can fail on the inputs (flags, checkpoint, seed file) fails before any
+  generation starts, with a message naming the file and the reason.
+
+  Returns ``{'paths': [kept wav paths], 'scores': [every sequence's score dict], 'step': N,
+  'samples_per_second': total}``.
+  """
+  if num_seqs < 1:
+    raise ValueError(f'--num_seqs={num_seqs} must be at least 1.')
+  if not duration > 0:
+    raise ValueError(f'--duration={duration} must be a positive number of seconds.')
+  if keep is not None and not 1 <= keep <= num_seqs:
+    raise ValueError(f'--keep={keep} must lie between 1 and --num_seqs={num_seqs}.')
+  temps = pad_temperatures(temperatures, num_seqs)
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f'{workdir}: no such workdir; pass --workdir of a training run '
+                            'or an imported PRiSM model.')
+  if seed_audio is not None and not os.path.isfile(seed_audio):
+    raise FileNotFoundError(f'{seed_audio}: seed audio file not found.')
+  params, config, step = checkpoint.restore_params(workdir, step)
+  sample_rate = int(config.data.sample_rate)
+  m = config.model
+  seed_levels = None
+  if seed_audio is not None:
+    seed_levels = load_seed_levels(seed_audio, m, sample_rate, seed_offset)
+  num_samples = max(1, int(round(duration * sample_rate)))
+  chunk_size = int(chunk_size or config.generate.get('chunk_size', 16384))
+
+  out_dir = os.path.dirname(os.path.abspath(output))
+  os.makedirs(out_dir, exist_ok=True)
+  final_paths = output_paths(output, step, temps)
+  # With --keep nothing is final until scored: write to a scratch folder beside the output.
+  scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir) if keep else None
+  write_paths = ([os.path.join(scratch, os.path.basename(p)) for p in final_paths]
+                 if scratch else final_paths)
+
+  sampler = sampler_lib.Sampler(m, num_seqs, chunk_size)
+  files = [sf.SoundFile(p, 'w', samplerate=sample_rate, channels=1, subtype='PCM_16')
+           for p in write_paths]
+  bar = tqdm.tqdm(total=num_samples, unit='sample', unit_scale=True, disable=not progress,
+                  desc=f'{num_seqs} x {duration:g} s', dynamic_ncols=True)
+  start = time.perf_counter()
+
+  def write_chunk(levels_BxC, done):
+    audio = quantization.decode(levels_BxC, m.q_type, m.q_levels)
+    for f, a in zip(files, audio):
+      f.write(a)
+      f.flush()
+    bar.update(levels_BxC.shape[1])
+    per_sequence = (done + levels_BxC.shape[1]) / (time.perf_counter() - start)
+    bar.set_postfix_str(f'{per_sequence * num_seqs:,.0f} samples/s, '
+                        f'x{per_sequence / sample_rate:.3f} real time')
+
+  try:
+    if profile_dir:
+      jax.profiler.start_trace(profile_dir)
+    levels, mean_ll = sampler.generate(params, num_samples, temps, jax.random.key(rng_seed),
+                                       seed_levels=seed_levels, callback=write_chunk,
+                                       return_log_likelihood=True)
+  finally:
+    if profile_dir:
+      jax.profiler.stop_trace()
+    bar.close()
+    for f in files:
+      f.close()
+  elapsed = time.perf_counter() - start
+
+  scores = score_sequences(levels, mean_ll, m, sample_rate)
+  order = sorted(range(num_seqs), key=lambda i: -scores[i]['score'])
+  kept = sorted(order[:keep]) if keep else list(range(num_seqs))
+  for i, s in enumerate(scores):
+    s.update(index=i, temperature=temps[i], kept=i in kept,
+             file=os.path.basename(final_paths[i]))
+  if scratch:
+    for i in kept:
+      os.replace(write_paths[i], final_paths[i])
+    shutil.rmtree(scratch)
+  paths = [final_paths[i] for i in kept]
+  if plot:
+    for i in kept:
+      audio = quantization.decode(levels[i], m.q_type, m.q_levels)
+      plot_clip(audio, sample_rate, final_paths[i][:-len('.wav')] + '.png')
+  scores_path = f'{_stem(output)}_e={step}_scores.json'
+  with open(scores_path, 'w') as f:
+    json.dump({'workdir': workdir, 'step': step, 'rng_seed': rng_seed, 'seed_audio': seed_audio,
+               'duration': duration, 'ranking': order, 'sequences': scores}, f, indent=2)
+  return {'paths': paths, 'scores': scores, 'step': step, 'scores_path': scores_path,
+          'samples_per_second': num_seqs * num_samples / elapsed}
+
+
+# ---------------------------------------------------------------------------------------
+# samplernn-generate
+# ---------------------------------------------------------------------------------------
+
+# Defined when the command runs, not on import: the library functions above are also
+# imported by training and tests, whose programs define flags of the same names.
+def _define_flags():
+  flags.DEFINE_string('workdir', None, 'Run folder holding checkpoints/ (training or '
+                      'samplernn-import-prism wrote it).')
+  flags.DEFINE_integer('step', None, 'Checkpoint step to load; default: the latest.')
+  flags.DEFINE_string('output', 'generated.wav', 'Output path; each file is named '
+                      '{stem}_e={step}({i})_t={temperature}.wav like PRiSM.')
+  flags.DEFINE_integer('num_seqs', 1, 'Sequences generated side by side (one batch).')
+  flags.DEFINE_float('duration', 3.0, 'Seconds of audio per sequence.')
+  flags.DEFINE_list('temperature', ['0.95'], 'Sampling temperatures, one per sequence; '
+                    'padded with the last value or truncated.')
+  flags.DEFINE_string('seed_audio', None, 'Audio to prime every tier on (any length >= one '
+                      'top frame); generation continues after its end.')
+  flags.DEFINE_integer('seed_offset', 0, 'Skip this many samples (at the model sample rate) '
+                       'at the start of the seed audio.')
+  flags.DEFINE_integer('rng_seed', 0, 'Random seed of the sampling.')
+  flags.DEFINE_integer('keep', None, 'Write only the best KEEP sequences by score (all are '
+                       'scored in {stem}_e={step}_scores.json).')
+  flags.DEFINE_bool('plot', False, 'Write a waveform + spectrogram PNG beside each clip.')
+  flags.DEFINE_string('profile_dir', None, 'Write a jax.profiler trace of the generation '
+                      'here (open with TensorBoard or Perfetto).')
+  flags.DEFINE_integer('chunk_size', None, 'Samples per compiled call; default: '
+                       'config.generate.chunk_size.')
+
+
+def _main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  try:
+    temps = [float(t) for t in f.temperature]
+  except ValueError:
+    raise app.UsageError(f'--temperature={",".join(f.temperature)}: not a list of '
+                         'numbers.') from None
+  try:
+    result = generate_files(
+        f.workdir, f.output, step=f.step, num_seqs=f.num_seqs, duration=f.duration,
+        temperatures=temps, seed_audio=f.seed_audio, seed_offset=f.seed_offset,
+        rng_seed=f.rng_seed, keep=f.keep, plot=f.plot, profile_dir=f.profile_dir,
+        chunk_size=f.chunk_size)
+  except (FileNotFoundError, ValueError) as e:
+    print(f'samplernn-generate: {e}', file=sys.stderr)
+    sys.exit(1)
+  for path in result['paths']:
+    print(f'Generated sample output to {path}')
+  print(f'Scores: {result["scores_path"]} '
+        f'({result["samples_per_second"]:,.0f} samples/s including compilation)')
+
+
+def run():
+  _define_flags()
+  flags.mark_flags_as_required(['workdir'])
+  app.run(_main)
+
+
+if __name__ == '__main__':
+  run()

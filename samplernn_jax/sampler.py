@@ -1,0 +1,472 @@
+"""Autoregressive generation: the whole sample loop inside one ``jax.jit``.
+
+A compiled chunk is a ``lax.scan`` over top-tier frames; inside each, a scan over the
+frames of the tier below, and so on down to a scan over single samples. No value goes
+back to the host until a chunk of ``chunk_size`` samples is done, and the carry (every
+tier's RNN state, the last big frame of samples, the log-likelihood so far) is threaded
+from chunk to chunk, so one compiled function makes any length.
+
+Parameters are folded once, when they are loaded (``fold_params``), so that per sample
+only row gathers, a bias, ReLU, ``hidden2`` and the output layer remain:
+
+* the sample-level embedding, its ``F``-tap convolution and ``hidden1`` are linear up
+  to ``hidden1``'s ReLU, so tap ``k`` becomes one table ``E @ W_k @ W_1`` (``[F, Q, D]``;
+  ``hidden1``'s bias rides in tap 0's table);
+* the lowest frame tier's upsampling feeds only ``hidden1``: ``U_k @ W_1``;
+* an upper tier's upsampling feeds only the tier below's first RNN layer input
+  (through that tier's input sum): ``U_k @ W_ih``; the tier below's input projection is
+  folded the same way (``W_in @ W_ih``), so each tier frame starts with one ``[f, G]``
+  matmul plus the conditioning.
+
+Sampling is PRiSM's: ``categorical(log_softmax(logits) / temperature)``, with one
+temperature per sequence, as ``argmax(logits + temperature * gumbel)``. The noise of
+the lowest tier frame starting at absolute sample ``p`` comes from ``fold_in(rng, p)``,
+so the output does not depend on how a run is cut into chunks.
+"""
+
+import functools
+import math
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from samplernn_jax import model as model_lib
+from samplernn_jax import rnn
+
+
+# Loop bodies unrolled per scan iteration: the sample loop (a small body run most often)
+# and the frame loops. Unrolling trades compile time for fewer loop-control steps.
+SAMPLE_UNROLL = 16
+FRAME_UNROLL = 1
+
+
+class Spec(NamedTuple):
+  """The static (shape-defining) part of a model config: the compile cache key."""
+  frame_sizes: tuple
+  dim: int
+  q_levels: int
+  rnn_type: str
+  num_layers: int
+  skip_conn: bool
+  dtype: str
+  sample_unroll: int = SAMPLE_UNROLL
+  frame_unroll: int = FRAME_UNROLL
+
+  @classmethod
+  def from_config(cls, model_config: ml_collections.ConfigDict, **unroll) -> 'Spec':
+    return cls(tuple(int(f) for f in model_config.frame_sizes), int(model_config.dim),
+               int(model_config.q_levels), str(model_config.rnn_type),
+               int(model_config.num_rnn_layers), bool(model_config.skip_conn),
+               str(model_config.get('dtype', 'float32')), **unroll)
+
+  @property
+  def big_frame_size(self) -> int:
+    return self.frame_sizes[-1]
+
+  @property
+  def gates(self) -> int:
+    return (3 if self.rnn_type == 'gru' else 4) * self.dim
+
+  @property
+  def jnp_dtype(self):
+    return model_lib.DTYPES[self.dtype]
+
+
+@flax.struct.dataclass
+class GenerationState:
+  """What one chunk hands the next."""
+  rnn_carry: tuple  # One entry per frame tier, as ``SampleRNN.initial_carry``.
+  history_BxS: jax.Array  # int32: the last big frame of samples (S = big_frame_size).
+  log_likelihood_B: jax.Array  # Sum of log p(x_t | x_<t) over the generated samples (nats).
+  position: jax.Array  # int32 scalar: samples generated so far.
+
+
+# ---------------------------------------------------------------------------------------
+# Folding
+# ---------------------------------------------------------------------------------------
+
+def _first_layer_input(tier_params, spec: Spec):
+  """``(W, b)`` of the first RNN layer's input half, with PRiSM's ``concat(x, x)`` summed."""
+  layer = tier_params['rnn']['layer_0']
+  w = layer['w_ih']
+  if spec.skip_conn:
+    w = w[:spec.dim] + w[spec.dim:]
+  b = layer['b_ih'] if spec.rnn_type == 'gru' else layer['b']
+  return w, b
+
+
+@functools.partial(jax.jit, static_argnames='spec')
+def _fold(params, spec: Spec):
+  hp = jax.lax.Precision.HIGHEST
+  n = len(spec.frame_sizes)
+  mlp = params['sample_mlp']
+  w1 = mlp['hidden1']['kernel']
+  tables = jnp.einsum('qe,fed,dh->fqh', mlp['embedding'], mlp['taps'], w1, precision=hp)
+  tables = tables.at[0].add(mlp['hidden1']['bias'])
+  folded = {'sample_mlp': {
+      'tables': tables.reshape(-1, spec.dim),
+      'w2': mlp['hidden2']['kernel'], 'b2': mlp['hidden2']['bias'],
+      'w3': mlp['output_proj']['kernel'], 'b3': mlp['output_proj']['bias']}}
+  for j in range(n):
+    tp = params[f'frame_tier_{j}']
+    w0, b0 = _first_layer_input(tp, spec)
+    layers = []
+    for i in range(spec.num_layers):
+      lp = tp['rnn'][f'layer_{i}']
+      layer = {'w_hh': lp['w_hh']}
+      if spec.rnn_type == 'gru':
+        layer['b_hh'] = lp['b_hh']
+      if i > 0:
+        layer['w_ih'] = lp['w_ih']
+        layer['b_ih'] = lp['b_ih'] if spec.rnn_type == 'gru' else lp['b']
+      if spec.skip_conn:
+        layer['skip_w'] = tp['rnn'][f'skip_out_{i}']['kernel']
+        if i == 0:
+          layer['skip_b'] = tp['rnn'][f'skip_out_{i}']['bias']
+      layers.append(layer)
+    # What the upsampled output feeds: hidden1 (lowest tier) or the lower tier's layer 0.
+    below_w = w1 if j == 0 else _first_layer_input(params[f'frame_tier_{j - 1}'], spec)[0]
+    up = jnp.einsum('rde,eg->drg', tp['upsample'], below_w, precision=hp)
+    folded[f'frame_tier_{j}'] = {
+        'in_w': jnp.dot(tp['input_proj']['kernel'], w0, precision=hp),
+        'in_b': jnp.dot(tp['input_proj']['bias'], w0, precision=hp) + b0,
+        'layers': layers,
+        'up': up.reshape(spec.dim, -1),
+    }
+  return folded
+
+
+def fold_params(params, model_config: ml_collections.ConfigDict):
+  """The generation-time form of ``params`` (see the module docstring). Jitted."""
+  return _fold(params, Spec.from_config(model_config))
+
+
+# ---------------------------------------------------------------------------------------
+# One step of each tier
+# ---------------------------------------------------------------------------------------
+
+def _tier_step(tp, spec: Spec, frame_Bxf, cond_BxG, carry):
+  """One frame of a frame tier: ``(carry, conditioning for the R frames below [B, R*G'])``."""
+  dtype = spec.jnp_dtype
+  x_Bxf = model_lib.scale_frame_inputs(frame_Bxf, spec.q_levels)
+  xw = rnn.matmul(x_Bxf, tp['in_w'], dtype) + tp['in_b']
+  if cond_BxG is not None:
+    xw = xw + cond_BxG
+  new_carry, out, h = [], None, None
+  for i, layer in enumerate(tp['layers']):
+    if i > 0:
+      xw = rnn.matmul(h, layer['w_ih'], dtype) + layer['b_ih']
+    if spec.rnn_type == 'gru':
+      h = rnn.gru_step(carry[i], xw, layer['w_hh'], layer['b_hh'], dtype)
+      new_carry.append(h)
+    else:
+      hc = rnn.lstm_step(carry[i], xw, layer['w_hh'], dtype)
+      h = hc[0]
+      new_carry.append(hc)
+    if spec.skip_conn:
+      skip = rnn.matmul(h, layer['skip_w'], dtype)
+      if 'skip_b' in layer:
+        skip = skip + layer['skip_b']
+      out = skip if out is None else out + skip
+  out = out if spec.skip_conn else h
+  return tuple(new_carry), rnn.matmul(out, tp['up'], dtype)
+
+
+def _sample_frame(mp, spec: Spec, window_BxF, ll_B, hidden1_FxBxD, choose_xs, choose):
+  """The samples of one lowest-tier frame, one at a time.
+
+  ``choose(logits_BxQ, x)`` picks each next sample from its scan input ``x`` (scaled
+  Gumbel noise, or the given sample under teacher forcing). The log-likelihood of the
+  chosen samples is added to ``ll_B`` once per frame, outside the per-sample loop.
+  Returns ``(window, ll, samples_BxF, logits_BxFxQ)``.
+  """
+  dtype = spec.jnp_dtype
+  f = window_BxF.shape[1]
+  offsets_F = jnp.arange(f, dtype=jnp.int32) * spec.q_levels
+
+  def step(window, xs):
+    hidden1_BxD, x = xs
+    rows_BxFxD = jnp.take(mp['tables'], window + offsets_F, axis=0, mode='clip')
+    h = jax.nn.relu(rows_BxFxD.sum(axis=1) + hidden1_BxD)
+    h = jax.nn.relu(rnn.matmul(h, mp['w2'], dtype) + mp['b2'])
+    logits_BxQ = rnn.matmul(h, mp['w3'], dtype) + mp['b3']
+    sample_B = choose(logits_BxQ, x)
+    window = jnp.concatenate([window[:, 1:], sample_B[:, None]], axis=1)
+    return window, (sample_B, logits_BxQ)
+
+  window, (samples_FxB, logits_FxBxQ) = jax.lax.scan(
+      step, window_BxF, (hidden1_FxBxD, choose_xs), unroll=spec.sample_unroll)
+  log_probs = jax.nn.log_softmax(logits_FxBxQ, axis=-1)
+  ll_B = ll_B + jnp.take_along_axis(log_probs, samples_FxB[..., None], axis=-1)[..., 0].sum(0)
+  return window, ll_B, samples_FxB.T, jnp.swapaxes(logits_FxBxQ, 0, 1)
+
+
+def _forced(logits_BxQ, sample_B):
+  del logits_BxQ
+  return sample_B
+
+
+def _sampled(logits_BxQ, scaled_noise_BxQ):
+  # categorical(log_softmax(l) / T) == argmax(l - logsumexp(l) + T * gumbel) for T > 0,
+  # and the logsumexp is the same for every level.
+  return jnp.argmax(logits_BxQ + scaled_noise_BxQ, axis=-1).astype(jnp.int32)
+
+
+# ---------------------------------------------------------------------------------------
+# The nested scans
+# ---------------------------------------------------------------------------------------
+
+def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_BxC, carry, ll_B,
+              position, noise_fn, forced_RxBxf):
+  """Runs ``num_frames`` consecutive frames of tier ``j`` and every tier below.
+
+  ``context_BxC`` ends with the samples just before the first frame (``C >= f_j``);
+  ``cond_RxBxG`` is the folded conditioning from the tier above (None for the top tier).
+  Returns ``(carry, ll, samples_Bx(num_frames*f_j), logits or None)``.
+  """
+  f = spec.frame_sizes[j]
+  below = spec.frame_sizes[j - 1] if j > 0 else 1
+  ratio = f // below
+  batch = context_BxC.shape[0]
+
+  def frame_step(c, xs):
+    carry, context_Bxf, ll = c
+    cond, r, forced_Bxf = xs
+    frame_position = position + r * f
+    tier_carry, out = _tier_step(folded[f'frame_tier_{j}'], spec, context_Bxf, cond, carry[j])
+    carry = carry[:j] + (tier_carry,) + carry[j + 1:]
+    out_RxBxG = jnp.swapaxes(out.reshape(batch, ratio, -1), 0, 1)
+    if j == 0:
+      if forced_Bxf is None:
+        xs_FxBxQ, choose = noise_fn(frame_position), _sampled
+      else:
+        xs_FxBxQ, choose = forced_Bxf.T, _forced
+      _, ll, new_Bxf, logits = _sample_frame(folded['sample_mlp'], spec, context_Bxf, ll,
+                                             out_RxBxG, xs_FxBxQ, choose)
+      if forced_Bxf is None:
+        logits = None
+    else:
+      forced_below = None
+      if forced_Bxf is not None:
+        forced_below = jnp.swapaxes(forced_Bxf.reshape(batch, ratio, below), 0, 1)
+      carry, ll, new_Bxf, logits = _run_tier(folded, spec, j - 1, out_RxBxG, ratio, context_Bxf,
+                                             carry, ll, frame_position, noise_fn, forced_below)
+    return (carry, new_Bxf, ll), (new_Bxf, logits)
+
+  (carry, _, ll_B), (new_RxBxf, logits) = jax.lax.scan(
+      frame_step, (carry, context_BxC[:, -f:], ll_B),
+      (cond_RxBxG, jnp.arange(num_frames, dtype=jnp.int32), forced_RxBxf),
+      unroll=min(num_frames, spec.frame_unroll))
+  samples = jnp.swapaxes(new_RxBxf, 0, 1).reshape(batch, num_frames * f)
+  if logits is not None:
+    logits = jnp.swapaxes(logits, 0, 1).reshape(batch, num_frames * f, -1)
+  return carry, ll_B, samples, logits
+
+
+def _noise_fn(rng, temperatures_B, spec: Spec):
+  batch = temperatures_B.shape[0]
+  f0 = spec.frame_sizes[0]
+
+  def noise(position):
+    g = jax.random.gumbel(jax.random.fold_in(rng, position), (f0, batch, spec.q_levels))
+    return g * temperatures_B[None, :, None]
+  return noise
+
+
+@functools.partial(jax.jit, static_argnames=('spec', 'num_samples'), donate_argnames='state')
+def _generate_chunk(folded, state: GenerationState, temperatures_B, rng, spec: Spec,
+                    num_samples: int):
+  """``num_samples`` (a multiple of the big frame) new samples: ``(state, samples_BxT)``."""
+  big = spec.big_frame_size
+  top = len(spec.frame_sizes) - 1
+  noise_fn = _noise_fn(rng, temperatures_B.astype(jnp.float32), spec)
+  carry, ll, samples, _ = _run_tier(folded, spec, top, None, num_samples // big,
+                                    state.history_BxS, state.rnn_carry, state.log_likelihood_B,
+                                    state.position, noise_fn, None)
+  new_state = GenerationState(rnn_carry=carry, history_BxS=samples[:, -big:],
+                              log_likelihood_B=ll, position=state.position + num_samples)
+  return new_state, samples
+
+
+@functools.partial(jax.jit, static_argnames='spec')
+def _teacher_forced(folded, state: GenerationState, levels_BxT, spec: Spec):
+  big = spec.big_frame_size
+  top = len(spec.frame_sizes) - 1
+  batch, length = levels_BxT.shape
+  forced = jnp.swapaxes(levels_BxT.reshape(batch, length // big, big), 0, 1)
+  carry, ll, _, logits = _run_tier(folded, spec, top, None, length // big, state.history_BxS,
+                                   state.rnn_carry, state.log_likelihood_B, state.position,
+                                   None, forced)
+  return GenerationState(carry, levels_BxT[:, -big:], ll, state.position + length), logits
+
+
+# ---------------------------------------------------------------------------------------
+# Starting states: silence, or a primed seed
+# ---------------------------------------------------------------------------------------
+
+def _prime_tiers(m: model_lib.SampleRNN, x_BxL, carry):
+  """The frame tiers only (no sample MLP) over a window: the carry after it."""
+  big, length = m.big_frame_size, x_BxL.shape[1]
+  new_carry = [None] * len(m.frame_tiers)
+  conditioning = None
+  for j in reversed(range(len(m.frame_tiers))):
+    f = m.frame_sizes[j]
+    new_carry[j], conditioning = m.frame_tiers[j](x_BxL[:, big - f:length - f], conditioning,
+                                                  carry[j])
+  return tuple(new_carry)
+
+
+@functools.partial(jax.jit, static_argnames='model')
+def _prime_window(params, x_BxL, carry, model):
+  return model.apply({'params': params}, x_BxL, carry, method=_prime_tiers)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'batch_size'))
+def _initial_carry(params, model, batch_size):
+  return model.apply({'params': params}, batch_size, method=model_lib.SampleRNN.initial_carry)
+
+
+class Sampler:
+  """Generates batches of sequences from any checkpoint of one model config.
+
+  ``Sampler(model_config, batch_size, chunk_size)`` compiles (lazily, once per chunk
+  length) a function that takes the parameters as an argument, so new checkpoints reuse
+  it. ``generate`` returns int32 levels; decode them with ``quantization.decode``.
+  """
+
+  # Frames primed per parallel window: bounds the seed's activation memory.
+  PRIME_WINDOW_FRAMES = 256
+
+  def __init__(self, model_config: ml_collections.ConfigDict, batch_size: int,
+               chunk_size: int = 16384, **unroll):
+    """``unroll``: ``sample_unroll`` / ``frame_unroll`` overrides (speed only, not results)."""
+    self.spec = Spec.from_config(model_config, **unroll)
+    self.model = model_lib.from_config(model_config)
+    self.batch_size = int(batch_size)
+    big = self.spec.big_frame_size
+    if chunk_size < 1:
+      raise ValueError(f'chunk_size={chunk_size} must be positive.')
+    self.chunk_size = -(-int(chunk_size) // big) * big  # Rounded up to whole big frames.
+
+  @property
+  def big_frame_size(self) -> int:
+    return self.spec.big_frame_size
+
+  def fold(self, params):
+    return _fold(params, self.spec)
+
+  def silence_level(self) -> int:
+    """PRiSM's initial frame: ``q_levels // 2`` (the zero level of every quantizer)."""
+    return self.spec.q_levels // 2
+
+  def initial_state(self, params, seed_levels=None) -> GenerationState:
+    """The state to generate from: silence, or every tier primed on the whole seed.
+
+    ``seed_levels`` is int levels ``[T]`` (shared) or ``[B, T]``, ``T >= big_frame_size``.
+    It is left-padded with silence to whole big frames; the tiers run over it in
+    parallel (chained windows), and generation continues after its last sample.
+    """
+    big, batch = self.big_frame_size, self.batch_size
+    carry = _initial_carry(params, self.model, batch)
+    if seed_levels is None:
+      history = jnp.full((batch, big), self.silence_level(), jnp.int32)
+    else:
+      seed = np.asarray(seed_levels, np.int32)
+      if seed.ndim == 1:
+        seed = np.broadcast_to(seed, (batch, seed.shape[0]))
+      if seed.shape[0] != batch or seed.shape[1] < big:
+        raise ValueError(f'seed_levels has shape {seed.shape}; need [{batch}, T] or [T] with '
+                         f'T >= {big} (one top-tier frame).')
+      pad = -seed.shape[1] % big
+      seed = np.concatenate([np.full((batch, pad), self.silence_level(), np.int32), seed], 1)
+      window = self.PRIME_WINDOW_FRAMES * big
+      # Window i reads frames [i*W, (i+1)*W] (one frame of overlap, as training windows do).
+      for start in range(0, seed.shape[1] - big, window):
+        x = jnp.asarray(seed[:, start:min(start + window, seed.shape[1] - big) + big])
+        carry = _prime_window(params, x, carry, self.model)
+      history = jnp.asarray(seed[:, -big:])
+    return GenerationState(rnn_carry=carry, history_BxS=history,
+                           log_likelihood_B=jnp.zeros((batch,), jnp.float32),
+                           position=jnp.zeros((), jnp.int32))
+
+  def chunk_lengths(self, num_samples: int) -> list:
+    """Equal chunks of whole big frames, at most ``chunk_size``, covering ``num_samples``."""
+    big = self.big_frame_size
+    num_chunks = max(1, -(-num_samples // self.chunk_size))
+    per_chunk = -(-math.ceil(num_samples / num_chunks) // big) * big
+    return [per_chunk] * num_chunks
+
+  def generate(self, params, num_samples: int, temperatures: Sequence[float], rng,
+               seed_levels=None, callback: Optional[Callable[[np.ndarray, int], Any]] = None,
+               folded=None, return_log_likelihood: bool = False):
+    """``batch_size`` sequences of ``num_samples`` new levels: int32 ``[B, num_samples]``.
+
+    Args:
+      params: the model parameters (``restore_params``' tree).
+      num_samples: samples per sequence (after the seed).
+      temperatures: one per sequence (``batch_size`` values), each > 0.
+      rng: a JAX key, or an int seed.
+      seed_levels: optional int levels ``[T]`` or ``[B, T]`` to prime every tier on.
+      callback: called as ``callback(levels_BxC, start)`` with each finished chunk
+        (trimmed to ``num_samples``) while the next chunk is already running.
+      folded: ``self.fold(params)`` if already computed (saves the folding matmuls).
+      return_log_likelihood: also return each sequence's mean log p(x_t | x_<t) (nats).
+    """
+    if num_samples < 1:
+      raise ValueError(f'num_samples={num_samples} must be positive.')
+    temps = np.asarray(temperatures, np.float32).reshape(-1)
+    if temps.shape[0] != self.batch_size:
+      raise ValueError(f'{temps.shape[0]} temperatures for batch_size={self.batch_size}.')
+    if not np.all(temps > 0):
+      raise ValueError(f'temperatures must be positive, got {temps.tolist()}.')
+    if isinstance(rng, (int, np.integer)):
+      rng = jax.random.key(int(rng))
+    folded = self.fold(params) if folded is None else folded
+    state = self.initial_state(params, seed_levels)
+    temps = jnp.asarray(temps)
+    out = np.empty((self.batch_size, num_samples), np.int32)
+    done, pending = 0, None
+    for length in self.chunk_lengths(num_samples):
+      state, samples = _generate_chunk(folded, state, temps, rng, self.spec, length)
+      if pending is not None:  # Copy out the previous chunk while this one runs.
+        done = self._deliver(pending, out, done, callback)
+      pending = samples
+    done = self._deliver(pending, out, done, callback)
+    if return_log_likelihood:
+      total = max(1, state.position.item())
+      return out, np.asarray(state.log_likelihood_B) / total
+    return out
+
+  @staticmethod
+  def _deliver(samples, out, done, callback):
+    chunk = np.asarray(samples)[:, :out.shape[1] - done]
+    out[:, done:done + chunk.shape[1]] = chunk
+    if callback is not None:
+      callback(chunk, done)
+    return done + chunk.shape[1]
+
+  def teacher_force(self, params, levels_BxL, folded=None):
+    """Logits ``[B, L - S, Q]`` of the step functions fed ``levels_BxL`` (S = big frame).
+
+    The first big frame is the history; the same numbers as ``SampleRNN.__call__`` on the
+    window from the initial carry. For tests of the step functions.
+    """
+    big = self.big_frame_size
+    levels = jnp.asarray(levels_BxL, jnp.int32)
+    folded = self.fold(params) if folded is None else folded
+    state = self.initial_state(params, None)
+    state = state.replace(history_BxS=levels[:, :big])
+    _, logits = _teacher_forced(folded, state, levels[:, big:], self.spec)
+    return logits
+
+
+def generate(params, model_config: ml_collections.ConfigDict, num_samples: int,
+             temperatures: Sequence[float], rng, seed_levels=None, chunk_size: int = 16384,
+             callback: Optional[Callable[[np.ndarray, int], Any]] = None) -> np.ndarray:
+  """``len(temperatures)`` sequences of ``num_samples`` int32 levels (see ``Sampler``)."""
+  sampler = Sampler(model_config, len(temperatures), chunk_size)
+  return sampler.generate(params, num_samples, temperatures, rng, seed_levels, callback)

@@ -1,0 +1,85 @@
+"""samplernn-generate: names, files, seeding, curation, pictures and its error messages."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from samplernn_jax import checkpoint
+from samplernn_jax import generate
+from samplernn_jax import model as model_lib
+from tests.sampler_test import random_params
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.generate.chunk_size = 48
+  path = str(tmp_path_factory.mktemp('run'))
+  checkpoint.save_params(path, 3, random_params(model_lib.from_config(config.model)), config)
+  return path
+
+
+# tiny: 8 kHz, so 0.012 s = 96 samples = two 48-sample chunks, batch 2 as in sampler_test.
+DURATION = 0.012
+
+
+def test_prism_names_and_temperatures():
+  assert generate.pad_temperatures([0.9], 3) == [0.9, 0.9, 0.9]
+  assert generate.pad_temperatures([0.9, 1.0, 1.1], 2) == [0.9, 1.0]
+  assert generate.output_paths('out/a.wav', 7, [0.95]) == ['out/a_e=7_t=0.95.wav']
+  assert generate.output_paths('out/a.wav', 7, [0.9, 1.0]) == ['out/a_e=7(0)_t=0.9.wav',
+                                                              'out/a_e=7(1)_t=1.0.wav']
+
+
+def test_writes_seeded_clips_scores_and_pictures(workdir, tmp_path):
+  seed = tmp_path / 'seed.wav'
+  t = np.arange(4410) / 44100.0
+  stereo = np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], 1) * 0.5
+  sf.write(seed, stereo, 44100)
+  result = generate.generate_files(
+      workdir, str(tmp_path / 'out' / 'clip.wav'), num_seqs=2, duration=DURATION,
+      temperatures=[0.9], seed_audio=str(seed), keep=1, plot=True, progress=False)
+  assert result['step'] == 3
+  (kept,) = result['paths']
+  audio, rate = sf.read(kept)
+  assert rate == 8000 and audio.shape == (96,)
+  assert sf.info(kept).subtype == 'PCM_16'
+  assert os.path.exists(kept[:-len('.wav')] + '.png')
+  files = sorted(os.listdir(tmp_path / 'out'))
+  # Only the kept clip, its picture and the scores; the scratch folder is gone.
+  assert len([f for f in files if f.endswith('.wav')]) == 1
+  assert not [f for f in files if f.startswith('.generating')]
+  scores = json.loads((tmp_path / 'out' / 'clip_e=3_scores.json').read_text())
+  assert len(scores['sequences']) == 2
+  assert {'score', 'non_silent', 'stuck', 'clipped', 'log_likelihood'} <= set(
+      scores['sequences'][0])
+  assert scores['sequences'][scores['ranking'][0]]['kept']
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(num_seqs=0), 'num_seqs=0'),
+    (dict(duration=-1.0), 'duration=-1.0'),
+    (dict(seed_audio='nowhere/seed.wav'), 'nowhere/seed.wav: seed audio file not found'),
+    (dict(step=99), 'no checkpoint at step 99'),
+])
+def test_errors_before_any_work(workdir, tmp_path, kwargs, message):
+  with pytest.raises((ValueError, FileNotFoundError), match=message):
+    generate.generate_files(workdir, str(tmp_path / 'a.wav'), progress=False, **kwargs)
+  assert not os.path.exists(tmp_path / 'a_e=3_t=0.95.wav')
+
+
+def test_bad_seeds_and_workdirs_are_named(workdir, tmp_path):
+  with pytest.raises(FileNotFoundError, match='nowhere: no such workdir'):
+    generate.generate_files(str(tmp_path / 'nowhere'), str(tmp_path / 'a.wav'))
+  short = tmp_path / 'short.wav'
+  sf.write(short, np.zeros(3), 8000)
+  with pytest.raises(ValueError, match='short.wav: the seed has 3 samples.*8 samples'):
+    generate.generate_files(workdir, str(tmp_path / 'a.wav'), seed_audio=str(short))
+  junk = tmp_path / 'junk.wav'
+  junk.write_bytes(b'not audio at all')
+  with pytest.raises(ValueError, match='junk.wav: cannot decode'):
+    generate.generate_files(workdir, str(tmp_path / 'a.wav'), seed_audio=str(junk))

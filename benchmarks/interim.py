@@ -7,21 +7,20 @@ the real one first, so swapping is deleting this file's entry:
 here                           real one                                   branch
 =============================  =========================================  ==========
 ``benchmark_train_step``       ``benchmarks.train_step``                  perf
-``generate``                   ``samplernn_jax.sampler.generate``         gen
-``benchmark_generation``       ``benchmarks.generation``                  gen
 ``measure_pipeline``           ``benchmarks.input_pipeline``              data
 ``synthesize``                 ``samplernn_jax.demo_corpus.synthesize``   data
 =============================  =========================================  ==========
 
-They are written plainly (one jitted step, one jitted chunk of samples, a numpy reader) so
+They are written plainly (one jitted step, a numpy reader) so
 today's numbers are honest, but they are not the project's optimized code paths.
 """
 
 import functools
 import glob
+import json
 import os
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +41,7 @@ from samplernn_jax import quantization
 @functools.lru_cache(maxsize=8)
 def _compiled_train_step(config_json: str):
   """Initial state, batch and compiled step for a config; cached so A/B rounds reuse it."""
-  config = ml_collections.ConfigDict(__import__('json').loads(config_json))
+  config = ml_collections.ConfigDict(json.loads(config_json))
   model = model_lib.from_config(config.model)
   batch_size, seq_len = config.train.batch_size, config.data.seq_len
   big = model.big_frame_size
@@ -96,109 +95,6 @@ def benchmark_train_step(config: ml_collections.ConfigDict, num_steps: int) -> D
   samples = config.train.batch_size * config.data.seq_len
   return {'sec_per_step': sec, 'samples_per_sec': samples / sec, 'compile_sec': compile_sec,
           'flops_per_step_xla': flops}
-
-
-# ---------------------------------------------------------------------------------------
-# Generation (stands in for samplernn_jax.sampler and benchmarks.generation, branch gen)
-# ---------------------------------------------------------------------------------------
-
-
-def _chunk_fn(model: model_lib.SampleRNN, num_big_frames: int):
-  """``(params, carry, history_BxW, temps_B, rng) -> (carry, history, samples_BxN)``.
-
-  ``history`` holds the last ``big_frame`` samples. Frame tier ``j`` runs once per
-  ``f_j`` samples; its ``R_j`` outputs condition tier ``j - 1`` (or the MLP) in a scan.
-  """
-  frame_sizes = model.frame_sizes
-
-  def chunk(params, carry, history, temps, rng):
-    variables = {'params': params}
-    # T_k = E W_k once per chunk, not once per sample.
-    tables = model.apply(variables, method=lambda m: m.sample_mlp.tap_tables())
-
-    def mlp_logits(ids_BxF, cond_BxD):
-      def head(m, h):
-        h = jax.nn.relu(m.sample_mlp.hidden1(h))
-        return m.sample_mlp.output_proj(jax.nn.relu(m.sample_mlp.hidden2(h)))
-      conv = model_lib.tap_lookup(tables, ids_BxF, 1)[:, 0]
-      return model.apply(variables, conv + cond_BxD, method=head).astype(jnp.float32)
-
-    def tier_frame(j, cond, state):
-      carry, history, rng = state
-      f = frame_sizes[j]
-      tier_carry, out_BxRxD = model.apply(
-          variables, history[:, -f:], cond, carry[j],
-          method=lambda m, x, c, k: m.frame_tiers[j](x, c, k))
-      carry = carry[:j] + (tier_carry,) + carry[j + 1:]
-
-      def body(state, cond_BxD):
-        carry, history, rng = state
-        if j == 0:
-          rng, key = jax.random.split(rng)
-          logits = mlp_logits(history[:, -frame_sizes[0]:], cond_BxD)
-          new = jax.random.categorical(key, logits / temps[:, None]).astype(jnp.int32)
-          history = jnp.concatenate([history[:, 1:], new[:, None]], axis=1)
-          return (carry, history, rng), new[:, None]
-        return tier_frame(j - 1, cond_BxD[:, None], (carry, history, rng))
-
-      state, samples_RxBxS = jax.lax.scan(body, (carry, history, rng),
-                                          jnp.swapaxes(out_BxRxD, 0, 1))
-      batch = history.shape[0]
-      return state, jnp.swapaxes(samples_RxBxS, 0, 1).reshape(batch, f)
-
-    def big_frame(state, _):
-      return tier_frame(len(frame_sizes) - 1, None, state)
-
-    (carry, history, _), samples = jax.lax.scan(big_frame, (carry, history, rng), None,
-                                                length=num_big_frames)
-    return carry, history, jnp.swapaxes(samples, 0, 1).reshape(history.shape[0], -1)
-
-  return jax.jit(chunk)
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_chunk_fn(model, num_big_frames):
-  return _chunk_fn(model, num_big_frames)
-
-
-def generate(params, model_config, num_samples: int, temperatures, rng,
-             seed_levels: Optional[np.ndarray] = None, chunk_size: int = 16384,
-             callback=None) -> np.ndarray:
-  """Samples ``[B, num_samples]`` int32 levels, ``B = len(temperatures)``, chunk by chunk."""
-  model = model_lib.from_config(model_config)
-  big = model.big_frame_size
-  temps = jnp.asarray(np.asarray(temperatures, np.float32))
-  batch = temps.shape[0]
-  if seed_levels is None:
-    seed_levels = np.full((batch, big), quantization.silence_level(
-        model_config.q_type, model_config.q_levels), np.int32)
-  history = jnp.asarray(seed_levels[:, -big:], jnp.int32)
-  carry = model.apply({'params': params}, batch, method=lambda m, b: m.initial_carry(b))
-  chunk_size = max(big, chunk_size // big * big)
-  out = []
-  done = 0
-  while done < num_samples:
-    n = min(chunk_size, -(-(num_samples - done) // big) * big)
-    rng, key = jax.random.split(rng)
-    carry, history, samples = _cached_chunk_fn(model, n // big)(
-        params, carry, history, temps, key)
-    out.append(np.asarray(samples))
-    done += n
-    if callback is not None:
-      callback(out[-1])
-  return np.concatenate(out, axis=1)[:, :num_samples]
-
-
-def benchmark_generation(model_config, batch_size: int, num_samples: int) -> float:
-  """Samples per second summed over the ``batch_size`` sequences, after compilation."""
-  model = model_lib.from_config(model_config)
-  params = model_lib.init_params(model, jax.random.key(0))
-  temps = [0.95] * batch_size
-  generate(params, model_config, num_samples, temps, jax.random.key(1),
-           chunk_size=num_samples)  # Compiles.
-  start = time.perf_counter()
-  generate(params, model_config, num_samples, temps, jax.random.key(2), chunk_size=num_samples)
-  return batch_size * num_samples / (time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------------------

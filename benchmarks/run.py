@@ -36,6 +36,7 @@ from benchmarks import machine
 from benchmarks import reference as reference_lib
 from samplernn_jax import config as config_lib
 from samplernn_jax import model as model_lib
+from samplernn_jax.sampler import generate
 
 # --- The APIs of parallel branches; each falls back to a TEMPORARY stand-in until it lands.
 # Swapping is automatic on merge: delete the benchmarks/interim.py entry afterwards.
@@ -45,12 +46,6 @@ except ModuleNotFoundError as e:
   if e.name != 'benchmarks.train_step':
     raise
   from benchmarks.interim import benchmark_train_step  # TEMPORARY
-try:
-  from samplernn_jax.sampler import generate  # branch gen
-except ModuleNotFoundError as e:
-  if e.name != 'samplernn_jax.sampler':
-    raise
-  from benchmarks.interim import generate  # TEMPORARY
 try:
   from benchmarks.input_pipeline import measure_pipeline  # branch data
 except ModuleNotFoundError as e:
@@ -376,9 +371,11 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
 
 
 def _rescale_peak_shares(node, factor: float) -> None:
-  """Multiplies every ``fraction_of_peak`` under ``node`` by ``factor``."""
+  """Multiplies every ``fraction_of_peak`` under ``node`` by ``factor`` (not ratios)."""
   if isinstance(node, dict):
     for key, value in node.items():
+      if key == 'ratio':
+        continue  # Both sides scale alike: a ratio does not change.
       if key == 'fraction_of_peak' and isinstance(value, float):
         node[key] = value * factor
       else:

@@ -90,3 +90,82 @@ def restore_params(workdir: str, step: Optional[int] = None):
     params = manager.restore(
         step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))['params']
   return params, config, step
+
+
+# ---------------------------------------------------------------------------------------
+# Training checkpoints
+# ---------------------------------------------------------------------------------------
+
+POLICIES = ('Always', 'Best')
+MONITORS = {'loss': 'min', 'val_loss': 'min', 'accuracy': 'max', 'val_accuracy': 'max'}
+
+
+def training_options(train_config: ml_collections.ConfigDict) -> ocp.CheckpointManagerOptions:
+  """Retention for ``config.train``: ``max_checkpoints`` newest ('Always'), or best ('Best').
+
+  'Best' keeps the ``max_checkpoints`` best by ``monitor`` among the checkpoints saved with
+  metrics (epoch ends) *and* always the newest one, so a run can resume where it stopped.
+  ``max_checkpoints = 0`` keeps every checkpoint.
+  """
+  policy, monitor = train_config.checkpoint_policy, train_config.monitor
+  if policy not in POLICIES:
+    raise ValueError(f'config.train.checkpoint_policy={policy!r}; use one of {POLICIES}.')
+  if monitor not in MONITORS:
+    raise ValueError(f'config.train.monitor={monitor!r}; use one of {tuple(MONITORS)}.')
+  keep = int(train_config.max_checkpoints) or None
+  policies = ocp.checkpoint_managers
+  if policy == 'Always':
+    preservation = policies.LatestN(n=keep)
+  else:
+    preservation = policies.AnyPreservationPolicy([
+        policies.LatestN(n=1),
+        policies.BestN(get_metric_fn=lambda m: m[monitor], reverse=MONITORS[monitor] == 'min',
+                       n=keep, keep_checkpoints_without_metrics=False)])
+  return ocp.CheckpointManagerOptions(preservation_policy=preservation, create=True)
+
+
+def has_train_state(manager: ocp.CheckpointManager, step: int) -> bool:
+  """Whether checkpoint ``step`` holds training state (False for parameters-only ones)."""
+  return os.path.isdir(os.path.join(str(manager.directory), str(step), 'train'))
+
+
+def save_training(manager: ocp.CheckpointManager, step: int, params: Any, train: Any,
+                  data_iterator: Any, config: ml_collections.ConfigDict,
+                  metrics: Optional[dict] = None) -> None:
+  """Saves a full training checkpoint; returns once device arrays are copied to the host.
+
+  The write finishes in the background. Orbax writes into a temporary directory and renames
+  it into place only when every item is complete, so a process killed mid-save leaves the
+  previous checkpoints untouched (the partial one is ignored, and cleaned up later).
+  """
+  import grain  # The pipeline's dependency; only training checkpoints need it.
+  manager.save(step, args=ocp.args.Composite(
+      params=ocp.args.StandardSave(params),
+      config=ocp.args.JsonSave(config_to_json(config)),
+      train=ocp.args.StandardSave(train),
+      data=grain.checkpoint.CheckpointSave(data_iterator)), metrics=metrics, force=True)
+
+
+def restore_training(manager: ocp.CheckpointManager, step: int, abstract_params: Any,
+                     abstract_train: Any, data_iterator: Any):
+  """Restores ``(params, train)`` of ``step`` into the given shapes and shardings.
+
+  ``data_iterator`` is moved to the saved position in place.
+  """
+  import grain
+  restored = manager.restore(step, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(abstract_params),
+      train=ocp.args.StandardRestore(abstract_train),
+      data=grain.checkpoint.CheckpointRestore(data_iterator)))
+  return restored['params'], restored['train']
+
+
+def restore_params_into(manager: ocp.CheckpointManager, step: int, abstract_params: Any):
+  """The parameters of ``step`` in the given shapes and shardings (any checkpoint kind)."""
+  return manager.restore(step, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(abstract_params)))['params']
+
+
+def restore_config(manager: ocp.CheckpointManager, step: int) -> ml_collections.ConfigDict:
+  return config_from_json(manager.restore(
+      step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config'])

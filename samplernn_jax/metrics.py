@@ -19,3 +19,25 @@ def loss_and_metrics(logits_BxTxQ, targets_BxT):
   loss = jnp.mean(nll_BxT)
   accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == targets_BxT).astype(jnp.float32))
   return loss, {'loss': loss, 'bits_per_sample': loss / _LOG2, 'accuracy': accuracy}
+
+
+def weighted_sums(logits_BxTxQ, targets_BxT, weights_B):
+  """Sums to add up over many batches: ``{'nll': nats, 'hits': argmax hits, 'count'}``.
+
+  Row ``b`` counts ``weights_B[b]`` times (0 for padding rows), so a pass over a split
+  gives exact means with ``from_sums``.
+  """
+  logits = logits_BxTxQ.astype(jnp.float32)
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  nll_BxT = -jnp.take_along_axis(log_probs, targets_BxT[..., None], axis=-1)[..., 0]
+  hits_BxT = (jnp.argmax(logits, axis=-1) == targets_BxT).astype(jnp.float32)
+  w_B = weights_B.astype(jnp.float32)
+  return {'nll': jnp.sum(nll_BxT.sum(1) * w_B), 'hits': jnp.sum(hits_BxT.sum(1) * w_B),
+          'count': jnp.sum(w_B) * targets_BxT.shape[1]}
+
+
+def from_sums(sums) -> dict:
+  """``{'loss', 'bits_per_sample', 'accuracy'}`` (Python floats) of ``weighted_sums``' totals."""
+  count = max(float(sums['count']), 1.0)
+  loss = float(sums['nll']) / count
+  return {'loss': loss, 'bits_per_sample': loss / _LOG2, 'accuracy': float(sums['hits']) / count}

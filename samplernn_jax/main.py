@@ -1,0 +1,68 @@
+"""``samplernn-train``: trains SampleRNN in a workdir (resuming what is there).
+
+  samplernn-train --workdir=runs/demo --config=configs/demo.py
+  samplernn-train --workdir=runs/piano --data_dir=chunks/ --config.train.batch_size=32
+
+``--config`` defaults to ``configs/default.py`` (PRiSM's defaults); any field is overridden
+with ``--config.<section>.<field>=value``. Without ``--data_dir`` the demo corpus is
+synthesized into the workdir. Multi-host: pass ``--coordinator_address``,
+``--num_processes`` and ``--process_id`` (or set JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES, JAX_PROCESS_ID) on every host.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from configs import default as default_config
+from samplernn_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', os.path.abspath(default_config.__file__), 'Training configuration file.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and audio.',
+                               required=True)
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Directory of audio files; if absent, the '
+                                'demo corpus is synthesized into WORKDIR/demo_corpus.')
+_RESUME_FROM = flags.DEFINE_integer('resume_from', None, 'Resume from this checkpoint step '
+                                    'instead of the latest (newer checkpoints are deleted).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', os.environ.get('JAX_COORDINATOR_ADDRESS'),
+                                   'host:port of process 0, for multi-host training.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in all, for multi-host.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
+
+
+def _env_int(name: str):
+  value = os.environ.get(name)
+  return int(value) if value else None
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  num_processes = _NUM_PROCESSES.value or _env_int('JAX_NUM_PROCESSES')
+  if _COORDINATOR.value or (num_processes or 1) > 1:
+    jax.distributed.initialize(
+        coordinator_address=_COORDINATOR.value, num_processes=num_processes,
+        process_id=_PROCESS_ID.value if _PROCESS_ID.value is not None else _env_int('JAX_PROCESS_ID'))
+  logging.info('JAX process %d of %d; %d local / %d global devices: %s', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices())
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value, _RESUME_FROM.value)
+  except (FileNotFoundError, ValueError, FloatingPointError) as e:
+    # What people must act on (bad data dir, config, diverged run): a message, not a trace.
+    logging.error('%s: %s', type(e).__name__, e)
+    raise SystemExit(f'samplernn-train: {e}') from None
+
+
+def run():
+  """Console-script entry point."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,630 @@
+"""Training: truncated BPTT over windows, data parallel with ``jax.jit`` shardings.
+
+``train_and_evaluate(config, workdir, data_dir)`` reads top to bottom: input, model and
+state, shardings, resume, the loop (one jitted step per window; the RNN carry goes from
+window to window and is reset on each new batch of files), then at every epoch end
+validation, early stopping, a checkpoint and a few generated clips.
+
+The PRiSM semantics kept here (train.py / callbacks.py there): adam with eps 1e-4, sgd and
+rmsprop (eps 1e-5) with momentum, exponential LR decay ``lr * e^-0.1`` per epoch after
+``reduce_learning_rate_after`` epochs, checkpoint policy 'Always'/'Best' by ``monitor``,
+early stopping after ``early_stopping_patience`` epochs without improvement, generated
+clips named ``ID_e=EPOCH_t=TEMP.wav`` after each checkpoint.
+"""
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Optional, Sequence, Union
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from samplernn_jax import checkpoint as checkpoint_lib
+from samplernn_jax import config as config_lib
+from samplernn_jax import metrics as metrics_lib
+from samplernn_jax import model as model_lib
+
+OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
+RMSPROP_EPS = 1e-5  # PRiSM's RMSprop epsilon (train.py: create_rmsprop_optimizer).
+StepsPerEpoch = Union[int, Sequence[int], None]
+
+
+# ---------------------------------------------------------------------------------------
+# Optimizer
+# ---------------------------------------------------------------------------------------
+
+def learning_rate_schedule(config: ml_collections.ConfigDict,
+                           steps_per_epoch: StepsPerEpoch = None) -> optax.Schedule:
+  """Constant, or PRiSM's ``lr * exp(-decay)`` per epoch from epoch ``reduce_after`` on.
+
+  With ``reduce_learning_rate_after = N`` epochs ``0 .. N-1`` (0-based) use the initial
+  rate and epoch ``e >= N`` uses ``lr * exp(-lr_decay_rate * (e - N + 1))`` (PRiSM's Keras
+  LearningRateScheduler). ``steps_per_epoch`` is one number or one per epoch (the
+  pipeline's ``windows_per_epoch``), needed only when decaying.
+  """
+  t = config.train
+  lr0, after, rate = float(t.learning_rate), int(t.reduce_learning_rate_after), float(t.lr_decay_rate)
+  if after <= 0:
+    return optax.constant_schedule(lr0)
+  if steps_per_epoch is None:
+    raise ValueError('config.train.reduce_learning_rate_after > 0 decays per epoch; pass '
+                     'steps_per_epoch (the number of training windows per epoch).')
+  if np.ndim(steps_per_epoch) == 0:
+    per_epoch = int(steps_per_epoch)
+
+    def epoch_of(count):
+      return count // max(per_epoch, 1)
+  else:
+    ends = jnp.asarray(np.cumsum(np.asarray(steps_per_epoch, np.int64)), jnp.int32)
+
+    def epoch_of(count):
+      return jnp.searchsorted(ends, count, side='right')
+
+  def schedule(count):
+    decays = jnp.maximum(epoch_of(count) - after + 1, 0).astype(jnp.float32)
+    return lr0 * jnp.exp(-rate * decays)
+  return schedule
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   steps_per_epoch: StepsPerEpoch = None) -> optax.GradientTransformation:
+  """Global-norm clipping (``clip_norm``; 0 disables) then adam, sgd or rmsprop.
+
+  PRiSM's Keras optimizers: Adam with ``adam_eps``; SGD with ``momentum``; RMSprop with
+  ``momentum``, rho 0.9 and eps 1e-5 inside the square root.
+  """
+  t = config.train
+  lr = learning_rate_schedule(config, steps_per_epoch)
+  if t.optimizer == 'adam':
+    opt = optax.adam(lr, eps=float(t.adam_eps))
+  elif t.optimizer == 'sgd':
+    opt = optax.sgd(lr, momentum=float(t.momentum) or None)
+  elif t.optimizer == 'rmsprop':
+    opt = optax.rmsprop(lr, decay=0.9, eps=RMSPROP_EPS, momentum=float(t.momentum) or None,
+                        eps_in_sqrt=True)
+  else:
+    raise ValueError(f'config.train.optimizer={t.optimizer!r}; use one of {OPTIMIZERS}.')
+  if t.clip_norm and t.clip_norm > 0:
+    opt = optax.chain(optax.clip_by_global_norm(float(t.clip_norm)), opt)
+  return opt
+
+
+# ---------------------------------------------------------------------------------------
+# Train state
+# ---------------------------------------------------------------------------------------
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything the update step reads and writes (the RNN carry travels beside it)."""
+  step: jax.Array  # int32 scalar: updates done.
+  params: Any
+  opt_state: Any
+  rng: jax.Array  # uint32[2] raw key; dropout of step s uses fold_in(rng, s).
+  tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+
+def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array, params: Any = None,
+                       steps_per_epoch: StepsPerEpoch = None) -> TrainState:
+  """A fresh state: new parameters from ``rng`` unless ``params`` is given; fresh optimizer."""
+  model = model_lib.from_config(config.model)
+  if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    rng = jax.random.key_data(rng)
+  init_rng, state_rng = jax.random.split(rng)
+  if params is None:
+    params = model_lib.init_params(model, init_rng)
+  tx = make_optimizer(config, steps_per_epoch)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    rng=state_rng, tx=tx)
+
+
+# ---------------------------------------------------------------------------------------
+# Shardings and steps
+# ---------------------------------------------------------------------------------------
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over all (global) devices with the axis 'data'."""
+  return Mesh(np.asarray(jax.devices() if devices is None else devices), ('data',))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def data_sharded(mesh: Mesh) -> NamedSharding:
+  """Batch-major arrays (windows, carry, masks) split by rows over the 'data' axis."""
+  return NamedSharding(mesh, P('data'))
+
+
+def make_init_carry(config: ml_collections.ConfigDict, mesh: Mesh):
+  """Jitted ``params -> carry`` for the global batch (learned h0 if ``learn_h0``)."""
+  model = model_lib.from_config(config.model)
+  batch_size = int(config.train.batch_size)
+
+  def init_carry(params):
+    return model.apply({'params': params}, batch_size, method=model_lib.SampleRNN.initial_carry)
+  return jax.jit(init_carry, in_shardings=replicated(mesh), out_shardings=data_sharded(mesh))
+
+
+def _reset(model, params, carry, reset_B):
+  initial = model.apply({'params': params}, reset_B.shape[0],
+                        method=model_lib.SampleRNN.initial_carry)
+  return model_lib.reset_carry(initial, carry, reset_B)
+
+
+def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
+  """Jitted ``(state, carry, batch) -> (state, carry, metrics)``; state and carry donated.
+
+  ``batch = {'x': int32[B, seq_len + big_frame], 'reset': bool[B]}`` as global arrays
+  split over 'data'. Rows with ``reset`` start from the initial carry (a new file). The
+  gradient flows through one window only (truncated BPTT). ``metrics``: loss (nats),
+  bits_per_sample, accuracy, grad_norm, replicated scalars.
+  """
+  model = model_lib.from_config(config.model)
+  big = model.big_frame_size
+
+  def train_step(state: TrainState, carry, batch):
+    x_BxL = batch['x']
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params):
+      start = _reset(model, params, carry, batch['reset'])
+      new_carry, logits = model.apply({'params': params}, x_BxL, start, deterministic=False,
+                                      rngs={'dropout': dropout_rng})
+      loss, metrics = metrics_lib.loss_and_metrics(logits, x_BxL[:, big:])
+      return loss, (new_carry, metrics)
+
+    grads, (new_carry, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics['grad_norm'] = optax.global_norm(grads)
+    state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return state, jax.lax.stop_gradient(new_carry), metrics
+
+  rep, dat = replicated(mesh), data_sharded(mesh)
+  return jax.jit(train_step, in_shardings=(rep, dat, dat), out_shardings=(rep, dat, rep),
+                 donate_argnums=(0, 1))
+
+
+def make_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
+  """Jitted ``(params, carry, batch) -> (carry, sums)``; ``batch`` also has 'mask' bool[B].
+
+  ``sums`` (see ``metrics.weighted_sums``) add up over a pass; padding rows count zero.
+  """
+  model = model_lib.from_config(config.model)
+  big = model.big_frame_size
+
+  def eval_step(params, carry, batch):
+    x_BxL = batch['x']
+    start = _reset(model, params, carry, batch['reset'])
+    carry, logits = model.apply({'params': params}, x_BxL, start, deterministic=True)
+    return carry, metrics_lib.weighted_sums(logits, x_BxL[:, big:], batch['mask'])
+
+  rep, dat = replicated(mesh), data_sharded(mesh)
+  return jax.jit(eval_step, in_shardings=(rep, dat, dat), out_shardings=(dat, rep),
+                 donate_argnums=(1,))
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
+
+
+def global_batch(mesh: Mesh, batch: dict, keys=('x', 'reset')) -> dict:
+  """This host's rows of a pipeline batch as global arrays split over 'data'.
+
+  The pipeline's scalar 'reset' becomes one flag per row.
+  """
+  sharding = data_sharded(mesh)
+  rows = batch['x'].shape[0]
+  out = {}
+  for k in keys:
+    v = np.asarray(batch[k])
+    if k == 'reset':
+      v = np.broadcast_to(v, (rows,))
+    out[k] = jax.make_array_from_process_local_data(sharding, np.ascontiguousarray(v))
+  return out
+
+
+def evaluate(eval_step, init_carry, params, val_dataset, mesh: Mesh) -> dict:
+  """One pass over ``val_dataset``: ``{'val_loss', 'val_bits_per_sample', 'val_accuracy'}``."""
+  carry, total = init_carry(params), None
+  for batch in val_dataset:
+    carry, sums = eval_step(params, carry, global_batch(mesh, batch, ('x', 'reset', 'mask')))
+    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+  if total is None:
+    return {}
+  return {f'val_{k}': v for k, v in metrics_lib.from_sums(jax.device_get(total)).items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Reporting: stdout (or a tqdm bar on a terminal), metrics.jsonl, TensorBoard
+# ---------------------------------------------------------------------------------------
+
+class Reporter:
+  """The one logging path; only process 0 writes."""
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+    self.active = jax.process_index() == 0
+    self.tty = sys.stdout.isatty()
+    self.samples_per_step = int(config.train.batch_size) * int(config.data.seq_len)
+    self.sample_rate = int(config.data.sample_rate)
+    self._bar = None
+    self._jsonl = self._tb = None
+    if self.active:
+      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      try:
+        import tensorboardX
+        self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      except ImportError:
+        logging.warning('tensorboardX is not installed; no TensorBoard event files.')
+
+  def _write(self, record: dict, prefix: str):
+    self._jsonl.write(json.dumps(record) + '\n')
+    self._jsonl.flush()
+    if self._tb is not None:
+      for k, v in record.items():
+        if k not in ('step', 'epoch') and isinstance(v, (int, float)):
+          self._tb.add_scalar(f'{prefix}/{k}', v, record['step'])
+
+  def step(self, step: int, epoch: int, num_epochs: int, in_epoch: int, epoch_steps: int,
+           metrics: dict, sec_per_step: float, log: bool):
+    if not self.active:
+      return
+    if self.tty:
+      if self._bar is None:
+        from tqdm import tqdm
+        self._bar = tqdm(total=epoch_steps, initial=in_epoch - 1, desc=f'Epoch {epoch}/{num_epochs}',
+                         dynamic_ncols=True, leave=False)
+      self._bar.update(1)
+      self._bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.3f}",
+                            refresh=False)
+    if not log:
+      return
+    samples_per_sec = self.samples_per_step / sec_per_step if sec_per_step > 0 else float('nan')
+    record = {'step': step, 'epoch': epoch, **{k: float(v) for k, v in metrics.items()},
+              'sec_per_step': sec_per_step, 'samples_per_sec': samples_per_sec}
+    self._write(record, 'train')
+    if not self.tty:
+      print(f"Epoch {epoch}/{num_epochs}, Step {in_epoch}/{epoch_steps} ({step}), "
+            f"Loss: {metrics['loss']:.4f}, Bits/sample: {metrics['bits_per_sample']:.4f}, "
+            f"Accuracy: {100 * metrics['accuracy']:.2f}%, {sec_per_step:.3f} sec/step, "
+            f"{samples_per_sec:,.0f} samples/s", flush=True)
+
+  def epoch(self, step: int, epoch: int, num_epochs: int, metrics: dict, seconds: float):
+    if not self.active:
+      return
+    self.close_bar()
+    self._write({'step': step, 'epoch': epoch, **metrics}, 'epoch')
+    parts = [f'{k}: {v:.4f}' for k, v in metrics.items()]
+    print(f'Epoch {epoch}/{num_epochs} done in {seconds:.1f} s at step {step}; ' + ', '.join(parts),
+          flush=True)
+
+  def evaluation(self, step: int, epoch: int, metrics: dict):
+    if self.active and metrics:
+      self._write({'step': step, 'epoch': epoch, **metrics}, 'val')
+
+  def audio(self, tag: str, audio_N: np.ndarray, step: int):
+    if self.active and self._tb is not None:
+      self._tb.add_audio(tag, audio_N, step, sample_rate=self.sample_rate)
+
+  def close_bar(self):
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
+
+  def close(self):
+    self.close_bar()
+    if self._jsonl is not None:
+      self._jsonl.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+# ---------------------------------------------------------------------------------------
+# In-training generation
+# ---------------------------------------------------------------------------------------
+
+def _host_local(tree):
+  """One device's copy of replicated arrays (what a single-host sampler can use)."""
+  return jax.tree.map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a, tree)
+
+
+def generate_clips(params, config: ml_collections.ConfigDict, out_dir: str, run_id: str,
+                   epoch: int, rng) -> list:
+  """``max_generate_per_epoch`` clips of ``output_file_dur`` s as PRiSM names them.
+
+  ``ID_e=EPOCH_t=TEMP.wav``, or ``ID_e=EPOCH(i)_t=TEMP.wav`` for several clips;
+  temperatures as PRiSM (the last one repeats). Returns ``[(path, float audio)]``.
+  """
+  from samplernn_jax import audio_io, quantization, sampler  # Generation only.
+  g = config.generate
+  count = int(g.max_generate_per_epoch)
+  if count <= 0:
+    return []
+  temps = list(g.temperatures)[:count]
+  temps += [temps[-1]] * (count - len(temps))
+  num_samples = max(1, int(round(float(g.output_file_dur) * int(config.data.sample_rate))))
+  levels_BxN = sampler.generate(_host_local(params), config.model, num_samples, temps, rng,
+                                chunk_size=int(g.chunk_size))
+  os.makedirs(out_dir, exist_ok=True)
+  clips = []
+  for i, (levels_N, temp) in enumerate(zip(levels_BxN, temps)):
+    audio_N = np.asarray(quantization.decode(levels_N, config.model.q_type, config.model.q_levels),
+                         np.float32)
+    name = f'{run_id}_e={epoch}' + (f'({i})' if count > 1 else '') + f'_t={temp}.wav'
+    path = os.path.join(out_dir, name)
+    audio_io.write_wav_atomic(path, audio_N, int(config.data.sample_rate))
+    clips.append((path, audio_N))
+  return clips
+
+
+# ---------------------------------------------------------------------------------------
+# Resume helpers
+# ---------------------------------------------------------------------------------------
+
+def _loop_state(epoch=0, best=math.nan, bad_epochs=0, sums=(0.0, 0.0, 0)) -> dict:
+  """Host bookkeeping saved in the 'train' item: epochs done, early stopping, epoch sums."""
+  return {'epoch': np.asarray(epoch, np.int64), 'best': np.asarray(best, np.float64),
+          'bad_epochs': np.asarray(bad_epochs, np.int64),
+          'loss_sum': np.asarray(sums[0], np.float64), 'accuracy_sum': np.asarray(sums[1], np.float64),
+          'epoch_steps': np.asarray(sums[2], np.int64)}
+
+
+def _abstract(tree, sharding):
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
+
+
+def _merge_model_config(config: ml_collections.ConfigDict, saved: ml_collections.ConfigDict):
+  """The architecture comes from the checkpoint; dropout and matmul dtype from ``config``."""
+  model = ml_collections.ConfigDict(saved.model.to_dict())
+  for k in ('rnn_dropout', 'dtype'):
+    if k in config.model:
+      model[k] = config.model[k]
+  mine = checkpoint_lib.config_to_json(config.model)
+  theirs = checkpoint_lib.config_to_json(model)
+  diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+  if diff:
+    logging.warning('Using the checkpoint\'s model config; these fields differ from the given '
+                    'config and are ignored: %s', {k: (mine.get(k), theirs.get(k)) for k in diff})
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model = model
+  return config
+
+
+def _install_signal_handlers(stop: dict):
+  """SIGINT/SIGTERM ask the loop to checkpoint and return; a second one acts as usual."""
+  if threading.current_thread() is not threading.main_thread():
+    return {}
+  previous = {}
+
+  def handler(signum, frame):
+    stop['signal'] = signum
+    signal.signal(signum, previous[signum])
+  for s in (signal.SIGINT, signal.SIGTERM):
+    previous[s] = signal.signal(s, handler)
+  return previous
+
+
+# ---------------------------------------------------------------------------------------
+# train_and_evaluate
+# ---------------------------------------------------------------------------------------
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       data_dir: Optional[str] = None, resume_from: Optional[int] = None) -> dict:
+  """Trains (or resumes training) in ``workdir``; returns the last epoch's metrics.
+
+  Without ``data_dir`` the demo corpus is synthesized into ``workdir/demo_corpus``. An
+  existing checkpoint in ``workdir`` is resumed (the latest, or ``resume_from``; newer ones
+  are then deleted); a parameters-only one (e.g. a PRiSM import) starts a fresh optimizer.
+
+  Raises:
+    FloatingPointError: a non-finite loss or parameters; the last checkpoint stays good.
+    FileNotFoundError / ValueError: missing data, bad config, missing ``resume_from``.
+  """
+  from samplernn_jax import input_pipeline  # grain; training only.
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  t = config.train
+  manager = checkpoint_lib.make_manager(workdir, checkpoint_lib.training_options(t))
+  run_id = os.path.basename(workdir.rstrip('/')) or 'run'
+
+  # ----- Resume point ---------------------------------------------------------------
+  steps = manager.all_steps()
+  if resume_from is not None and resume_from not in steps:
+    raise FileNotFoundError(f'--resume_from={resume_from}: no such checkpoint in {manager.directory}; '
+                            f'available: {sorted(steps)}.')
+  restore_step = resume_from if resume_from is not None else manager.latest_step()
+  if restore_step is not None:
+    config = _merge_model_config(config, checkpoint_lib.restore_config(manager, restore_step))
+    for s in [s for s in steps if s > restore_step]:
+      logging.warning('Deleting checkpoint %d, newer than --resume_from=%d.', s, restore_step)
+      manager.delete(s)
+  config_lib.validate(config)
+  if jax.process_index() == 0:
+    checkpoint_lib.save_config(workdir, config)
+
+  # ----- Input ----------------------------------------------------------------------
+  if data_dir is None:
+    from samplernn_jax import demo_corpus
+    data_dir = os.path.join(workdir, 'demo_corpus')
+    if not os.path.isdir(data_dir) or not os.listdir(data_dir):
+      logging.info('No --data_dir: synthesizing the demo corpus into %s.', data_dir)
+      demo_corpus.synthesize(data_dir, sample_rate=int(config.data.sample_rate))
+  datasets = input_pipeline.make_datasets(config, data_dir)
+  windows_per_epoch = datasets.windows_per_epoch
+  num_epochs = len(windows_per_epoch)
+  if not sum(windows_per_epoch):
+    raise ValueError(f'{data_dir!r}: no training window; files must be longer than '
+                     f'config.data.seq_len={config.data.seq_len} samples.')
+  train_iter = iter(datasets.train)
+
+  # ----- Model, state and shardings -------------------------------------------------
+  mesh = make_mesh()
+  if t.batch_size % mesh.size:
+    raise ValueError(f'config.train.batch_size={t.batch_size} does not split over '
+                     f'{mesh.size} devices; use a multiple of {mesh.size}.')
+  rep = replicated(mesh)
+  train_step = make_train_step(config, mesh)
+  eval_step = make_eval_step(config, mesh)
+  init_carry = make_init_carry(config, mesh)
+  rng = jax.random.PRNGKey(int(t.seed))
+  make_state = lambda params=None: create_train_state(config, rng, params, windows_per_epoch)
+  abstract_state = jax.eval_shape(make_state)
+  loop = _loop_state()
+
+  if restore_step is None:
+    state = jax.jit(make_state, out_shardings=rep)()
+    carry = init_carry(state.params)
+  else:
+    abstract_params = _abstract(abstract_state.params, rep)
+    if checkpoint_lib.has_train_state(manager, restore_step):
+      abstract_carry = _abstract(jax.eval_shape(init_carry, abstract_state.params),
+                                 data_sharded(mesh))
+      abstract_train = {'step': _abstract(abstract_state.step, rep),
+                        'opt_state': _abstract(abstract_state.opt_state, rep),
+                        'rng': _abstract(abstract_state.rng, rep),
+                        'carry': abstract_carry, 'loop': loop}
+      params, train = checkpoint_lib.restore_training(manager, restore_step, abstract_params,
+                                                      abstract_train, train_iter)
+      state = TrainState(step=train['step'], params=params, opt_state=train['opt_state'],
+                         rng=train['rng'], tx=abstract_state.tx)
+      carry, loop = train['carry'], {k: np.asarray(v) for k, v in train['loop'].items()}
+      logging.info('Resumed from checkpoint %d (epoch %d).', restore_step, int(loop['epoch']))
+    else:
+      params = checkpoint_lib.restore_params_into(manager, restore_step, abstract_params)
+      state = jax.jit(make_state, in_shardings=rep, out_shardings=rep)(params)
+      state = state.replace(step=jnp.asarray(restore_step, jnp.int32))
+      carry = init_carry(state.params)
+      logging.info('Starting from the parameters of checkpoint %d with a fresh optimizer.',
+                   restore_step)
+
+  # ----- Monitoring -----------------------------------------------------------------
+  monitor = t.monitor
+  if monitor.startswith('val_') and datasets.val is None:
+    logging.warning('No validation files (val_frac=%s); monitoring %r instead of %r.',
+                    config.data.val_frac, monitor[4:], monitor)
+    monitor = monitor[4:]
+  mode = checkpoint_lib.MONITORS[monitor]
+  improved = lambda v, best: math.isnan(best) or (v < best if mode == 'min' else v > best)
+  reporter = Reporter(workdir, config)
+  gen_rng = jax.random.PRNGKey(int(t.seed) + 1)
+  stop = {'signal': None}
+  previous_handlers = _install_signal_handlers(stop)
+  lr_at = learning_rate_schedule(config, windows_per_epoch)
+
+  step = int(jax.device_get(state.step))
+  last_saved = restore_step
+  last_metrics: dict = {}
+
+  def save(metrics=None):
+    nonlocal last_saved
+    if not bool(_all_finite(state.params)):
+      raise FloatingPointError(
+          f'Non-finite parameters at step {step}; not saving. The last good checkpoint is '
+          f'{last_saved} in {manager.directory}.')
+    checkpoint_lib.save_training(
+        manager, step, state.params,
+        {'step': state.step, 'opt_state': state.opt_state, 'rng': state.rng, 'carry': carry,
+         'loop': loop}, train_iter, config, metrics)
+    last_saved = step
+
+  # ----- Loop -----------------------------------------------------------------------
+  pending = None  # The step dispatched last: (step, epoch, metrics on device).
+  t_last = time.perf_counter()
+  epoch_start = time.perf_counter()
+
+  def drain():
+    """Reads the pending step's metrics (the only host sync per step) and reports them."""
+    nonlocal pending, t_last
+    if pending is None:
+      return
+    s, e, m = pending
+    pending = None
+    m = {k: float(v) for k, v in jax.device_get(m).items()}
+    now = time.perf_counter()
+    sec, t_last = now - t_last, now
+    if not math.isfinite(m['loss']):
+      raise FloatingPointError(
+          f'Non-finite loss {m["loss"]} at step {s} (epoch {e + 1}); stopping. The last good '
+          f'checkpoint is {last_saved} in {manager.directory}. Try a lower '
+          f'config.train.learning_rate or config.train.clip_norm.')
+    loop['loss_sum'] = loop['loss_sum'] + m['loss']
+    loop['accuracy_sum'] = loop['accuracy_sum'] + m['accuracy']
+    loop['epoch_steps'] = loop['epoch_steps'] + 1
+    n = int(loop['epoch_steps'])
+    reporter.step(s, e + 1, num_epochs, n, windows_per_epoch[e], m, sec,
+                  log=t.log_every_steps > 0 and (s % t.log_every_steps == 0 or n == 1))
+
+  try:
+    while True:
+      batch = next(train_iter, None)
+      if batch is None:
+        break
+      epoch = int(batch['epoch'])
+      state, carry, metrics = train_step(state, carry, global_batch(mesh, batch))
+      step += 1
+      drain()  # Step - 1's metrics, while this step runs.
+      pending = (step, epoch, metrics)
+      epoch_end = bool(batch['epoch_end'])
+      evaluate_now = datasets.val is not None and (
+          epoch_end or (t.eval_every_steps > 0 and step % t.eval_every_steps == 0))
+      save_steps = t.checkpoint_every_steps > 0 and step % t.checkpoint_every_steps == 0
+      if not (epoch_end or evaluate_now or save_steps or stop['signal']):
+        continue
+      drain()
+      val_metrics = {}
+      if evaluate_now:
+        val_metrics = evaluate(eval_step, init_carry, state.params, datasets.val, mesh)
+        reporter.evaluation(step, epoch + 1, val_metrics)
+      if epoch_end:
+        n = max(int(loop['epoch_steps']), 1)
+        last_metrics = {'loss': float(loop['loss_sum']) / n,
+                        'accuracy': float(loop['accuracy_sum']) / n, **val_metrics,
+                        'learning_rate': float(lr_at(step - 1))}
+        reporter.epoch(step, epoch + 1, num_epochs, last_metrics, time.perf_counter() - epoch_start)
+        epoch_start = time.perf_counter()
+        value = last_metrics[monitor]
+        is_best = improved(value, float(loop['best']))
+        loop = _loop_state(epoch + 1, value if is_best else loop['best'],
+                           0 if is_best else int(loop['bad_epochs']) + 1)
+        patience = int(t.early_stopping_patience)
+        early_stop = patience > 0 and int(loop['bad_epochs']) >= patience
+        last_epoch = epoch + 1 == num_epochs
+        if (epoch + 1) % max(int(t.checkpoint_every_epochs), 1) == 0 or early_stop or last_epoch:
+          save({k: v for k, v in last_metrics.items() if k != 'learning_rate'})
+          if jax.process_index() == 0 and (t.checkpoint_policy == 'Always' or is_best):
+            for path, audio in generate_clips(state.params, config,
+                                              os.path.join(workdir, 'generated'), run_id,
+                                              epoch + 1, jax.random.fold_in(gen_rng, step)):
+              logging.info('Generated %s', path)
+              reporter.audio(f'generated/{os.path.basename(path)}', audio, step)
+        if early_stop:
+          logging.info('Early stopping: %r has not improved for %d epochs.', monitor, patience)
+          break
+      elif save_steps or stop['signal']:
+        save()
+      t_last = time.perf_counter()  # Validation and saving are not a step's time.
+      if stop['signal']:
+        logging.info('Signal %d: saved checkpoint %d; exiting.', stop['signal'], step)
+        break
+    drain()
+    if last_saved != step:
+      save()
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    reporter.close()
+    for s, h in previous_handlers.items():
+      signal.signal(s, h)
+  return last_metrics

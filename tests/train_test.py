@@ -1,0 +1,250 @@
+"""The training loop: learning, resume equality, SIGTERM, devices, retention, errors, NaN.
+
+Every run is the tiny config on ten 0.2 s files at 8 kHz (100 steps per epoch). Compiles
+are shared through a persistent compilation cache, subprocesses included.
+"""
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+
+from samplernn_jax import checkpoint as checkpoint_lib
+from samplernn_jax import demo_corpus
+from samplernn_jax import train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+STEPS_PER_EPOCH = 100
+
+
+@pytest.fixture(scope='module', autouse=True)
+def compilation_cache(tmp_path_factory):
+  cache = str(tmp_path_factory.mktemp('jax_cache'))
+  old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update('jax_compilation_cache_dir', cache)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = cache
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  yield
+  jax.config.update('jax_compilation_cache_dir', old[0])
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', old[1])
+  os.environ.pop('JAX_COMPILATION_CACHE_DIR')
+  os.environ.pop('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS')
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('corpus'))
+  demo_corpus.synthesize(path, sample_rate=8000, num_files=10, seconds=0.2)
+  return path
+
+
+def tiny(**train_overrides):
+  from configs import tiny as tiny_config
+  config = tiny_config.get_config()
+  config.train.log_every_steps = 0
+  config.train.learning_rate = 3e-3  # Learns visibly within 200 steps.
+  config.generate.max_generate_per_epoch = 0
+  for k, v in train_overrides.items():
+    setattr(config.train, k, v)
+  return config
+
+
+def params_of(workdir, step=None):
+  return checkpoint_lib.restore_params(str(workdir), step)[0]
+
+
+def records(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope='module')
+def two_epochs(tmp_path_factory, corpus):
+  """An uninterrupted 2-epoch run (with a stand-in sampler for in-training generation)."""
+  workdir = tmp_path_factory.mktemp('two_epochs') / 'run'
+  from samplernn_jax import sampler
+  real = sampler.generate
+  sampler.generate = lambda params, model_config, num_samples, temperatures, rng, **kw: (
+      np.full((len(temperatures), num_samples), 128, np.int32))
+  config = tiny(num_epochs=2, log_every_steps=10)
+  config.generate.max_generate_per_epoch = 1
+  try:
+    final = train.train_and_evaluate(config, str(workdir), corpus)
+  finally:
+    sampler.generate = real
+  return workdir, final
+
+
+@pytest.fixture(scope='module')
+def one_epoch(tmp_path_factory, corpus):
+  workdir = tmp_path_factory.mktemp('one_epoch') / 'run'
+  train.train_and_evaluate(tiny(num_epochs=1), str(workdir), corpus)
+  return workdir
+
+
+def test_loss_falls_and_run_is_logged(two_epochs):
+  workdir, final = two_epochs
+  rows = records(workdir)
+  steps = [r for r in rows if 'sec_per_step' in r]
+  epochs = [r for r in rows if 'learning_rate' in r]
+  assert steps[0]['loss'] > math.log(256) - 0.1  # About uniform over 256 levels at first.
+  assert final['loss'] < steps[0]['loss'] - 0.5, (steps[0], final)
+  assert epochs[1]['val_loss'] < epochs[0]['val_loss']
+  assert 0 <= final['val_accuracy'] <= 1 and final['val_bits_per_sample'] > 0
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['100', '200']
+  assert sorted(os.listdir(workdir / 'generated')) == ['run_e=1_t=0.95.wav', 'run_e=2_t=0.95.wav']
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir / 'tensorboard'))
+
+
+def test_more_epochs_resume_like_one_run(two_epochs, one_epoch, tmp_path, corpus):
+  workdir = tmp_path / 'run'
+  shutil.copytree(one_epoch, workdir)
+  train.train_and_evaluate(tiny(num_epochs=2), str(workdir), corpus)
+  chex.assert_trees_all_close(params_of(workdir), params_of(two_epochs[0]), atol=1e-6)
+
+
+def test_sigterm_saves_and_resumes_exactly(two_epochs, tmp_path, corpus):
+  """A run killed mid-epoch (carry and data position saved) ends like an uninterrupted one."""
+  workdir = tmp_path / 'run'
+  script = textwrap.dedent(f"""
+      import sys; sys.path.insert(0, {str(REPO)!r})
+      from tests.train_test import tiny
+      from samplernn_jax import train
+      # Many epochs, so the signal surely lands mid-run; the resume below runs 2.
+      train.train_and_evaluate(tiny(num_epochs=50, log_every_steps=1), {str(workdir)!r}, {corpus!r})
+      print('CLEAN EXIT', flush=True)
+  """)
+  proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+  for line in proc.stdout:
+    if 'Step 30/' in line:
+      proc.send_signal(signal.SIGTERM)
+      break
+  out = proc.stdout.read()
+  assert proc.wait(timeout=120) == 0 and 'CLEAN EXIT' in out
+  step = checkpoint_lib.latest_step(str(workdir))
+  assert 30 <= step < STEPS_PER_EPOCH, step  # Mid-epoch: the carry matters.
+  train.train_and_evaluate(tiny(num_epochs=2), str(workdir), corpus)
+  chex.assert_trees_all_close(params_of(workdir), params_of(two_epochs[0]), atol=1e-6)
+
+
+def test_nan_stops_and_keeps_last_checkpoint(one_epoch, tmp_path, corpus):
+  workdir = tmp_path / 'run'
+  shutil.copytree(one_epoch, workdir)
+  with pytest.raises(FloatingPointError, match='last good checkpoint is 100'):
+    train.train_and_evaluate(tiny(num_epochs=2, learning_rate=float('nan')), str(workdir), corpus)
+  assert checkpoint_lib.latest_step(str(workdir)) == STEPS_PER_EPOCH
+  chex.assert_trees_all_close(params_of(workdir), params_of(one_epoch))
+
+
+def test_early_stopping_and_params_only_start(one_epoch, tmp_path, corpus):
+  """From a parameters-only checkpoint (as imported from PRiSM); lr 0 never improves."""
+  workdir = str(tmp_path / 'run')
+  params, config, _ = checkpoint_lib.restore_params(str(one_epoch))
+  checkpoint_lib.save_params(workdir, 7, params, config)
+  final = train.train_and_evaluate(
+      tiny(num_epochs=5, learning_rate=0.0, early_stopping_patience=1), workdir, corpus)
+  epochs = [r for r in records(workdir) if 'learning_rate' in r]
+  assert len(epochs) == 2  # Epoch 2 did not improve on epoch 1: patience 1 stops.
+  assert final['val_loss'] == epochs[0]['val_loss']
+  assert checkpoint_lib.latest_step(workdir) == 7 + 2 * STEPS_PER_EPOCH
+  chex.assert_trees_all_close(params_of(workdir), params)
+
+
+def test_missing_or_empty_data_dir(tmp_path):
+  with pytest.raises(FileNotFoundError, match='not a directory'):
+    train.train_and_evaluate(tiny(), str(tmp_path / 'run'), str(tmp_path / 'nowhere'))
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(ValueError, match='holds no audio files'):
+    train.train_and_evaluate(tiny(), str(tmp_path / 'run'), str(tmp_path / 'empty'))
+
+
+@pytest.mark.parametrize('policy,keep,expected', [
+    ('Always', 2, [4, 5]),
+    ('Always', 0, [1, 2, 3, 4, 5]),
+    ('Best', 2, [2, 4, 5]),  # The two best by val_loss, and the newest to resume from.
+])
+def test_retention(tmp_path, policy, keep, expected):
+  config = tiny(checkpoint_policy=policy, max_checkpoints=keep)
+  manager = checkpoint_lib.make_manager(str(tmp_path), checkpoint_lib.training_options(config.train))
+  for step, val_loss in zip(range(1, 6), [5.0, 2.0, 4.0, 1.0, 3.0]):
+    manager.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave({'w': np.zeros(2)})),
+                 metrics={'val_loss': val_loss})
+  manager.wait_until_finished()
+  assert manager.all_steps() == expected
+  manager.close()
+
+
+def test_optimizers_and_prism_lr_decay():
+  config = tiny(reduce_learning_rate_after=2, learning_rate=1.0, lr_decay_rate=0.1)
+  schedule = train.learning_rate_schedule(config, [10, 10, 10, 10])
+  got = [float(schedule(s)) for s in (0, 19, 20, 29, 30, 39)]
+  np.testing.assert_allclose(got, [1, 1, math.exp(-0.1), math.exp(-0.1), math.exp(-0.2),
+                                   math.exp(-0.2)], rtol=1e-6)
+  with pytest.raises(ValueError, match='steps_per_epoch'):
+    train.make_optimizer(config)
+  params = {'w': np.ones(3, np.float32)}
+  for name in train.OPTIMIZERS:
+    tx = train.make_optimizer(tiny(optimizer=name, clip_norm=1.0))
+    updates, _ = tx.update({'w': np.full(3, 100.0, np.float32)}, tx.init(params), params)
+    assert np.all(np.isfinite(updates['w'])) and np.all(updates['w'] < 0)
+  with pytest.raises(ValueError, match='optimizer'):
+    train.make_optimizer(tiny(optimizer='lamb'))
+
+
+TWO_DEVICES = """
+import os, sys
+sys.path.insert(0, {repo!r})
+import jax, numpy as np, chex
+assert jax.device_count() == 2, jax.devices()
+from tests.train_test import tiny
+from samplernn_jax import train
+
+config = tiny()
+rng = np.random.default_rng(0)
+length = config.data.seq_len + config.model.frame_sizes[-1]
+batches = [{{'x': rng.integers(0, 256, (4, length)).astype(np.int32), 'reset': np.bool_(k == 0)}}
+           for k in range(3)]
+
+def run(devices):
+  mesh = train.make_mesh(devices)
+  state = jax.jit(lambda: train.create_train_state(config, jax.random.PRNGKey(0)),
+                  out_shardings=train.replicated(mesh))()
+  carry = train.make_init_carry(config, mesh)(state.params)
+  step = train.make_train_step(config, mesh)
+  for b in batches:
+    state, carry, metrics = step(state, carry, train.global_batch(mesh, b))
+  assert len(carry[0][0].sharding.device_set) == len(devices)
+  return jax.device_get(state.params), float(metrics['loss'])
+
+params_1, loss_1 = run(jax.devices()[:1])
+params_2, loss_2 = run(jax.devices())
+chex.assert_trees_all_close(params_1, params_2, atol=2e-6, rtol=1e-5)
+np.testing.assert_allclose(loss_1, loss_2, rtol=1e-6)
+# The whole loop on two devices: sharded carry and replicated state through a checkpoint.
+train.train_and_evaluate(tiny(num_epochs=1, checkpoint_every_steps=50), {workdir!r}, {corpus!r})
+print('OK', loss_1, loss_2)
+"""
+
+
+def test_two_devices_match_one(tmp_path, corpus):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             JAX_PLATFORMS='cpu')
+  script = TWO_DEVICES.format(repo=str(REPO), workdir=str(tmp_path / 'run'), corpus=corpus)
+  proc = subprocess.run([sys.executable, '-c', script], env=env, cwd=REPO, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0 and 'OK' in proc.stdout, proc.stderr[-3000:]
+  assert sorted(os.listdir(tmp_path / 'run' / 'checkpoints')) == ['100', '50']

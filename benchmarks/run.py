@@ -32,10 +32,12 @@ import ml_collections
 import numpy as np
 
 from benchmarks import flops as flops_lib
+from benchmarks.input_pipeline import measure_pipeline
 from benchmarks import machine
 from benchmarks import reference as reference_lib
 from samplernn_jax import config as config_lib
 from samplernn_jax import model as model_lib
+from samplernn_jax.demo_corpus import synthesize
 from samplernn_jax.sampler import generate
 
 # --- The APIs of parallel branches; each falls back to a TEMPORARY stand-in until it lands.
@@ -46,18 +48,6 @@ except ModuleNotFoundError as e:
   if e.name != 'benchmarks.train_step':
     raise
   from benchmarks.interim import benchmark_train_step  # TEMPORARY
-try:
-  from benchmarks.input_pipeline import measure_pipeline  # branch data
-except ModuleNotFoundError as e:
-  if e.name != 'benchmarks.input_pipeline':
-    raise
-  from benchmarks.interim import measure_pipeline  # TEMPORARY
-try:
-  from samplernn_jax.demo_corpus import synthesize  # branch data
-except ModuleNotFoundError as e:
-  if e.name != 'samplernn_jax.demo_corpus':
-    raise
-  from benchmarks.interim import synthesize  # TEMPORARY
 
 
 def _source(fn: Callable) -> str:
@@ -277,10 +267,12 @@ def bench_pipeline(config, suite, prism, data_dir: Optional[str]) -> Dict[str, A
   with contextlib.ExitStack() as stack:
     if data_dir is None:
       data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix='samplernn_bench_'))
-      # One file per sequence of the batch, as PRiSM reads them side by side.
-      synthesize(data_dir, config.data.sample_rate, num_files=config.train.batch_size,
+      # Files are read side by side, one per sequence; twice the batch leaves room for
+      # the validation split of this project's pipeline.
+      num_files = 2 * config.train.batch_size
+      synthesize(data_dir, config.data.sample_rate, num_files=num_files,
                  seconds=suite['corpus_seconds'])
-      corpus = f'synthesized: {config.train.batch_size} files x {suite["corpus_seconds"]} s'
+      corpus = f'synthesized (demo_corpus): {num_files} files x {suite["corpus_seconds"]} s'
     else:
       corpus = data_dir
     ours_rounds, ref_rounds = _ab(

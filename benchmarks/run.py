@@ -40,8 +40,8 @@ from samplernn_jax import model as model_lib
 from samplernn_jax.demo_corpus import synthesize
 from samplernn_jax.sampler import generate
 
-# --- The APIs of parallel branches; each falls back to a TEMPORARY stand-in until it lands.
-# Swapping is automatic on merge: delete the benchmarks/interim.py entry afterwards.
+# The perf branch's train-step timer; until it lands, a TEMPORARY stand-in that times the
+# same step. Swapping is automatic on merge: then delete benchmarks/interim.py.
 try:
   from benchmarks.train_step import benchmark_train_step  # branch perf
 except ModuleNotFoundError as e:

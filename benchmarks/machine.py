@@ -1,0 +1,81 @@
+"""What a result was measured on, and the machine's float32 matmul peak."""
+
+import datetime
+import os
+import platform
+import time
+from typing import Any, Dict
+
+import jax
+import jax.numpy as jnp
+
+
+def _cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or 'unknown'
+
+
+def _version(module_name: str) -> str:
+  try:
+    module = __import__(module_name)
+  except ImportError:
+    return 'not installed'
+  return getattr(module, '__version__', 'unknown')
+
+
+def machine_info() -> Dict[str, Any]:
+  """CPU model, cores, JAX devices and library versions, with the UTC date."""
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  import flax  # pylint: disable=g-import-not-at-top
+  info = {
+      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+      'hostname': platform.node(),
+      'cpu_model': _cpu_model(),
+      'cpu_cores': os.cpu_count(),
+      'cpu_affinity': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
+      'platform': platform.platform(),
+      'python': platform.python_version(),
+      'jax_backend': jax.default_backend(),
+      'jax_devices': [str(d) for d in jax.devices()],
+      'jax_device_kind': jax.devices()[0].device_kind,
+      'jax': jax.__version__,
+      'jaxlib': jaxlib.__version__,
+      'flax': flax.__version__,
+  }
+  # Importing TensorFlow here would be slow and is only wanted when the reference runs.
+  import sys  # pylint: disable=g-import-not-at-top
+  if 'tensorflow' in sys.modules:
+    info['tensorflow'] = sys.modules['tensorflow'].__version__
+    info['tf_keras'] = _version('tf_keras')
+  else:
+    info['tensorflow'] = 'not loaded'
+  try:
+    info['load_average_1m'] = os.getloadavg()[0]
+  except OSError:
+    pass
+  return info
+
+
+def matmul_peak_flops(size: int = 4096, repeats: int = 5, dtype=jnp.float32) -> Dict[str, float]:
+  """Best-of-``repeats`` FLOP/s of one ``size`` x ``size`` matmul on the default device.
+
+  ``2 * size**3`` FLOPs per product; the first call (compilation) is not timed.
+  """
+  key_a, key_b = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(key_a, (size, size), dtype)
+  b = jax.random.normal(key_b, (size, size), dtype)
+  matmul = jax.jit(jnp.matmul)
+  matmul(a, b).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return {'size': size, 'repeats': repeats, 'dtype': jnp.dtype(dtype).name,
+          'best_sec': best, 'flops_per_sec': 2.0 * size ** 3 / best}

@@ -1,0 +1,231 @@
+"""The TF2 reference, PRiSM SampleRNN, driven on the same shapes as this project.
+
+PRiSM is imported from a checkout given by ``--prism_dir`` (never vendored here) and needs
+TensorFlow with tf_keras (``pip install -e '.[reference]'``). Everything is measured the
+way PRiSM itself runs it:
+
+* training: ``model.train_step((x, y))``, its ``tf.function`` with GradientTape, global
+  norm clip 5.0 and ``Adam(1e-3, epsilon=1e-4)`` set by ``model.compile`` as in train.py;
+* generation: one Python-level ``model(frame, training=False, temperature=...)`` call per
+  big frame, feeding each call's output to the next, as generate.py does;
+* input pipeline: dataset.py's ``get_dataset`` (tf.data over ``load_audio``).
+
+PRiSM models have exactly three tiers (two frame sizes); other configs are not comparable.
+"""
+
+import contextlib
+import importlib.util
+import io
+import os
+import subprocess
+import sys
+import time
+import types
+from typing import Dict, Optional
+
+import numpy as np
+
+INSTALL_HINT = (
+    "To measure the TF2 reference as well: pip install -e '.[reference]' (TensorFlow + "
+    'tf_keras), git clone https://github.com/rncm-prism/prism-samplernn (commit f05a772) '
+    'outside this repository, and pass --prism_dir=PATH_TO_THAT_CHECKOUT.')
+
+
+class ReferenceUnavailable(RuntimeError):
+  """TensorFlow or the PRiSM checkout is missing; the message says how to get them."""
+
+
+def _stub_librosa():
+  """PRiSM's samplernn/__init__ imports librosa only for ``librosa.load`` of wav files.
+
+  librosa is a heavy dependency not otherwise needed, so when it is absent this registers
+  a stand-in whose ``load(path, sr=None, mono=True)`` reads with soundfile, which is what
+  librosa does for wav files at their own rate (no resampling), averaging channels.
+  """
+  if importlib.util.find_spec('librosa') is not None:
+    return
+  import soundfile  # pylint: disable=g-import-not-at-top
+
+  def load(path, sr=None, mono=True):
+    audio, rate = soundfile.read(path, dtype='float32', always_2d=True)
+    if sr is not None and sr != rate:
+      raise NotImplementedError('the benchmark librosa stand-in does not resample')
+    return (audio.mean(axis=1) if mono else audio.T), rate
+
+  stub = types.ModuleType('librosa')
+  stub.load = load
+  stub.__benchmark_stub__ = True
+  sys.modules['librosa'] = stub
+
+
+class Prism:
+  """The imported PRiSM modules: ``SampleRNN`` and ``get_dataset``, plus TensorFlow."""
+
+  def __init__(self, prism_dir: Optional[str]):
+    if not prism_dir:
+      raise ReferenceUnavailable('no --prism_dir given. ' + INSTALL_HINT)
+    prism_dir = os.path.abspath(prism_dir)
+    if not os.path.isfile(os.path.join(prism_dir, 'samplernn', 'model.py')):
+      raise ReferenceUnavailable(f'{prism_dir} is not a PRiSM SampleRNN checkout (no '
+                                 'samplernn/model.py). ' + INSTALL_HINT)
+    # PRiSM is written against tf.keras 2; under Keras 3 this selects tf_keras.
+    os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise ReferenceUnavailable('TensorFlow is not installed. ' + INSTALL_HINT) from None
+    if not tf.keras.__name__.startswith('tf_keras') and int(tf.keras.__version__[0]) >= 3:
+      raise ReferenceUnavailable(
+          'TensorFlow was imported with Keras 3 before TF_USE_LEGACY_KERAS=1 was set, or '
+          'tf_keras is missing; PRiSM needs Keras 2. ' + INSTALL_HINT)
+    # On a GPU host TensorFlow would otherwise reserve the memory JAX has not taken.
+    for gpu in tf.config.list_physical_devices('GPU'):
+      try:
+        tf.config.experimental.set_memory_growth(gpu, True)
+      except RuntimeError:  # Already initialized by an earlier import: keep its setting.
+        pass
+    _stub_librosa()
+    if prism_dir not in sys.path:
+      sys.path.insert(0, prism_dir)
+    from samplernn.model import SampleRNN  # pylint: disable=g-import-not-at-top
+    spec = importlib.util.spec_from_file_location('prism_dataset',
+                                                  os.path.join(prism_dir, 'dataset.py'))
+    dataset = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dataset)
+    self.tf = tf
+    self.SampleRNN = SampleRNN  # pylint: disable=invalid-name
+    self.dataset = dataset
+    self.dir = prism_dir
+    self.commit = _git_head(prism_dir)
+    self.librosa_stubbed = getattr(sys.modules.get('librosa'), '__benchmark_stub__', False)
+
+  def info(self) -> Dict[str, object]:
+    import tf_keras  # pylint: disable=g-import-not-at-top
+    return {'prism_dir': self.dir, 'prism_commit': self.commit,
+            'tensorflow': self.tf.__version__, 'tf_keras': tf_keras.__version__,
+            'librosa_stubbed_with_soundfile': self.librosa_stubbed}
+
+  def build(self, config, batch_size: int):
+    """PRiSM's ``SampleRNN`` for ``config`` (as train.py's ``create_model``)."""
+    m = config.model
+    if len(m.frame_sizes) != 2:
+      raise ValueError(f'PRiSM has exactly 3 tiers; frame_sizes={tuple(m.frame_sizes)} '
+                       'has no reference counterpart.')
+    if m.get('learn_h0', False):
+      raise ValueError('PRiSM has no learned initial state (learn_h0).')
+    return self.SampleRNN(
+        batch_size=batch_size, frame_sizes=list(m.frame_sizes), q_levels=m.q_levels,
+        q_type=m.q_type, dim=m.dim, rnn_type=m.rnn_type, num_rnn_layers=m.num_rnn_layers,
+        seq_len=config.data.seq_len, emb_size=m.emb_size, skip_conn=m.skip_conn,
+        rnn_dropout=m.rnn_dropout)
+
+
+def supports(config) -> Optional[str]:
+  """None when PRiSM can run ``config``, else why not."""
+  if len(config.model.frame_sizes) != 2:
+    return f'PRiSM is 3-tier only; frame_sizes={tuple(config.model.frame_sizes)}'
+  if config.model.get('learn_h0', False):
+    return 'PRiSM has no learn_h0'
+  return None
+
+
+class Trainer:
+  """PRiSM's train step on a fixed random batch of ``[B, seq_len + big_frame]`` levels."""
+
+  def __init__(self, prism: Prism, config):
+    tf = prism.tf
+    self.samples_per_step = config.train.batch_size * config.data.seq_len
+    self.model = prism.build(config, config.train.batch_size)
+    # train.py: create_adam_optimizer and model.compile.
+    self.model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate=config.train.learning_rate,
+                                           epsilon=1e-4),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name='accuracy')])
+    big = int(config.model.frame_sizes[-1])
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, config.model.q_levels,
+                     (config.train.batch_size, config.data.seq_len + big, 1)).astype(np.int32)
+    self.data = (tf.constant(x), tf.constant(x[:, big:]))
+    start = time.perf_counter()
+    self._step()  # Traces the tf.function and builds the variables.
+    self.compile_sec = time.perf_counter() - start
+
+  def _step(self):
+    logs = self.model.train_step(self.data)
+    return float(logs['loss'].numpy()) if 'loss' in logs else logs
+
+  def measure(self, num_steps: int) -> Dict[str, float]:
+    times = []
+    for _ in range(num_steps):
+      start = time.perf_counter()
+      self._step()
+      times.append(time.perf_counter() - start)
+    sec = float(np.median(times))
+    return {'sec_per_step': sec, 'samples_per_sec': self.samples_per_step / sec,
+            'step_times': times}
+
+
+class Generator:
+  """generate.py's loop: one ``inference_step`` call per big frame, batch of sequences."""
+
+  def __init__(self, prism: Prism, config, batch_size: int, temperature: float = 0.95):
+    tf = prism.tf
+    self.tf = tf
+    self.batch_size = batch_size
+    self.big = int(config.model.frame_sizes[-1])
+    self.model = prism.build(config, batch_size)
+    # generate.py's create_inference_model: build with a training-shaped call.
+    self.model(np.zeros((batch_size, config.data.seq_len + self.big, 1), np.int32))
+    self.temperature = np.full((batch_size, 1), temperature, np.float64)
+    q_zero = config.model.q_levels // 2
+    self.seed = tf.constant(np.full((batch_size, self.big, 1), q_zero), dtype=tf.int32)
+    start = time.perf_counter()
+    self._run(1)  # Traces inference_step.
+    self.compile_sec = time.perf_counter() - start
+
+  def _run(self, num_frames: int):
+    frame = self.seed
+    for _ in range(num_frames):
+      frame = self.model(frame, training=False, temperature=self.temperature)
+    return frame.numpy()
+
+  def measure(self, num_samples: int) -> Dict[str, float]:
+    """Per-sequence and total samples/s over ``num_samples // big_frame`` calls."""
+    num_frames = max(1, num_samples // self.big)
+    start = time.perf_counter()
+    self._run(num_frames)
+    sec = time.perf_counter() - start
+    per_sequence = num_frames * self.big / sec
+    return {'samples_per_sec_per_sequence': per_sequence,
+            'samples_per_sec_total': per_sequence * self.batch_size}
+
+
+def measure_pipeline(prism: Prism, config, data_dir: str, num_batches: int) -> float:
+  """Target samples/s delivered by PRiSM's ``get_dataset`` (as train.py builds it)."""
+  files = sorted(prism.dataset.find_files(data_dir))
+  big = int(config.model.frame_sizes[-1])
+  batch_size, seq_len = config.train.batch_size, config.data.seq_len
+  if len(files) < batch_size:
+    raise ValueError(f'{data_dir}: {len(files)} wav files, fewer than batch {batch_size}.')
+  dataset = prism.dataset.get_dataset(
+      files, 1000, batch_size, seq_len, big, drop_remainder=True,
+      q_type=config.model.q_type, q_levels=config.model.q_levels)
+  # PRiSM prints a line per file it loads; keep the benchmark's output readable.
+  with contextlib.redirect_stdout(io.StringIO()):
+    it = iter(dataset)
+    next(it)
+    start = time.perf_counter()
+    for _ in range(num_batches):
+      next(it)
+    sec = time.perf_counter() - start
+  return num_batches * batch_size * seq_len / sec
+
+
+def _git_head(path: str) -> Optional[str]:
+  try:
+    return subprocess.run(['git', '-C', path, 'rev-parse', 'HEAD'], capture_output=True,
+                          text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None

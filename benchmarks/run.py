@@ -1,0 +1,477 @@
+r"""Throughput of this project against PRiSM SampleRNN (TF2), A/B on the same machine.
+
+    python -m benchmarks.run --suite=quick|full [--prism_dir=PATH]
+        [--out=benchmarks/results/NAME] [--dtype=float32|bfloat16] [--profile_dir=DIR]
+
+For each config (``--configs``, default ``default,two_tier,small``; ``small`` is default
+with dim 256) it measures training, generation for 1 and 32 sequences (quick: 1 and 2),
+the input pipeline and FLOPs (``benchmarks/flops.py``). ``--suite=full`` uses the real
+shapes (batch 64, seq_len 1024); ``quick`` shrinks dim by 16 (at least 16), batch to 4 and
+seq_len to two big frames, to check the harness in seconds.
+
+Each figure is measured in ``--rounds`` rounds alternating this project (A) and PRiSM (B):
+A B A B ...; a figure is the median over its rounds, so machine load drifting during the run
+hits both sides alike. Ratios are ``ours / reference`` for every figure; throughputs are
+higher-is-better, times and the real-time factor lower-is-better (``ratio_higher_is_better``
+in the JSON says which). Writes ``--out``.json and ``--out``.md; the table is printed last.
+See README.bench.md.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from benchmarks import flops as flops_lib
+from benchmarks.input_pipeline import measure_pipeline
+from benchmarks import machine
+from benchmarks import reference as reference_lib
+from samplernn_jax import config as config_lib
+from samplernn_jax import model as model_lib
+from samplernn_jax.demo_corpus import synthesize
+from samplernn_jax.sampler import generate
+
+# The perf branch's train-step timer; until it lands, a TEMPORARY stand-in that times the
+# same step. Swapping is automatic on merge: then delete benchmarks/interim.py.
+try:
+  from benchmarks.train_step import benchmark_train_step  # branch perf
+except ModuleNotFoundError as e:
+  if e.name != 'benchmarks.train_step':
+    raise
+  from benchmarks.interim import benchmark_train_step  # TEMPORARY
+
+
+def _source(fn: Callable) -> str:
+  return f'{fn.__module__}.{fn.__name__}'
+
+
+_SUITE = flags.DEFINE_enum('suite', 'quick', ['quick', 'full'],
+                           'quick: tiny shapes, few steps (checks the harness); full: real shapes.')
+_CONFIGS = flags.DEFINE_list('configs', ['default', 'two_tier', 'small'],
+                             'Configs: a module of configs/ (default, two_tier, tiny, ...) or '
+                             "'small' (default with dim 256).")
+_PRISM_DIR = flags.DEFINE_string('prism_dir', None,
+                                 'Checkout of PRiSM SampleRNN (commit f05a772) to measure as '
+                                 'the reference; without it only this project runs.')
+_OUT = flags.DEFINE_string('out', None, 'Path prefix of the results: writes OUT.json, OUT.md.')
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                           'config.model.dtype: the matmul dtype of this project (PRiSM: float32).')
+_PROFILE_DIR = flags.DEFINE_string('profile_dir', None,
+                                   'Write a jax.profiler trace of generation (batch 1) per '
+                                   'config to DIR/CONFIG; view with TensorBoard or Perfetto.')
+_ROUNDS = flags.DEFINE_integer('rounds', None, 'A/B rounds per figure (default: quick 2, full 3).')
+_DATA_DIR = flags.DEFINE_string('data_dir', None,
+                                'wav corpus for the input pipeline (default: synthesized).')
+_PARTS = flags.DEFINE_list('parts', ['train', 'generate', 'pipeline'],
+                           'What to measure: any of train, generate, pipeline.')
+
+
+SUITES = {
+    # dim_divisor shrinks dim (at least 16); None keeps the config's shapes.
+    'quick': dict(dim_divisor=16, batch_size=4, seq_len_big_frames=2, train_steps=3,
+                  generate_batches=(1, 2), generate_big_frames=4, pipeline_batches=5,
+                  corpus_seconds=1.0, peak_size=512, peak_repeats=3, rounds=2),
+    'full': dict(dim_divisor=None, batch_size=64, seq_len=1024, train_steps=5,
+                 generate_batches=(1, 32), generate_big_frames=64, pipeline_batches=50,
+                 corpus_seconds=8.0, peak_size=4096, peak_repeats=5, rounds=3),
+}
+
+TABLE_HEADER = ['config', 'figure', 'this project', 'PRiSM (TF2)', 'ours / PRiSM']
+
+
+def load_config(name: str) -> ml_collections.ConfigDict:
+  """A config by name: ``configs/NAME.py``, or ``small`` (default with dim 256)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  if name == 'small':
+    config = importlib.import_module('configs.default').get_config()
+    config.model.dim = 256
+    return config
+  try:
+    module = importlib.import_module(f'configs.{name}')
+  except ModuleNotFoundError:
+    raise app.UsageError(f"--configs: no configs/{name}.py (or 'small').") from None
+  return module.get_config()
+
+
+def suite_config(config: ml_collections.ConfigDict, suite: Dict[str, Any],
+                 dtype: str) -> ml_collections.ConfigDict:
+  """``config`` at the suite's shapes and ``dtype``, validated."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  big = int(config.model.frame_sizes[-1])
+  if suite['dim_divisor']:
+    config.model.dim = max(16, config.model.dim // suite['dim_divisor'])
+  config.train.batch_size = suite['batch_size']
+  config.data.seq_len = suite.get('seq_len') or suite['seq_len_big_frames'] * big
+  config.model.dtype = dtype
+  return config_lib.validate(config)
+
+
+def _median(rounds: List[Dict[str, float]], key: str) -> float:
+  return float(np.median([r[key] for r in rounds]))
+
+
+def _ab(ours: Callable[[], Dict[str, float]], ref: Optional[Callable[[], Dict[str, float]]],
+        rounds: int):
+  """Runs A B A B ...; returns the rounds of each side (reference None when absent)."""
+  ours_rounds, ref_rounds = [], []
+  for i in range(rounds):
+    ours_rounds.append(ours())
+    logging.info('  round %d ours: %s', i, _brief(ours_rounds[-1]))
+    if ref is not None:
+      ref_rounds.append(ref())
+      logging.info('  round %d PRiSM: %s', i, _brief(ref_rounds[-1]))
+  return ours_rounds, (ref_rounds if ref is not None else None)
+
+
+def _brief(d: Dict[str, Any]) -> str:
+  return ', '.join(f'{k}={v:.4g}' for k, v in d.items() if isinstance(v, float))
+
+
+def _ratios(ours: Dict[str, float], ref: Optional[Dict[str, float]]) -> Optional[Dict[str, float]]:
+  if ref is None:
+    return None
+  return {k: ours[k] / ref[k] for k in ours if k in ref and ref[k]}
+
+
+# ---------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------
+
+
+def bench_train(config, suite, prism, peak: float) -> Dict[str, Any]:
+  steps = suite['train_steps']
+  samples_per_step = config.train.batch_size * config.data.seq_len
+  trainer = None
+  if prism is not None:
+    logging.info('  PRiSM: building and tracing the train step')
+    trainer = reference_lib.Trainer(prism, config)
+  ours_rounds, ref_rounds = _ab(
+      lambda: benchmark_train_step(config, steps),
+      (lambda: trainer.measure(steps)) if trainer else None, suite['rounds'])
+
+  per_sample = flops_lib.train_flops_per_sample(config.model)
+  # What each side really executes per step: PRiSM runs the model as written.
+  executed = {'ours': flops_lib.train_flops_per_step(
+      config.model, config.train.batch_size, config.data.seq_len, 'implemented'),
+              'reference': per_sample * samples_per_step}
+
+  def summary(rounds, compile_sec, side):
+    sec = _median(rounds, 'sec_per_step')
+    return {'sec_per_step': sec, 'samples_per_sec': samples_per_step / sec,
+            'compile_sec': compile_sec, 'achieved_flops_per_sec': per_sample * samples_per_step / sec,
+            'executed_flops_per_sec': executed[side] / sec,
+            'fraction_of_peak': executed[side] / sec / peak,
+            'rounds_sec_per_step': [r['sec_per_step'] for r in rounds]}
+
+  ours = summary(ours_rounds, ours_rounds[0]['compile_sec'], 'ours')
+  ours['source'] = _source(benchmark_train_step)
+  xla = ours_rounds[0].get('flops_per_step_xla')
+  expected_xla = flops_lib.train_flops_per_step(
+      config.model, config.train.batch_size, config.data.seq_len, 'implemented',
+      scan_bodies_once=True)
+  result = {
+      'steps_per_round': steps, 'samples_per_step': samples_per_step, 'ours': ours,
+      'flops_per_step_model': per_sample * samples_per_step,
+      'flops_per_step_xla': xla,
+      'flops_per_step_formula_as_xla_counts': expected_xla,
+      'xla_over_formula': (xla / expected_xla) if xla else None,
+  }
+  if trainer is not None:
+    result['reference'] = summary(ref_rounds, trainer.compile_sec, 'reference')
+    result['reference']['compile_sec_note'] = 'trace + first step'
+    result['ratio'] = _ratios(_numbers(ours), _numbers(result['reference']))
+  return result
+
+
+def _numbers(d: Dict[str, Any]) -> Dict[str, float]:
+  return {k: v for k, v in d.items() if isinstance(v, float)}
+
+
+# ---------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------
+
+
+def bench_generate(config, suite, prism, peak: float, profile_dir: Optional[str]):
+  model_config = config.model
+  big = int(model_config.frame_sizes[-1])
+  num_samples = suite['generate_big_frames'] * big
+  sample_rate = config.data.sample_rate
+  params = model_lib.init_params(model_lib.from_config(model_config), jax.random.key(0))
+  per_sample = flops_lib.generate_flops_per_sample(model_config)
+  executed = {'ours': flops_lib.executed_generate_flops_per_sample(model_config),
+              'reference': per_sample}
+  results = {'num_samples': num_samples, 'sample_rate': sample_rate,
+             'source': _source(generate)}
+  for batch in suite['generate_batches']:
+    temps = [0.95] * batch
+    key = [0]
+
+    def run(n):
+      key[0] += 1
+      start = time.perf_counter()
+      generate(params, model_config, n, temps, jax.random.key(key[0]), chunk_size=n)
+      return time.perf_counter() - start
+
+    first_call_sec = run(num_samples)  # Compiles the chunk function.
+
+    def ours():
+      per_seq = num_samples / run(num_samples)
+      return {'samples_per_sec_per_sequence': per_seq, 'samples_per_sec_total': per_seq * batch}
+
+    generator = None
+    if prism is not None:
+      logging.info('  PRiSM: building and tracing inference_step for %d sequences', batch)
+      generator = reference_lib.Generator(prism, config, batch)
+    ours_rounds, ref_rounds = _ab(
+        ours, (lambda: generator.measure(num_samples)) if generator else None, suite['rounds'])
+
+    def summary(rounds, compile_sec, side):
+      per_seq = _median(rounds, 'samples_per_sec_per_sequence')
+      return {'samples_per_sec_per_sequence': per_seq, 'samples_per_sec_total': per_seq * batch,
+              'real_time_factor': sample_rate / per_seq,
+              'achieved_flops_per_sec': per_sample * per_seq * batch,
+              'executed_flops_per_sec': executed[side] * per_seq * batch,
+              'fraction_of_peak': executed[side] * per_seq * batch / peak,
+              'first_call_sec': compile_sec}
+
+    entry = {'ours': summary(ours_rounds, first_call_sec, 'ours')}
+    if generator is not None:
+      entry['reference'] = summary(ref_rounds, generator.compile_sec, 'reference')
+      entry['ratio'] = _ratios(entry['ours'], entry['reference'])
+    results[f'batch_{batch}'] = entry
+    if profile_dir and batch == 1:
+      logging.info('  writing a generation trace to %s', profile_dir)
+      with jax.profiler.trace(profile_dir):
+        run(num_samples)
+      results['profile_dir'] = profile_dir
+  return results
+
+
+# ---------------------------------------------------------------------------------------
+# Input pipeline
+# ---------------------------------------------------------------------------------------
+
+
+def bench_pipeline(config, suite, prism, data_dir: Optional[str]) -> Dict[str, Any]:
+  num_batches = suite['pipeline_batches']
+  with contextlib.ExitStack() as stack:
+    if data_dir is None:
+      data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix='samplernn_bench_'))
+      # Files are read side by side, one per sequence; twice the batch leaves room for
+      # the validation split of this project's pipeline.
+      num_files = 2 * config.train.batch_size
+      synthesize(data_dir, config.data.sample_rate, num_files=num_files,
+                 seconds=suite['corpus_seconds'])
+      corpus = f'synthesized (demo_corpus): {num_files} files x {suite["corpus_seconds"]} s'
+    else:
+      corpus = data_dir
+    ours_rounds, ref_rounds = _ab(
+        lambda: {'samples_per_sec': float(measure_pipeline(config, data_dir, num_batches))},
+        (lambda: {'samples_per_sec': reference_lib.measure_pipeline(
+            prism, config, data_dir, num_batches)}) if prism else None,
+        suite['rounds'])
+  result = {'corpus': corpus, 'batches_per_round': num_batches,
+            'ours': {'samples_per_sec': _median(ours_rounds, 'samples_per_sec'),
+                     'source': _source(measure_pipeline)}}
+  if ref_rounds is not None:
+    result['reference'] = {'samples_per_sec': _median(ref_rounds, 'samples_per_sec')}
+    result['ratio'] = _ratios(_numbers(result['ours']), result['reference'])
+  return result
+
+
+# ---------------------------------------------------------------------------------------
+# The suite
+# ---------------------------------------------------------------------------------------
+
+
+def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 'small'),
+              prism_dir: Optional[str] = None, dtype: str = 'float32',
+              profile_dir: Optional[str] = None, rounds: Optional[int] = None,
+              data_dir: Optional[str] = None,
+              parts=('train', 'generate', 'pipeline')) -> Dict[str, Any]:
+  """Measures every config; returns the results (see README.bench.md for the layout)."""
+  suite = dict(SUITES[suite_name])
+  if rounds:
+    suite['rounds'] = rounds
+  prism, reference_note = None, None
+  try:
+    prism = reference_lib.Prism(prism_dir)
+  except reference_lib.ReferenceUnavailable as e:
+    reference_note = f'PRiSM reference not measured: {e}'
+    print(reference_note, flush=True)
+  info = machine.machine_info()
+  logging.info('Measuring the float32 matmul peak (%d^2).', suite['peak_size'])
+  peak = machine.matmul_peak_flops(suite['peak_size'], suite['peak_repeats'])
+  results = {
+      'suite': suite_name, 'suite_settings': suite, 'dtype': dtype, 'machine': info,
+      'matmul_peak': peak, 'reference': prism.info() if prism else {'note': reference_note},
+      'configs': {},
+  }
+  for name in config_names:
+    config = suite_config(load_config(name), suite, dtype)
+    m = config.model
+    logging.info('== %s: frame_sizes %s, dim %d, %d x %s, batch %d, seq_len %d', name,
+                 tuple(m.frame_sizes), m.dim, m.num_rnn_layers, m.rnn_type,
+                 config.train.batch_size, config.data.seq_len)
+    why_not = reference_lib.supports(config)
+    config_prism = prism if why_not is None else None
+    entry = {
+        'model': {k: (list(v) if isinstance(v, tuple) else v) for k, v in m.items()},
+        'batch_size': config.train.batch_size, 'seq_len': config.data.seq_len,
+        'sample_rate': config.data.sample_rate,
+        'flops': {'train_per_sample': flops_lib.train_flops_per_sample(m),
+                  'generate_per_sample': flops_lib.generate_flops_per_sample(m)},
+        # Config-specific reasons only; a missing reference is said once, in 'reference'.
+        'reference_skipped': why_not if prism is not None else None,
+    }
+    if 'train' in parts:
+      logging.info('-- training')
+      entry['train'] = bench_train(config, suite, config_prism, peak['flops_per_sec'])
+    if 'generate' in parts:
+      logging.info('-- generation')
+      entry['generate'] = bench_generate(
+          config, suite, config_prism, peak['flops_per_sec'],
+          os.path.join(profile_dir, name) if profile_dir else None)
+    if 'pipeline' in parts:
+      logging.info('-- input pipeline')
+      entry['pipeline'] = bench_pipeline(config, suite, config_prism, data_dir)
+    results['configs'][name] = entry
+  results['machine']['load_average_1m_end'] = os.getloadavg()[0]
+  # The peak again at the end: the better of the two is nearer the machine's true peak.
+  peak_end = machine.matmul_peak_flops(suite['peak_size'], suite['peak_repeats'])
+  results['matmul_peak_end'] = peak_end
+  if peak_end['flops_per_sec'] > peak['flops_per_sec']:
+    results['matmul_peak'] = peak_end
+    _rescale_peak_shares(results['configs'], peak['flops_per_sec'] / peak_end['flops_per_sec'])
+  results['ratio_higher_is_better'] = {
+      'samples_per_sec': True, 'samples_per_sec_per_sequence': True,
+      'samples_per_sec_total': True, 'achieved_flops_per_sec': True,
+      'executed_flops_per_sec': True, 'fraction_of_peak': True,
+      'sec_per_step': False, 'compile_sec': False, 'first_call_sec': False,
+      'real_time_factor': False}
+  return results
+
+
+def _rescale_peak_shares(node, factor: float) -> None:
+  """Multiplies every ``fraction_of_peak`` under ``node`` by ``factor`` (not ratios)."""
+  if isinstance(node, dict):
+    for key, value in node.items():
+      if key == 'ratio':
+        continue  # Both sides scale alike: a ratio does not change.
+      if key == 'fraction_of_peak' and isinstance(value, float):
+        node[key] = value * factor
+      else:
+        _rescale_peak_shares(value, factor)
+
+
+def _fmt(x, unit: str = '') -> str:
+  if x is None:
+    return '–'
+  if isinstance(x, str):
+    return x
+  if unit == '%':
+    return f'{100 * x:.3g} %'
+  for scale, prefix in ((1e12, 'T'), (1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
+    if abs(x) >= scale and unit != 's':
+      return f'{x / scale:.3g} {prefix}{unit}'.rstrip()
+  return f'{x:.3g} {unit}'.rstrip()
+
+
+def markdown(results: Dict[str, Any]) -> str:
+  """The results as a markdown table, with the machine and the peak in a header."""
+  mi = results['machine']
+  ref = results['reference']
+  lines = [
+      f"SampleRNN benchmarks, suite `{results['suite']}`, dtype {results['dtype']}, "
+      f"{mi['date']}",
+      '',
+      f"Machine: {mi['cpu_model']}, {mi['cpu_cores']} cores; JAX {mi['jax']} "
+      f"({mi['jax_backend']}: {mi['jax_device_kind']}), flax {mi['flax']}; "
+      f"float32 matmul peak {_fmt(results['matmul_peak']['flops_per_sec'], 'FLOP/s')} "
+      f"({results['matmul_peak']['size']}^2). Reference: "
+      + (f"PRiSM {str(ref.get('prism_commit'))[:7]}, TensorFlow {ref.get('tensorflow')}"
+         if 'prism_dir' in ref else ref['note']),
+      '',
+      '| ' + ' | '.join(TABLE_HEADER) + ' |',
+      '|' + '---|' * len(TABLE_HEADER),
+  ]
+
+  def row(config, figure, part, key, unit='', lower_better=False):
+    if part is None:
+      return
+    ours = part['ours'].get(key)
+    ref_v = part.get('reference', {}).get(key)
+    ratio = part.get('ratio', {}).get(key) if part.get('ratio') else None
+    ratio_s = '–' if ratio is None else f"{ratio:.3g}{' (lower is better)' if lower_better else ''}"
+    lines.append(f'| {config} | {figure} | {_fmt(ours, unit)} | {_fmt(ref_v, unit)} | {ratio_s} |')
+
+  for name, c in results['configs'].items():
+    label = f"{name} ({len(c['model']['frame_sizes']) + 1}-tier, dim {c['model']['dim']}, " \
+            f"B{c['batch_size']}x{c['seq_len']})"
+    t = c.get('train')
+    row(label, 'train samples/s', t, 'samples_per_sec')
+    row(label, 'train s/step', t, 'sec_per_step', 's', True)
+    row(label, 'train compile s', t, 'compile_sec', 's', True)
+    row(label, 'train FLOP/s (model count)', t, 'achieved_flops_per_sec', 'FLOP/s')
+    row(label, 'train FLOP/s (executed)', t, 'executed_flops_per_sec', 'FLOP/s')
+    row(label, 'train executed share of matmul peak', t, 'fraction_of_peak', '%')
+    g = c.get('generate', {})
+    for key in sorted(k for k in g if k.startswith('batch_')):
+      b = key.split('_')[1]
+      row(label, f'generate {b} seq: samples/s per seq', g[key], 'samples_per_sec_per_sequence')
+      row(label, f'generate {b} seq: samples/s total', g[key], 'samples_per_sec_total')
+      row(label, f'generate {b} seq: real-time factor', g[key], 'real_time_factor', '', True)
+      row(label, f'generate {b} seq: FLOP/s (model count)', g[key], 'achieved_flops_per_sec',
+          'FLOP/s')
+      row(label, f'generate {b} seq: executed share of matmul peak', g[key], 'fraction_of_peak',
+          '%')
+    row(label, 'input pipeline samples/s', c.get('pipeline'), 'samples_per_sec')
+    f = c['flops']
+    lines.append(f"| {label} | model FLOPs/sample train, generate | "
+                 f"{_fmt(f['train_per_sample'])}, {_fmt(f['generate_per_sample'])} | same | – |")
+    if t and t.get('xla_over_formula'):
+      lines.append(f"| {label} | XLA flops/step vs formula | {_fmt(t['flops_per_step_xla'])} vs "
+                   f"{_fmt(t['flops_per_step_formula_as_xla_counts'])} "
+                   f"(x{t['xla_over_formula']:.3f}) | – | – |")
+    if c.get('reference_skipped'):
+      lines.append(f"| {label} | reference | – | not run: {c['reference_skipped']} | – |")
+  lines += ['', 'Ratios are ours / PRiSM: above 1 is better for throughput; times and the '
+            'real-time factor (sample_rate / samples per second per sequence) are lower-is-better.']
+  return '\n'.join(lines) + '\n'
+
+
+def write(results: Dict[str, Any], out: str) -> None:
+  prefix = out[:-5] if out.endswith('.json') else out
+  os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+  with open(prefix + '.json', 'w') as f:
+    json.dump(results, f, indent=1, sort_keys=True, default=str)
+  with open(prefix + '.md', 'w') as f:
+    f.write(markdown(results))
+  logging.info('Wrote %s.json and %s.md', prefix, prefix)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  unknown = set(_PARTS.value) - {'train', 'generate', 'pipeline'}
+  if unknown:
+    raise app.UsageError(f'--parts: unknown {sorted(unknown)}; use train, generate, pipeline.')
+  results = run_suite(_SUITE.value, _CONFIGS.value, _PRISM_DIR.value, _DTYPE.value,
+                      _PROFILE_DIR.value, _ROUNDS.value, _DATA_DIR.value, _PARTS.value)
+  if _OUT.value:
+    write(results, _OUT.value)
+  print(markdown(results), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

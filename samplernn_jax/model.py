@@ -89,7 +89,7 @@ class FrameTier(nn.Module):
     num_frames = length // self.frame_size
     frames_BxNxF = scale_frame_inputs(
         samples_BxT.reshape(batch, num_frames, self.frame_size), self.q_levels)
-    x_BxNxD = self.input_proj(frames_BxNxF)
+    x_BxNxD = _dense_2d(self.input_proj, frames_BxNxF)
     if conditioning_BxNxD is not None:
       x_BxNxD = x_BxNxD + conditioning_BxNxD
     return self.rnn(x_BxNxD, carry, deterministic)
@@ -120,7 +120,7 @@ class SampleMLP(nn.Module):
     """Logits ``[B, T, Q]`` for ``T = L - frame_size + 1`` samples."""
     num_steps = conditioning_BxTxD.shape[1]
     conv_BxTxD = tap_lookup(self.tap_tables(), ids_BxL, num_steps)
-    return self._logits(nn.relu(self.hidden1(conv_BxTxD + conditioning_BxTxD)))
+    return self._logits(nn.relu(_dense_2d(self.hidden1, conv_BxTxD + conditioning_BxTxD)))
 
   def from_frames(self, ids_BxL, h_BxNxD, upsample_RxDxD):
     """``__call__`` on the conditioning ``h @ U[k]`` (``FrameTier`` upsampling), computed
@@ -141,8 +141,8 @@ class SampleMLP(nn.Module):
     return self._logits(lookup.tap_lookup_relu(tables_FxQxD, ids_BxL, cond_BxTxD, b1))
 
   def _logits(self, hidden1_BxTxD):
-    hidden = nn.relu(self.hidden2(hidden1_BxTxD))
-    return self.output_proj(hidden).astype(jnp.float32)
+    hidden = nn.relu(_dense_2d(self.hidden2, hidden1_BxTxD))
+    return _dense_2d(self.output_proj, hidden).astype(jnp.float32)
 
 
 class SampleRNN(nn.Module):
@@ -240,6 +240,12 @@ def init_params(model: SampleRNN, rng: jax.Array, batch_size: int = 1):
   def init_fn(m, x):
     return m(x, m.initial_carry(x.shape[0]))
   return model.init(rng, x, method=init_fn)['params']
+
+
+def _dense_2d(dense: nn.Dense, x):
+  """``dense(x)`` on ``x`` flattened to 2-D (see ``rnn.matmul`` for why)."""
+  out = dense(x.reshape(-1, x.shape[-1]))
+  return out.reshape(x.shape[:-1] + out.shape[-1:])
 
 
 def _keras_embedding_init(key, shape, dtype=jnp.float32):

@@ -27,8 +27,14 @@ _NUM_GATES = {'gru': 3, 'lstm': 4}
 
 
 def matmul(x, w, dtype):
-  """``x @ w`` with operands cast to ``dtype``, accumulated and returned in float32."""
-  return jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+  """``x @ w`` with operands cast to ``dtype``, accumulated and returned in float32.
+
+  Leading dimensions of ``x`` are flattened first: the backward's ``dw = x^T @ g`` then
+  contracts one dimension, not several, which XLA:CPU would do by transposing ``g``.
+  """
+  out = jnp.matmul(x.reshape(-1, x.shape[-1]).astype(dtype), w.astype(dtype),
+                   preferred_element_type=jnp.float32)
+  return out.reshape(x.shape[:-1] + w.shape[-1:])
 
 
 def gru_step(h_BxD, xw_Bx3D, w_hh_Dx3D, b_hh_3D, dtype=jnp.float32):

@@ -79,7 +79,6 @@ def _lookup_relu(tables_FxQxD, ids_BxL, addend_BxTxD, bias_D):
     return jnp.maximum(pre, 0.0)
   # A loop over the batch: its output is a buffer XLA cannot recompute elsewhere. Without
   # it, XLA:CPU copies the ReLU into each consumer and materializes the F gathers instead.
-  batch = ids_BxL.shape[0]
   out = jax.lax.map(one_sequence, (ids_BxL[:, None], addend_BxTxD[:, None]))
   return out.reshape(addend_BxTxD.shape)
 

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from samplernn_jax import lookup
 from samplernn_jax import rnn
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -40,13 +41,9 @@ def tap_lookup(tables_FxQxD, ids_BxL, num_steps: int):
 
   ``Conv1D(Embedding(ids))[t] = sum_k E[ids[t + k]] @ W_k = sum_k T_k[ids[t + k]]`` with
   ``T_k = E @ W_k``: the ``F`` per-tap tables replace a ``Q``-wide convolution per sample
-  by ``F`` row gathers. Returns ``[B, num_steps, D]``.
+  by ``F`` row gathers. Returns ``[B, num_steps, D]``. See ``lookup.tap_lookup``.
   """
-  out = None
-  for k in range(tables_FxQxD.shape[0]):
-    rows = jnp.take(tables_FxQxD[k], ids_BxL[:, k:k + num_steps], axis=0)
-    out = rows if out is None else out + rows
-  return out
+  return lookup.tap_lookup(tables_FxQxD, ids_BxL, num_steps)
 
 
 class FrameTier(nn.Module):
@@ -78,18 +75,24 @@ class FrameTier(nn.Module):
   def __call__(self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry,
                deterministic: bool = True):
     """Runs ``N = T / frame_size`` frames; returns ``(carry, cond_Bx(N*R)xD)``."""
-    batch, length = samples_BxT.shape
-    num_frames = length // self.frame_size
-    frames_BxNxF = scale_frame_inputs(
-        samples_BxT.reshape(batch, num_frames, self.frame_size), self.q_levels)
-    x_BxNxD = self.input_proj(frames_BxNxF)
-    if conditioning_BxNxD is not None:
-      x_BxNxD = x_BxNxD + conditioning_BxNxD
-    carry, h_BxNxD = self.rnn(x_BxNxD, carry, deterministic)
+    carry, h_BxNxD = self.rnn_outputs(samples_BxT, conditioning_BxNxD, carry, deterministic)
+    batch, num_frames, _ = h_BxNxD.shape
     # One matmul for all R positions: [D, R*D].
     u_DxRD = jnp.transpose(self.upsample, (1, 0, 2)).reshape(self.dim, -1)
     out = rnn.matmul(h_BxNxD, u_DxRD, self.dtype)
     return carry, out.reshape(batch, num_frames * self.upsample_ratio, self.dim)
+
+  def rnn_outputs(self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry,
+                  deterministic: bool = True):
+    """Like ``__call__`` without the upsampling: ``(carry, h_BxNxD)``, one row per frame."""
+    batch, length = samples_BxT.shape
+    num_frames = length // self.frame_size
+    frames_BxNxF = scale_frame_inputs(
+        samples_BxT.reshape(batch, num_frames, self.frame_size), self.q_levels)
+    x_BxNxD = _dense_2d(self.input_proj, frames_BxNxF)
+    if conditioning_BxNxD is not None:
+      x_BxNxD = x_BxNxD + conditioning_BxNxD
+    return self.rnn(x_BxNxD, carry, deterministic)
 
 
 class SampleMLP(nn.Module):
@@ -117,9 +120,29 @@ class SampleMLP(nn.Module):
     """Logits ``[B, T, Q]`` for ``T = L - frame_size + 1`` samples."""
     num_steps = conditioning_BxTxD.shape[1]
     conv_BxTxD = tap_lookup(self.tap_tables(), ids_BxL, num_steps)
-    hidden = nn.relu(self.hidden1(conv_BxTxD + conditioning_BxTxD))
-    hidden = nn.relu(self.hidden2(hidden))
-    return self.output_proj(hidden).astype(jnp.float32)
+    return self._logits(nn.relu(_dense_2d(self.hidden1, conv_BxTxD + conditioning_BxTxD)))
+
+  def from_frames(self, ids_BxL, h_BxNxD, upsample_RxDxD):
+    """``__call__`` on the conditioning ``h @ U[k]`` (``FrameTier`` upsampling), computed
+    with ``hidden1``'s kernel folded into the tap tables and ``U``.
+
+    ``hidden1(conv + cond) = sum_k (T_k @ W_1)[ids] + h @ (U_k @ W_1) + b_1``: the folds cost
+    ``(F * Q + R * D) * D * D`` once per call and save a ``D x D`` matmul per sample (and
+    two in the backward). Needs initialized parameters (``__call__`` creates them).
+    """
+    batch, num_frames, dim = h_BxNxD.shape
+    ratio = upsample_RxDxD.shape[0]
+    num_steps = num_frames * ratio
+    w1 = self.hidden1.variables['params']['kernel']
+    b1 = self.hidden1.variables['params']['bias']
+    tables_FxQxD = jnp.einsum('fqd,de->fqe', self.tap_tables(), w1)
+    u_DxRD = jnp.einsum('rde,ef->drf', upsample_RxDxD, w1).reshape(dim, ratio * dim)
+    cond_BxTxD = rnn.matmul(h_BxNxD, u_DxRD, self.dtype).reshape(batch, num_steps, dim)
+    return self._logits(lookup.tap_lookup_relu(tables_FxQxD, ids_BxL, cond_BxTxD, b1))
+
+  def _logits(self, hidden1_BxTxD):
+    hidden = nn.relu(_dense_2d(self.hidden2, hidden1_BxTxD))
+    return _dense_2d(self.output_proj, hidden).astype(jnp.float32)
 
 
 class SampleRNN(nn.Module):
@@ -168,12 +191,22 @@ class SampleRNN(nn.Module):
     big = self.big_frame_size
     new_carry = [None] * len(self.frame_tiers)
     conditioning = None
-    for j in reversed(range(len(self.frame_tiers))):
+    for j in reversed(range(1, len(self.frame_tiers))):
       f = self.frame_sizes[j]
       new_carry[j], conditioning = self.frame_tiers[j](
           x_BxL[:, big - f:length - f], conditioning, carry[j], deterministic)
     f0 = self.frame_sizes[0]
-    logits = self.sample_mlp(x_BxL[:, big - f0:length - 1], conditioning)
+    lowest = self.frame_tiers[0]
+    frames_BxT = x_BxL[:, big - f0:length - f0]
+    ids_BxL = x_BxL[:, big - f0:length - 1]
+    if self.is_initializing():
+      # The folded path below reads parameters that only the plain path creates.
+      new_carry[0], conditioning = lowest(frames_BxT, conditioning, carry[0], deterministic)
+      logits = self.sample_mlp(ids_BxL, conditioning)
+    else:
+      new_carry[0], h_BxNxD = lowest.rnn_outputs(frames_BxT, conditioning, carry[0],
+                                                 deterministic)
+      logits = self.sample_mlp.from_frames(ids_BxL, h_BxNxD, lowest.upsample)
     return tuple(new_carry), logits
 
 
@@ -207,6 +240,12 @@ def init_params(model: SampleRNN, rng: jax.Array, batch_size: int = 1):
   def init_fn(m, x):
     return m(x, m.initial_carry(x.shape[0]))
   return model.init(rng, x, method=init_fn)['params']
+
+
+def _dense_2d(dense: nn.Dense, x):
+  """``dense(x)`` on ``x`` flattened to 2-D (see ``rnn.matmul`` for why)."""
+  out = dense(x.reshape(-1, x.shape[-1]))
+  return out.reshape(x.shape[:-1] + out.shape[-1:])
 
 
 def _keras_embedding_init(key, shape, dtype=jnp.float32):

@@ -13,6 +13,7 @@ tuple of its layers' carries. Carries are explicit inputs and outputs, so consec
 windows chain exactly (truncated BPTT).
 """
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -26,19 +27,84 @@ _NUM_GATES = {'gru': 3, 'lstm': 4}
 
 
 def matmul(x, w, dtype):
-  """``x @ w`` with operands cast to ``dtype``, accumulated and returned in float32."""
-  return jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+  """``x @ w`` with operands cast to ``dtype``, accumulated and returned in float32.
+
+  Leading dimensions of ``x`` are flattened first: the backward's ``dw = x^T @ g`` then
+  contracts one dimension, not several, which XLA:CPU would do by transposing ``g``.
+  """
+  out = jnp.matmul(x.reshape(-1, x.shape[-1]).astype(dtype), w.astype(dtype),
+                   preferred_element_type=jnp.float32)
+  return out.reshape(x.shape[:-1] + w.shape[-1:])
 
 
 def gru_step(h_BxD, xw_Bx3D, w_hh_Dx3D, b_hh_3D, dtype=jnp.float32):
   """One Keras ``reset_after`` GRU step; ``xw`` already holds ``x @ W_ih + b_ih``."""
   hw_Bx3D = matmul(h_BxD, w_hh_Dx3D, dtype) + b_hh_3D
+  return _gru_gates(h_BxD, xw_Bx3D, hw_Bx3D)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def gru_scan(xw_TxBx3D, h_BxD, w_hh_Dx3D, b_hh_3D, dtype=jnp.float32):
+  """``gru_step`` over a time-major window: returns ``(h_last_BxD, h_TxBxD)``.
+
+  Its backward is written out: the reverse scan does only ``dh @ W_hh^T`` per step, and
+  ``dW_hh`` is one matmul over the whole window after it (autodiff would accumulate a
+  rank-B update into ``dW_hh`` on every step).
+  """
+  def step(h, xw):
+    h = gru_step(h, xw, w_hh_Dx3D, b_hh_3D, dtype)
+    return h, h
+  return jax.lax.scan(step, h_BxD, xw_TxBx3D)
+
+
+def _gru_scan_fwd(xw_TxBx3D, h_BxD, w_hh_Dx3D, b_hh_3D, dtype):
+  def step(h, xw):
+    hw = matmul(h, w_hh_Dx3D, dtype) + b_hh_3D
+    h = _gru_gates(h, xw, hw)[0]
+    return h, (h, hw)
+  h_last, (h_TxBxD, hw_TxBx3D) = jax.lax.scan(step, h_BxD, xw_TxBx3D)
+  residuals = (xw_TxBx3D, h_BxD, w_hh_Dx3D, h_TxBxD, hw_TxBx3D)
+  return (h_last, h_TxBxD), residuals
+
+
+def _gru_scan_bwd(dtype, residuals, cotangents):
+  xw_TxBx3D, h0_BxD, w_hh_Dx3D, h_TxBxD, hw_TxBx3D = residuals
+  dh_last, dh_TxBxD = cotangents
+  h_prev_TxBxD = jnp.concatenate([h0_BxD[None], h_TxBxD[:-1]], axis=0)
+  w_hh_t = w_hh_Dx3D.T
+
+  def step(dh, inputs):
+    dh_out, xw, hw, h_prev = inputs
+    dh = dh + dh_out
+    _, z, r, candidate = _gru_gates(h_prev, xw, hw)
+    dz = dh * (h_prev - candidate) * z * (1.0 - z)
+    d_candidate = dh * (1.0 - z) * (1.0 - candidate * candidate)
+    dr = d_candidate * jnp.split(hw, 3, axis=-1)[2] * r * (1.0 - r)
+    dxw = jnp.concatenate([dz, dr, d_candidate], axis=-1)
+    dhw = jnp.concatenate([dz, dr, d_candidate * r], axis=-1)
+    dh = dh * z + matmul(dhw, w_hh_t, dtype)
+    return dh, (dxw, dhw)
+
+  dh0, (dxw_TxBx3D, dhw_TxBx3D) = jax.lax.scan(
+      step, dh_last, (dh_TxBxD, xw_TxBx3D, hw_TxBx3D, h_prev_TxBxD), reverse=True)
+  d = h0_BxD.shape[-1]
+  # One matmul over all T * B rows instead of T rank-B updates.
+  dw_hh = matmul(h_prev_TxBxD.reshape(-1, d).T, dhw_TxBx3D.reshape(-1, 3 * d), dtype)
+  db_hh = jnp.sum(dhw_TxBx3D, axis=(0, 1))
+  return (dxw_TxBx3D, dh0, dw_hh.astype(w_hh_Dx3D.dtype), db_hh)
+
+
+gru_scan.defvjp(_gru_scan_fwd, _gru_scan_bwd)
+
+
+def _gru_gates(h_BxD, xw_Bx3D, hw_Bx3D):
+  """``(h_next, z, r, candidate)`` of a GRU step from both halves of its gates."""
   xz, xr, xh = jnp.split(xw_Bx3D, 3, axis=-1)
   hz, hr, hh = jnp.split(hw_Bx3D, 3, axis=-1)
   z = jax.nn.sigmoid(xz + hz)
   r = jax.nn.sigmoid(xr + hr)
   candidate = jnp.tanh(xh + r * hh)
-  return z * h_BxD + (1.0 - z) * candidate
+  return z * h_BxD + (1.0 - z) * candidate, z, r, candidate
 
 
 def lstm_step(carry, xw_Bx4D, w_hh_Dx4D, dtype=jnp.float32):
@@ -93,17 +159,14 @@ class RNNLayer(nn.Module):
     """Runs the recurrence over projected inputs; returns (carry, h_BxTxD)."""
     w_hh = self.w_hh
     dtype = self.dtype
+    xw_TxBxG = jnp.swapaxes(xw_BxTxG, 0, 1)
     if self.rnn_type == 'gru':
-      b_hh = self.b_hh
-
-      def step(h, xw):
-        h = gru_step(h, xw, w_hh, b_hh, dtype)
-        return h, h
+      carry, h_TxBxD = gru_scan(xw_TxBxG, carry, w_hh, self.b_hh, dtype)
     else:
       def step(hc, xw):
         hc = lstm_step(hc, xw, w_hh, dtype)
         return hc, hc[0]
-    carry, h_TxBxD = jax.lax.scan(step, carry, jnp.swapaxes(xw_BxTxG, 0, 1))
+      carry, h_TxBxD = jax.lax.scan(step, carry, xw_TxBxG)
     return carry, jnp.swapaxes(h_TxBxD, 0, 1)
 
 

@@ -1,0 +1,92 @@
+"""Seconds for forward + backward of each part of the model, to see where a step goes.
+
+Run: ``python -m benchmarks.components [default|small] [--batch B] [--seq_len L]``.
+Parts: the whole model + loss; the frame tiers (their conditioning for the sample tier);
+the sample-level MLP given that conditioning (embedding + convolution through logits + loss).
+"""
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import train_step
+from samplernn_jax import metrics
+from samplernn_jax import model as model_lib
+
+
+def time_fn(fn, *args, repeats=3):
+  compiled = jax.jit(fn).lower(*args).compile()
+  jax.block_until_ready(compiled(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def component_times(config, repeats=3) -> dict:
+  model = model_lib.from_config(config.model)
+  batch, seq_len = int(config.train.batch_size), int(config.data.seq_len)
+  big, f0 = model.big_frame_size, model.frame_sizes[0]
+  params = model_lib.init_params(model, jax.random.key(0))
+  x = jnp.asarray(np.random.default_rng(0).integers(0, config.model.q_levels,
+                                                    (batch, seq_len + big)), jnp.int32)
+  carry = model.apply({'params': params}, batch, method=model_lib.SampleRNN.initial_carry)
+
+  def full(p, carry, x):
+    _, logits = model.apply({'params': p}, x, carry)
+    return metrics.loss_and_metrics(logits, x[:, big:])[0]
+
+  def frame_tiers(p, carry, x):
+    def fn(m, x, carry):
+      cond = None
+      for j in reversed(range(len(m.frame_tiers))):
+        f = m.frame_sizes[j]
+        _, cond = m.frame_tiers[j](x[:, big - f:x.shape[1] - f], cond, carry[j])
+      return cond
+    cond = model.apply({'params': p}, x, carry, method=fn)
+    return jnp.sum(cond * 1e-3)
+
+  cond = jax.random.normal(jax.random.key(1), (batch, seq_len, model.dim))
+  mlp = model_lib.SampleMLP(f0, model.dim, model.q_levels, model.dtype)
+
+  def sample_mlp(p, cond, x):
+    logits = mlp.apply({'params': p}, x[:, big - f0:x.shape[1] - 1], cond)
+    return metrics.loss_and_metrics(logits, x[:, big:])[0]
+
+  grad = lambda f: jax.grad(f, argnums=(0, 1))
+  return {
+      'full fwd': time_fn(full, params, carry, x, repeats=repeats),
+      'full fwd+bwd': time_fn(jax.grad(full), params, carry, x, repeats=repeats),
+      'frame tiers fwd+bwd': time_fn(jax.grad(frame_tiers), params, carry, x, repeats=repeats),
+      'sample mlp fwd': time_fn(sample_mlp, params['sample_mlp'], cond, x, repeats=repeats),
+      'sample mlp fwd+bwd': time_fn(grad(sample_mlp), params['sample_mlp'], cond, x,
+                                    repeats=repeats),
+  }
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument('config', nargs='?', default='default', choices=['default', 'small'])
+  parser.add_argument('--batch', type=int, default=None)
+  parser.add_argument('--seq_len', type=int, default=None)
+  parser.add_argument('--only', default=None)
+  args = parser.parse_args()
+  config = train_step.get_config(args.config)
+  if args.batch:
+    config.train.batch_size = args.batch
+  if args.seq_len:
+    config.data.seq_len = args.seq_len
+  print(f'{args.config}: batch {config.train.batch_size} seq_len {config.data.seq_len} '
+        f'dim {config.model.dim}')
+  for k, v in component_times(config).items():
+    print(f'  {k}: {v:.3f} s')
+
+
+if __name__ == '__main__':
+  main()

@@ -40,14 +40,7 @@ from samplernn_jax import model as model_lib
 from samplernn_jax.demo_corpus import synthesize
 from samplernn_jax.sampler import generate
 
-# The perf branch's train-step timer; until it lands, a TEMPORARY stand-in that times the
-# same step. Swapping is automatic on merge: then delete benchmarks/interim.py.
-try:
-  from benchmarks.train_step import benchmark_train_step  # branch perf
-except ModuleNotFoundError as e:
-  if e.name != 'benchmarks.train_step':
-    raise
-  from benchmarks.interim import benchmark_train_step  # TEMPORARY
+from benchmarks.train_step import benchmark_train_step
 
 
 def _source(fn: Callable) -> str:

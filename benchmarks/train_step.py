@@ -1,75 +1,66 @@
 """Seconds per training step: forward + backward + Adam over one window, jitted and donated.
 
 Run: ``python -m benchmarks.train_step [default|small] [--batch B] [--seq_len L] [--steps N]``
-(``small`` is the default config at dim 256). The step is what training runs: value and
-gradient of ``metrics.loss_and_metrics``, the carry threaded to the next window, gradients
-clipped to global norm 5, Adam with eps 1e-4, state donated.
+(``small`` is the default config at dim 256). The step is the one training runs
+(``samplernn_jax.train.make_train_step``): value and gradient of the loss, the carry threaded
+to the next window, gradients clipped to global norm 5, Adam with eps 1e-4, state donated.
 """
 
 import argparse
+import functools
+import json
 import statistics
 import time
 
 import jax
-import jax.numpy as jnp
+import ml_collections
 import numpy as np
-import optax
 
 from samplernn_jax import config as config_lib
-from samplernn_jax import metrics
-from samplernn_jax import model as model_lib
+from samplernn_jax import train as train_lib
 
 
-def benchmark_train_step(config, num_steps: int = 3) -> dict:
-  """Times the jitted training step of ``config``; returns seconds, rates and XLA's flop count.
-
-  ``sec_per_step`` is the median over ``num_steps`` timed steps after one untimed warm-up
-  step; ``compile_sec`` is the wall time of lowering and compiling.
-  """
-  config_lib.validate(config)
-  model = model_lib.from_config(config.model)
-  batch, seq_len = int(config.train.batch_size), int(config.data.seq_len)
-  big = model.big_frame_size
-  params = model_lib.init_params(model, jax.random.key(int(config.train.seed)))
-  tx = optax.chain(optax.clip_by_global_norm(float(config.train.clip_norm)),
-                   optax.adam(float(config.train.learning_rate), eps=float(config.train.adam_eps)))
-  carry = model.apply({'params': params}, batch, method=model_lib.SampleRNN.initial_carry)
-  state = (params, tx.init(params), carry)
-
-  def loss_fn(params, carry, x_BxL):
-    carry, logits = model.apply({'params': params}, x_BxL, carry)
-    loss, ms = metrics.loss_and_metrics(logits, x_BxL[:, big:])
-    return loss, (carry, ms)
-
-  def train_step(state, x_BxL):
-    params, opt_state, carry = state
-    (_, (carry, ms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, carry, x_BxL)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state, carry), ms
-
-  step = jax.jit(train_step, donate_argnums=0)
+@functools.lru_cache(maxsize=8)
+def _compiled_train_step(config_json: str):
+  """State, batch and compiled ``samplernn_jax.train`` step; cached so A/B rounds reuse it."""
+  config = ml_collections.ConfigDict(json.loads(config_json))
+  mesh = train_lib.make_mesh()
+  batch_size, seq_len = config.train.batch_size, config.data.seq_len
+  big = int(config.model.frame_sizes[-1])
+  state = train_lib.create_train_state(config, jax.random.key(config.train.seed))
+  carry = train_lib.make_init_carry(config, mesh)(state.params)
   rng = np.random.default_rng(0)
-  windows = [jnp.asarray(rng.integers(0, config.model.q_levels, (batch, seq_len + big)), jnp.int32)
-             for _ in range(num_steps + 1)]
-
+  batch = train_lib.global_batch(mesh, {
+      'x': rng.integers(0, config.model.q_levels, (batch_size, seq_len + big)).astype(np.int32),
+      'reset': np.zeros((batch_size,), bool)})
   start = time.perf_counter()
-  compiled = step.lower(state, windows[0]).compile()
+  compiled = train_lib.make_train_step(config, mesh).lower(state, carry, batch).compile()
   compile_sec = time.perf_counter() - start
   cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
-  flops = float((cost or {}).get('flops', float('nan')))
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return compiled, {'state': state, 'carry': carry}, batch, compile_sec, float(
+      (cost or {}).get('flops', float('nan')))
 
-  state, ms = compiled(state, windows[0])  # Warm-up: first-touch allocations.
-  jax.block_until_ready(ms)
+
+def benchmark_train_step(config: ml_collections.ConfigDict, num_steps: int = 3) -> dict:
+  """Times the training step that ``samplernn-train`` runs (``train.make_train_step``).
+
+  ``sec_per_step`` is the median over ``num_steps`` timed steps after one untimed warm-up
+  step; ``compile_sec`` is the wall time of lowering and compiling (paid once per process:
+  later calls with the same config reuse the compiled step).
+  """
+  config_lib.validate(config)
+  compiled, held, batch, compile_sec, flops = _compiled_train_step(config.to_json())
   times = []
-  for x in windows[1:]:
+  for i in range(num_steps + 1):
     start = time.perf_counter()
-    state, ms = compiled(state, x)
+    held['state'], held['carry'], ms = compiled(held['state'], held['carry'], batch)
     jax.block_until_ready(ms)
-    times.append(time.perf_counter() - start)
+    if i:  # The first run warms caches and first-touch allocations: not timed.
+      times.append(time.perf_counter() - start)
   sec = statistics.median(times)
-  return dict(sec_per_step=sec, samples_per_sec=batch * seq_len / sec, compile_sec=compile_sec,
+  samples = config.train.batch_size * config.data.seq_len
+  return dict(sec_per_step=sec, samples_per_sec=samples / sec, compile_sec=compile_sec,
               flops_per_step_xla=flops, step_times=times)
 
 

@@ -14,8 +14,8 @@ A training window ``x_BxL`` holds ``L = seq_len + big_frame`` samples and yields
 for its last ``seq_len`` samples, exactly as PRiSM slices its inputs. The RNN carry of
 every tier is an explicit input and output, so consecutive windows chain exactly.
 
-The same tier modules run one frame at a time in the sampler (``generate.py``), on the
-same parameters: a frame tier called on a single frame *is* its step function.
+The same parameters drive the sampler (``sampler.py``), which folds them into one-frame
+step functions; a frame tier called on a single frame computes the same step.
 """
 
 from typing import Any, Optional, Sequence

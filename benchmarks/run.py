@@ -74,7 +74,7 @@ SUITES = {
                   generate_batches=(1, 2), generate_big_frames=4, pipeline_batches=5,
                   corpus_seconds=1.0, peak_size=512, peak_repeats=3, rounds=2),
     'full': dict(dim_divisor=None, batch_size=64, seq_len=1024, train_steps=5,
-                 generate_batches=(1, 32), generate_big_frames=64, pipeline_batches=50,
+                 generate_batches=(1, 32), generate_big_frames=64, pipeline_batches=500,
                  corpus_seconds=8.0, peak_size=4096, peak_repeats=5, rounds=3),
 }
 

@@ -27,18 +27,20 @@ the benchmarked shapes. Forward MACs per sample::
   categorical draw over ``Q`` is elementwise).
 
 These are *model* FLOPs, the same for this project and PRiSM, so a ratio of model FLOP/s
-is a ratio of throughput. This project computes the Conv1D as ``f_0`` row lookups in
-tables ``T_k = E W_k`` built once per call (``f_0 Q^2 D`` MACs per call, not per sample)
-and feeds PRiSM's doubled skip input through summed kernels; ``form='implemented'``
-counts that instead: the *executed* FLOPs, which are what can be set against the
-machine's matmul peak (model FLOP/s can exceed it: the lookups skip ``f_0 Q D`` MACs per
-sample, most of the work for small ``D``), and what XLA is checked against.
+is a ratio of throughput. This project folds the embedding, the Conv1D and ``hidden1``
+into ``f_0`` lookup tables ``E W_k W_1`` and the lowest tier's upsampling into ``U_k W_1``,
+built once per train step or generated chunk (``f_0 Q^2 D + f_0 Q D^2 + f_0 D^3`` MACs per
+call, not per sample), and feeds PRiSM's doubled skip input through summed kernels;
+``form='implemented'`` counts that instead: the *executed* FLOPs, which are what can be
+set against the machine's matmul peak (model FLOP/s can exceed it: the folds skip
+``f_0 Q D + D^2`` MACs per sample), and what XLA is checked against.
 
 XLA's cost analysis (``compiled.cost_analysis()['flops']``) counts the body of a
 ``while`` loop once, not once per iteration, so the recurrent matmuls ``h @ W_hh`` inside
-``lax.scan`` (forward, and the backward scan) appear for one frame per tier only.
-``train_flops_per_step(..., scan_bodies_once=True)`` counts the same way; that is the
-number to compare with XLA.
+``lax.scan`` (forward, and the backward scan) appear for one frame per tier only, while the
+GRU's ``dW_hh``, which ``rnn.gru_scan`` takes as one matmul after its backward scan, counts
+for every frame. ``train_flops_per_step(..., form='implemented', scan_bodies_once=True)``
+counts the same way; that is the number to compare with XLA.
 """
 
 from typing import Dict
@@ -68,16 +70,26 @@ def frame_tier_macs(model_config, j: int, form: str = 'model') -> Dict[str, int]
 
 
 def sample_mlp_macs(model_config, form: str = 'model') -> int:
-  """MACs of the sample-level MLP per sample (``form='implemented'``: without tables)."""
+  """MACs of the sample-level MLP per sample.
+
+  ``form='implemented'``: the conv and ``hidden1`` are folded into the lookup tables and the
+  lowest tier's upsampling (both in training and in the sampler), so only ``hidden2`` and
+  the output layer remain per sample.
+  """
   frame_sizes, d, q, _, _, _ = _dims(model_config)
-  conv = frame_sizes[0] * q * d if form == 'model' else 0
-  return conv + 2 * d * d + d * q
+  if form == 'implemented':
+    return d * d + d * q
+  return frame_sizes[0] * q * d + 2 * d * d + d * q
 
 
 def tap_table_macs(model_config) -> int:
-  """MACs of this project's per-call tap tables ``T_k = E W_k``: ``f_0 Q^2 D``."""
+  """MACs of this project's per-call folds: tables ``E W_k W_1`` and upsampling ``U_k W_1``.
+
+  ``f_0 Q^2 D`` (``E W_k``) + ``f_0 Q D^2`` (``.. W_1``) + ``f_0 D^3`` (``U_k W_1``).
+  """
   frame_sizes, d, q, _, _, _ = _dims(model_config)
-  return frame_sizes[0] * q * q * d
+  f0 = frame_sizes[0]
+  return f0 * q * q * d + f0 * q * d * d + f0 * d * d * d
 
 
 def forward_macs_per_sample(model_config, form: str = 'model') -> float:
@@ -120,9 +132,17 @@ def train_flops_per_step(model_config, batch_size: int, seq_len: int,
   macs = sample_mlp_macs(model_config, form) * samples
   if form == 'implemented':
     macs += tap_table_macs(model_config)
+  recurrent = 0  # Counted apart: forward, input-gradient and weight-gradient passes.
   for j, f in enumerate(frame_sizes):
     tier = frame_tier_macs(model_config, j, form)
     frames = samples // f
     macs += tier['rest'] * frames
-    macs += tier['recurrent'] * (batch_size if scan_bodies_once else frames)
-  return 3 * 2 * float(macs)
+    if not scan_bodies_once:
+      recurrent += 3 * tier['recurrent'] * frames
+    elif form == 'implemented' and model_config.rnn_type == 'gru':
+      # rnn.gru_scan's backward takes dW_hh as one matmul over all frames after the scan;
+      # only h @ W_hh and dh @ W_hh^T stay in (once-counted) scan bodies.
+      recurrent += tier['recurrent'] * (2 * batch_size + frames)
+    else:
+      recurrent += 3 * tier['recurrent'] * batch_size
+  return 2 * float(3 * macs + recurrent)

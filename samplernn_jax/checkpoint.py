@@ -14,6 +14,7 @@ and trained on: training then starts a fresh optimizer from those parameters.
 """
 
 import json
+import logging as py_logging
 import os
 from typing import Any, Optional
 
@@ -22,6 +23,20 @@ import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = 'checkpoints'
 CONFIG_FILE = 'config.json'
+
+
+class _DropOrbaxInfo(py_logging.Filter):
+  """Drops Orbax's INFO/DEBUG records, which narrate every save and restore step."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
+
+
+def quiet_orbax_info_logs() -> None:
+  """Keeps the command-line programs' logs readable; Orbax warnings and errors still show."""
+  logger = py_logging.getLogger('absl')
+  if not any(isinstance(f, _DropOrbaxInfo) for f in logger.filters):
+    logger.addFilter(_DropOrbaxInfo())
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:

@@ -155,13 +155,14 @@ def plot_clip(audio: np.ndarray, sample_rate: int, path: str) -> None:
 # ---------------------------------------------------------------------------------------
 
 def generate_files(workdir: str, output: str, step: Optional[int] = None, num_seqs: int = 1,
-                   duration: float = 3.0, temperatures: Sequence[float] = (0.95,),
+                   duration: float = 3.0, temperatures: Optional[Sequence[float]] = None,
                    seed_audio: Optional[str] = None, seed_offset: int = 0, rng_seed: int = 0,
                    keep: Optional[int] = None, plot: bool = False,
                    profile_dir: Optional[str] = None, chunk_size: Optional[int] = None,
                    progress: bool = True) -> dict:
   """Generates ``num_seqs`` clips of ``duration`` seconds into WAV files.
 
+  ``temperatures=None`` takes the run's ``config.generate.temperatures``.
   Everything that can fail on the inputs (flags, checkpoint, seed file) fails before any
   generation starts, with a message naming the file and the reason.
 
@@ -174,13 +175,17 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
     raise ValueError(f'--duration={duration} must be a positive number of seconds.')
   if keep is not None and not 1 <= keep <= num_seqs:
     raise ValueError(f'--keep={keep} must lie between 1 and --num_seqs={num_seqs}.')
-  temps = pad_temperatures(temperatures, num_seqs)
+  if temperatures is not None:
+    pad_temperatures(temperatures, num_seqs)  # Bad values fail before the checkpoint loads.
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'{workdir}: no such workdir; pass --workdir of a training run '
                             'or an imported PRiSM model.')
   if seed_audio is not None and not os.path.isfile(seed_audio):
     raise FileNotFoundError(f'{seed_audio}: seed audio file not found.')
   params, config, step = checkpoint.restore_params(workdir, step)
+  if temperatures is None:
+    temperatures = tuple(config.generate.get('temperatures', (0.95,)))
+  temps = pad_temperatures(temperatures, num_seqs)
   sample_rate = int(config.data.sample_rate)
   m = config.model
   seed_levels = None
@@ -266,8 +271,9 @@ def _define_flags():
                       '{stem}_e={step}({i})_t={temperature}.wav like PRiSM.')
   flags.DEFINE_integer('num_seqs', 1, 'Sequences generated side by side (one batch).')
   flags.DEFINE_float('duration', 3.0, 'Seconds of audio per sequence.')
-  flags.DEFINE_list('temperature', ['0.95'], 'Sampling temperatures, one per sequence; '
-                    'padded with the last value or truncated.')
+  flags.DEFINE_list('temperature', None, 'Sampling temperatures, one per sequence; padded '
+                    'with the last value or truncated. Default: the run\'s '
+                    'config.generate.temperatures.')
   flags.DEFINE_string('seed_audio', None, 'Audio to prime every tier on (any length >= one '
                       'top frame); generation continues after its end.')
   flags.DEFINE_integer('seed_offset', 0, 'Skip this many samples (at the model sample rate) '
@@ -286,10 +292,9 @@ def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
-  if not f['verbosity'].present:  # Orbax logs every restore step at INFO.
-    logging.set_verbosity(logging.WARNING)
+  checkpoint.quiet_orbax_info_logs()
   try:
-    temps = [float(t) for t in f.temperature]
+    temps = None if f.temperature is None else [float(t) for t in f.temperature]
   except ValueError:
     raise app.UsageError(f'--temperature={",".join(f.temperature)}: not a list of '
                          'numbers.') from None

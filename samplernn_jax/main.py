@@ -19,6 +19,7 @@ import jax
 from ml_collections import config_flags
 
 from configs import default as default_config
+from samplernn_jax import checkpoint
 from samplernn_jax import train
 
 FLAGS = flags.FLAGS
@@ -49,6 +50,7 @@ def _env_int(name: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  checkpoint.quiet_orbax_info_logs()
   num_processes = FLAGS.num_processes or _env_int('JAX_NUM_PROCESSES')
   process_id = FLAGS.process_id if FLAGS.process_id is not None else _env_int('JAX_PROCESS_ID')
   if FLAGS.coordinator_address or (num_processes or 1) > 1:

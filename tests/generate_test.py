@@ -83,3 +83,11 @@ def test_bad_seeds_and_workdirs_are_named(workdir, tmp_path):
   junk.write_bytes(b'not audio at all')
   with pytest.raises(ValueError, match='junk.wav: cannot decode'):
     generate.generate_files(workdir, str(tmp_path / 'a.wav'), seed_audio=str(junk))
+
+
+def test_temperatures_default_to_the_run_config(workdir, tmp_path):
+  # tiny's config.generate.temperatures is (0.95,), stored with the checkpoint.
+  result = generate.generate_files(workdir, str(tmp_path / 'c.wav'), num_seqs=2,
+                                   duration=DURATION, progress=False)
+  assert [os.path.basename(p) for p in result['paths']] == ['c_e=3(0)_t=0.95.wav',
+                                                           'c_e=3(1)_t=0.95.wav']

@@ -347,23 +347,22 @@ def generate_clips(params, config: ml_collections.ConfigDict, out_dir: str, run_
   ``ID_e=EPOCH_t=TEMP.wav``, or ``ID_e=EPOCH(i)_t=TEMP.wav`` for several clips;
   temperatures as PRiSM (the last one repeats). Returns ``[(path, float audio)]``.
   """
-  from samplernn_jax import audio_io, quantization, sampler  # Generation only.
+  # Generation only; generate.py holds PRiSM's temperature padding and file naming.
+  from samplernn_jax import audio_io, generate, quantization, sampler
   g = config.generate
   count = int(g.max_generate_per_epoch)
   if count <= 0:
     return []
-  temps = list(g.temperatures)[:count]
-  temps += [temps[-1]] * (count - len(temps))
+  temps = generate.pad_temperatures(list(g.temperatures), count)
   num_samples = max(1, int(round(float(g.output_file_dur) * int(config.data.sample_rate))))
   levels_BxN = sampler.generate(_host_local(params), config.model, num_samples, temps, rng,
                                 chunk_size=int(g.chunk_size))
   os.makedirs(out_dir, exist_ok=True)
+  paths = generate.output_paths(os.path.join(out_dir, f'{run_id}.wav'), epoch, temps)
   clips = []
-  for i, (levels_N, temp) in enumerate(zip(levels_BxN, temps)):
+  for levels_N, path in zip(levels_BxN, paths):
     audio_N = np.asarray(quantization.decode(levels_N, config.model.q_type, config.model.q_levels),
                          np.float32)
-    name = f'{run_id}_e={epoch}' + (f'({i})' if count > 1 else '') + f'_t={temp}.wav'
-    path = os.path.join(out_dir, name)
     audio_io.write_wav_atomic(path, audio_N, int(config.data.sample_rate))
     clips.append((path, audio_N))
   return clips

@@ -14,9 +14,10 @@ only row gathers, a bias, ReLU, ``hidden2`` and the output layer remain:
   ``hidden1``'s bias rides in tap 0's table);
 * the lowest frame tier's upsampling feeds only ``hidden1``: ``U_k @ W_1``;
 * an upper tier's upsampling feeds only the tier below's first RNN layer input
-  (through that tier's input sum): ``U_k @ W_ih``; the tier below's input projection is
-  folded the same way (``W_in @ W_ih``), so each tier frame starts with one ``[f, G]``
-  matmul plus the conditioning.
+  (through that tier's input sum): ``U_k @ W_ih`` (at large batches; at small ones,
+  bound by memory traffic, ``U`` and ``W_ih`` stay apart as they are fewer bytes); the
+  tier below's input projection is folded the same way (``W_in @ W_ih``), so each tier
+  frame starts with one ``[f, G]`` matmul plus the conditioning.
 
 Sampling is PRiSM's: ``categorical(log_softmax(logits) / temperature)``, with one
 temperature per sequence, as ``argmax(logits + temperature * gumbel)``. The noise of
@@ -43,6 +44,13 @@ from samplernn_jax import rnn
 SAMPLE_UNROLL = 16
 FRAME_UNROLL = 1
 
+# Up to this batch, an upper tier's upsampling is not folded into the tier below's first
+# RNN input weights. Folded, ``U_k @ W_ih`` is [D, R*G] (50 MB at the default config,
+# R = 4); unfolded, ``U`` [D, R*D] and ``W_ih`` [D, G] are 29 MB. At small batches each
+# frame is bound by streaming weights from memory, so fewer bytes win; at large batches
+# the folded form's fewer flops win (it saves the [B*R, D] @ [D, G] matmul).
+UNFOLDED_UPPER_MAX_BATCH = 8
+
 
 class Spec(NamedTuple):
   """The static (shape-defining) part of a model config: the compile cache key."""
@@ -55,13 +63,14 @@ class Spec(NamedTuple):
   dtype: str
   sample_unroll: int = SAMPLE_UNROLL
   frame_unroll: int = FRAME_UNROLL
+  fold_upper_upsampling: bool = True
 
   @classmethod
-  def from_config(cls, model_config: ml_collections.ConfigDict, **unroll) -> 'Spec':
+  def from_config(cls, model_config: ml_collections.ConfigDict, **options) -> 'Spec':
     return cls(tuple(int(f) for f in model_config.frame_sizes), int(model_config.dim),
                int(model_config.q_levels), str(model_config.rnn_type),
                int(model_config.num_rnn_layers), bool(model_config.skip_conn),
-               str(model_config.get('dtype', 'float32')), **unroll)
+               str(model_config.get('dtype', 'float32')), **options)
 
   @property
   def big_frame_size(self) -> int:
@@ -130,17 +139,21 @@ def _fold(params, spec: Spec):
       layers.append(layer)
     # What the upsampled output feeds: hidden1 (lowest tier) or the lower tier's layer 0.
     below_w = w1 if j == 0 else _first_layer_input(params[f'frame_tier_{j - 1}'], spec)[0]
-    up = jnp.einsum('rde,eg->drg', tp['upsample'], below_w, precision=hp)
-    folded[f'frame_tier_{j}'] = {
+    folded[f'frame_tier_{j}'] = tier = {
         'in_w': jnp.dot(tp['input_proj']['kernel'], w0, precision=hp),
         'in_b': jnp.dot(tp['input_proj']['bias'], w0, precision=hp) + b0,
         'layers': layers,
-        'up': up.reshape(spec.dim, -1),
     }
+    if j == 0 or spec.fold_upper_upsampling:
+      up = jnp.einsum('rde,eg->drg', tp['upsample'], below_w, precision=hp)
+    else:
+      up = jnp.transpose(tp['upsample'], (1, 0, 2))
+      tier['cond_w'] = below_w
+    tier['up'] = up.reshape(spec.dim, -1)
   if spec.dtype != 'float32':
     # Stored in the matmul dtype, so each frame streams half the bytes (the model casts
     # its float32 weights to it on every call; the products are the same).
-    matrices = ('in_w', 'up', 'w_hh', 'w_ih', 'skip_w', 'w2', 'w3')
+    matrices = ('in_w', 'up', 'cond_w', 'w_hh', 'w_ih', 'skip_w', 'w2', 'w3')
     folded = jax.tree_util.tree_map_with_path(
         lambda path, a: a.astype(spec.jnp_dtype) if path[-1].key in matrices else a, folded)
   return folded
@@ -179,7 +192,11 @@ def _tier_step(tp, spec: Spec, frame_Bxf, cond_BxG, carry):
         skip = skip + layer['skip_b']
       out = skip if out is None else out + skip
   out = out if spec.skip_conn else h
-  return tuple(new_carry), rnn.matmul(out, tp['up'], dtype)
+  cond = rnn.matmul(out, tp['up'], dtype)
+  if 'cond_w' in tp:  # Unfolded: upsample, then project all R frames' inputs in one matmul.
+    batch = cond.shape[0]
+    cond = rnn.matmul(cond.reshape(-1, spec.dim), tp['cond_w'], dtype).reshape(batch, -1)
+  return tuple(new_carry), cond
 
 
 def _sample_frame(mp, spec: Spec, window_BxF, ll_B, hidden1_FxBxD, choose_xs, choose):
@@ -192,12 +209,15 @@ def _sample_frame(mp, spec: Spec, window_BxF, ll_B, hidden1_FxBxD, choose_xs, ch
   """
   dtype = spec.jnp_dtype
   f = window_BxF.shape[1]
-  offsets_F = jnp.arange(f, dtype=jnp.int32) * spec.q_levels
 
   def step(window, xs):
     hidden1_BxD, x = xs
-    rows_BxFxD = jnp.take(mp['tables'], window + offsets_F, axis=0, mode='clip')
-    h = jax.nn.relu(rows_BxFxD.sum(axis=1) + hidden1_BxD)
+    # One gathered row per tap, summed as it is gathered: gathering [B, F, D] first and
+    # reducing over F wrote and re-read the rows (at batch 32, 1.5x slower per sample).
+    h = hidden1_BxD
+    for k in range(f):
+      h = h + jnp.take(mp['tables'], window[:, k] + k * spec.q_levels, axis=0, mode='clip')
+    h = jax.nn.relu(h)
     h = jax.nn.relu(rnn.matmul(h, mp['w2'], dtype) + mp['b2'])
     logits_BxQ = rnn.matmul(h, mp['w3'], dtype) + mp['b3']
     sample_B = choose(logits_BxQ, x)
@@ -348,9 +368,11 @@ class Sampler:
   PRIME_WINDOW_FRAMES = 256
 
   def __init__(self, model_config: ml_collections.ConfigDict, batch_size: int,
-               chunk_size: int = 16384, **unroll):
-    """``unroll``: ``sample_unroll`` / ``frame_unroll`` overrides (speed only, not results)."""
-    self.spec = Spec.from_config(model_config, **unroll)
+               chunk_size: int = 16384, **options):
+    """``options``: ``Spec`` overrides that change speed, not results (``sample_unroll``,
+    ``frame_unroll``, ``fold_upper_upsampling``)."""
+    options.setdefault('fold_upper_upsampling', batch_size > UNFOLDED_UPPER_MAX_BATCH)
+    self.spec = Spec.from_config(model_config, **options)
     self.model = model_lib.from_config(model_config)
     self.batch_size = int(batch_size)
     big = self.spec.big_frame_size

@@ -112,12 +112,29 @@ def generate_flops_per_sample(model_config) -> float:
   return 2 * forward_macs_per_sample(model_config, 'model')
 
 
-def executed_generate_flops_per_sample(model_config) -> float:
-  """FLOPs this project executes per generated sample: the MLP conv as lookups.
+def executed_generate_flops_per_sample(model_config, fold_upper_upsampling: bool = True
+                                       ) -> float:
+  """FLOPs the sampler executes per generated sample of one sequence (its folded form).
 
-  The per-call tables ``E W_k`` are built once per generated chunk and left out.
+  The folds (``samplernn_jax/sampler.py``) are made once, when weights are loaded, and
+  left out. Per frame of tier ``j``: ``f_j G`` (input projection folded into layer 0's
+  ``W_ih``) + ``(2L - 1) G D^2`` (layer 0's input comes folded from the tier above) +
+  ``s L D^2`` + the upsampling: ``R_0 D^2`` for the lowest tier (``U_k W_1``), ``R_j D G``
+  for an upper one (``U_k W_ih``), plus ``R_j D^2`` when that is left unfolded (small
+  batches). Per sample: ``D^2 + D Q`` (``hidden2`` and the output layer).
   """
-  return 2 * forward_macs_per_sample(model_config, 'implemented')
+  frame_sizes, d, q, layers, gates, skip = _dims(model_config)
+  total = float(d * d + d * q)
+  for j, f in enumerate(frame_sizes):
+    ratio = f // (frame_sizes[j - 1] if j > 0 else 1)
+    g = gates * d
+    macs = f * g + (2 * layers - 1) * g * d + (layers * d * d if skip else 0)
+    if j == 0:
+      macs += ratio * d * d
+    else:
+      macs += ratio * d * g + (0 if fold_upper_upsampling else ratio * d * d)
+    total += macs / f
+  return 2 * total
 
 
 def train_flops_per_step(model_config, batch_size: int, seq_len: int,

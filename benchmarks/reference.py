@@ -11,17 +11,24 @@ way PRiSM itself runs it:
 * input pipeline: dataset.py's ``get_dataset`` (tf.data over ``load_audio``).
 
 PRiSM models have exactly three tiers (two frame sizes); other configs are not comparable.
+
+The benchmark suite drives PRiSM through ``RemotePrism``: the same classes, run in a
+process of their own (``python -m benchmarks.reference --serve=PRISM_DIR``) so that
+TensorFlow's thread pools, which keep spinning for a while after each op, and its memory
+allocator never share a process with JAX. (Run in one process, this project's generation
+measured about 5% slower right after PRiSM's than before TensorFlow was imported.)
 """
 
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import subprocess
 import sys
 import time
 import types
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -223,9 +230,138 @@ def measure_pipeline(prism: Prism, config, data_dir: str, num_batches: int) -> f
   return num_batches * batch_size * seq_len / sec
 
 
+# ---------------------------------------------------------------------------------------
+# PRiSM in its own process
+# ---------------------------------------------------------------------------------------
+
+
+class _RemoteMeasurer:
+  """A ``Trainer`` or ``Generator`` living in the worker: ``compile_sec`` and ``measure``."""
+
+  def __init__(self, remote: 'RemotePrism', handle: int, compile_sec: float):
+    self._remote, self._handle, self.compile_sec = remote, handle, compile_sec
+
+  def measure(self, n: int) -> Dict[str, Any]:
+    return self._remote.call('measure', handle=self._handle, n=n)
+
+
+class RemotePrism:
+  """PRiSM driven in a worker process; the same measurements as ``Trainer``, ``Generator``
+  and ``measure_pipeline`` in this process. Raises ``ReferenceUnavailable`` like ``Prism``.
+  """
+
+  def __init__(self, prism_dir: Optional[str]):
+    if not prism_dir:
+      raise ReferenceUnavailable('no --prism_dir given. ' + INSTALL_HINT)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    # stderr is shared, so PRiSM's and TensorFlow's messages show up as they happen.
+    self._proc = subprocess.Popen(
+        [sys.executable, '-m', 'benchmarks.reference', f'--serve={os.path.abspath(prism_dir)}'],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=root)
+    try:
+      self._info = self.call('info')
+    except BaseException:
+      self.close()
+      raise
+
+  def call(self, op: str, **kwargs) -> Any:
+    self._proc.stdin.write(json.dumps({'op': op, **kwargs}) + '\n')
+    self._proc.stdin.flush()
+    line = self._proc.stdout.readline()
+    if not line:
+      raise RuntimeError(f'the PRiSM worker exited (code {self._proc.wait()}) during {op!r}; '
+                         'its messages are above.')
+    reply = json.loads(line)
+    if 'unavailable' in reply:
+      raise ReferenceUnavailable(reply['unavailable'])
+    if 'error' in reply:
+      raise RuntimeError(f'PRiSM worker, {op!r}: {reply["error"]}')
+    return reply['result']
+
+  def info(self) -> Dict[str, object]:
+    return self._info
+
+  def trainer(self, config) -> _RemoteMeasurer:
+    r = self.call('trainer', config=config.to_json())
+    return _RemoteMeasurer(self, r['handle'], r['compile_sec'])
+
+  def generator(self, config, batch_size: int) -> _RemoteMeasurer:
+    r = self.call('generator', config=config.to_json(), batch_size=batch_size)
+    return _RemoteMeasurer(self, r['handle'], r['compile_sec'])
+
+  def measure_pipeline(self, config, data_dir: str, num_batches: int) -> float:
+    return self.call('pipeline', config=config.to_json(), data_dir=data_dir,
+                     num_batches=num_batches)
+
+  def close(self):
+    if self._proc.poll() is None:
+      self._proc.stdin.close()
+      try:
+        self._proc.wait(timeout=60)
+      except subprocess.TimeoutExpired:
+        self._proc.kill()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def serve(prism_dir: str):
+  """The worker: one JSON request per stdin line, one JSON reply per line on stdout."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  replies = os.fdopen(os.dup(1), 'w')
+  os.dup2(2, 1)  # Whatever PRiSM or TensorFlow print goes to stderr, not into the replies.
+  sys.stdout = sys.stderr
+  prism, why_not, handles = None, None, {}
+  try:
+    prism = Prism(prism_dir)
+  except ReferenceUnavailable as e:
+    why_not = str(e)
+  for line in sys.stdin:
+    request = json.loads(line)
+    op = request.pop('op')
+    try:
+      if why_not is not None:
+        reply = {'unavailable': why_not}
+      else:
+        if 'config' in request:
+          request['config'] = ml_collections.ConfigDict(json.loads(request['config']))
+        if op == 'info':
+          result = prism.info()
+        elif op == 'trainer':
+          handles[len(handles)] = m = Trainer(prism, request['config'])
+          result = {'handle': len(handles) - 1, 'compile_sec': m.compile_sec}
+        elif op == 'generator':
+          handles[len(handles)] = m = Generator(prism, request['config'],
+                                                request['batch_size'])
+          result = {'handle': len(handles) - 1, 'compile_sec': m.compile_sec}
+        elif op == 'measure':
+          result = handles[request['handle']].measure(request['n'])
+        elif op == 'pipeline':
+          result = measure_pipeline(prism, request['config'], request['data_dir'],
+                                    request['num_batches'])
+        else:
+          raise ValueError(f'unknown request {op!r}')
+        reply = {'result': result}
+    except Exception as e:  # pylint: disable=broad-except
+      reply = {'error': f'{type(e).__name__}: {e}'}
+    replies.write(json.dumps(reply) + '\n')
+    replies.flush()
+
+
 def _git_head(path: str) -> Optional[str]:
   try:
     return subprocess.run(['git', '-C', path, 'rev-parse', 'HEAD'], capture_output=True,
                           text=True, check=True).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return None
+
+
+if __name__ == '__main__':
+  if len(sys.argv) != 2 or not sys.argv[1].startswith('--serve='):
+    sys.exit('usage: python -m benchmarks.reference --serve=PRISM_DIR (run by benchmarks.run)')
+  serve(sys.argv[1][len('--serve='):])

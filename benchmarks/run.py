@@ -38,13 +38,13 @@ from benchmarks import reference as reference_lib
 from samplernn_jax import config as config_lib
 from samplernn_jax import model as model_lib
 from samplernn_jax.demo_corpus import synthesize
-from samplernn_jax.sampler import generate
+from samplernn_jax import sampler as sampler_lib
 
 from benchmarks.train_step import benchmark_train_step
 
 
 def _source(fn: Callable) -> str:
-  return f'{fn.__module__}.{fn.__name__}'
+  return f"{fn.__module__}.{fn.__qualname__}"
 
 
 _SUITE = flags.DEFINE_enum('suite', 'quick', ['quick', 'full'],
@@ -146,7 +146,7 @@ def bench_train(config, suite, prism, peak: float) -> Dict[str, Any]:
   trainer = None
   if prism is not None:
     logging.info('  PRiSM: building and tracing the train step')
-    trainer = reference_lib.Trainer(prism, config)
+    trainer = prism.trainer(config)
   ours_rounds, ref_rounds = _ab(
       lambda: benchmark_train_step(config, steps),
       (lambda: trainer.measure(steps)) if trainer else None, suite['rounds'])
@@ -201,18 +201,25 @@ def bench_generate(config, suite, prism, peak: float, profile_dir: Optional[str]
   sample_rate = config.data.sample_rate
   params = model_lib.init_params(model_lib.from_config(model_config), jax.random.key(0))
   per_sample = flops_lib.generate_flops_per_sample(model_config)
-  executed = {'ours': flops_lib.executed_generate_flops_per_sample(model_config),
-              'reference': per_sample}
+  executed = {'reference': per_sample}  # 'ours' depends on the batch (see below).
   results = {'num_samples': num_samples, 'sample_rate': sample_rate,
-             'source': _source(generate)}
+             'source': _source(sampler_lib.Sampler.generate)}
   for batch in suite['generate_batches']:
     temps = [0.95] * batch
     key = [0]
+    sampler = sampler_lib.Sampler(model_config, batch, chunk_size=num_samples)
+    executed['ours'] = flops_lib.executed_generate_flops_per_sample(
+        model_config, sampler.spec.fold_upper_upsampling)
+    # Folding the weights is part of loading a checkpoint, done once per run of
+    # samplernn-generate, as PRiSM's model building and loading is; timed apart.
+    start = time.perf_counter()
+    folded = jax.block_until_ready(sampler.fold(params))
+    fold_sec = time.perf_counter() - start
 
     def run(n):
       key[0] += 1
       start = time.perf_counter()
-      generate(params, model_config, n, temps, jax.random.key(key[0]), chunk_size=n)
+      sampler.generate(params, n, temps, jax.random.key(key[0]), folded=folded)
       return time.perf_counter() - start
 
     first_call_sec = run(num_samples)  # Compiles the chunk function.
@@ -224,7 +231,7 @@ def bench_generate(config, suite, prism, peak: float, profile_dir: Optional[str]
     generator = None
     if prism is not None:
       logging.info('  PRiSM: building and tracing inference_step for %d sequences', batch)
-      generator = reference_lib.Generator(prism, config, batch)
+      generator = prism.generator(config, batch)
     ours_rounds, ref_rounds = _ab(
         ours, (lambda: generator.measure(num_samples)) if generator else None, suite['rounds'])
 
@@ -238,6 +245,7 @@ def bench_generate(config, suite, prism, peak: float, profile_dir: Optional[str]
               'first_call_sec': compile_sec}
 
     entry = {'ours': summary(ours_rounds, first_call_sec, 'ours')}
+    entry['ours']['fold_sec'] = fold_sec
     if generator is not None:
       entry['reference'] = summary(ref_rounds, generator.compile_sec, 'reference')
       entry['ratio'] = _ratios(entry['ours'], entry['reference'])
@@ -270,8 +278,8 @@ def bench_pipeline(config, suite, prism, data_dir: Optional[str]) -> Dict[str, A
       corpus = data_dir
     ours_rounds, ref_rounds = _ab(
         lambda: {'samples_per_sec': float(measure_pipeline(config, data_dir, num_batches))},
-        (lambda: {'samples_per_sec': reference_lib.measure_pipeline(
-            prism, config, data_dir, num_batches)}) if prism else None,
+        (lambda: {'samples_per_sec': prism.measure_pipeline(config, data_dir, num_batches)})
+        if prism else None,
         suite['rounds'])
   result = {'corpus': corpus, 'batches_per_round': num_batches,
             'ours': {'samples_per_sec': _median(ours_rounds, 'samples_per_sec'),
@@ -298,7 +306,7 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
     suite['rounds'] = rounds
   prism, reference_note = None, None
   try:
-    prism = reference_lib.Prism(prism_dir)
+    prism = reference_lib.RemotePrism(prism_dir)
   except reference_lib.ReferenceUnavailable as e:
     reference_note = f'PRiSM reference not measured: {e}'
     print(reference_note, flush=True)
@@ -339,6 +347,8 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
       logging.info('-- input pipeline')
       entry['pipeline'] = bench_pipeline(config, suite, config_prism, data_dir)
     results['configs'][name] = entry
+  if prism is not None:
+    prism.close()
   results['machine']['load_average_1m_end'] = os.getloadavg()[0]
   # The peak again at the end: the better of the two is nearer the machine's true peak.
   peak_end = machine.matmul_peak_flops(suite['peak_size'], suite['peak_repeats'])

@@ -112,14 +112,25 @@ def _median(rounds: List[Dict[str, float]], key: str) -> float:
   return float(np.median([r[key] for r in rounds]))
 
 
+_SETTLE_SEC = 1.0
+
+
 def _ab(ours: Callable[[], Dict[str, float]], ref: Optional[Callable[[], Dict[str, float]]],
         rounds: int):
-  """Runs A B A B ...; returns the rounds of each side (reference None when absent)."""
+  """Runs A B A B ...; returns the rounds of each side (reference None when absent).
+
+  Each side starts after a pause of ``_SETTLE_SEC``: thread pools of the side that just ran
+  (TensorFlow's and XLA's) keep spinning for a moment after their last op, and would take
+  a core from the next side's first moments.
+  """
   ours_rounds, ref_rounds = [], []
   for i in range(rounds):
+    if ref is not None:
+      time.sleep(_SETTLE_SEC)
     ours_rounds.append(ours())
     logging.info('  round %d ours: %s', i, _brief(ours_rounds[-1]))
     if ref is not None:
+      time.sleep(_SETTLE_SEC)
       ref_rounds.append(ref())
       logging.info('  round %d PRiSM: %s', i, _brief(ref_rounds[-1]))
   return ours_rounds, (ref_rounds if ref is not None else None)

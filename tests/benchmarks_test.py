@@ -137,6 +137,15 @@ def test_quick_shrinks_and_full_keeps_shapes():
   assert run.load_config('small').model.dim == 256
 
 
+def test_remote_reference_says_why_a_checkout_is_unusable(tmp_path):
+  # The worker process checks the folder before importing TensorFlow, so this is quick.
+  from benchmarks import reference  # pylint: disable=g-import-not-at-top
+  with pytest.raises(reference.ReferenceUnavailable, match='not a PRiSM SampleRNN checkout'):
+    reference.RemotePrism(str(tmp_path))
+  with pytest.raises(reference.ReferenceUnavailable, match='no --prism_dir'):
+    reference.RemotePrism(None)
+
+
 @pytest.mark.skipif(not os.environ.get('SAMPLERNN_PRISM_DIR'),
                     reason='set SAMPLERNN_PRISM_DIR to a PRiSM checkout to run the reference')
 def test_reference_side(tmp_path):

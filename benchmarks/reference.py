@@ -332,13 +332,11 @@ def serve(prism_dir: str):
           request['config'] = ml_collections.ConfigDict(json.loads(request['config']))
         if op == 'info':
           result = prism.info()
-        elif op == 'trainer':
-          handles[len(handles)] = m = Trainer(prism, request['config'])
-          result = {'handle': len(handles) - 1, 'compile_sec': m.compile_sec}
-        elif op == 'generator':
-          handles[len(handles)] = m = Generator(prism, request['config'],
-                                                request['batch_size'])
-          result = {'handle': len(handles) - 1, 'compile_sec': m.compile_sec}
+        elif op in ('trainer', 'generator'):
+          measurer = (Trainer(prism, request['config']) if op == 'trainer' else
+                      Generator(prism, request['config'], request['batch_size']))
+          handles[len(handles)] = measurer
+          result = {'handle': len(handles) - 1, 'compile_sec': measurer.compile_sec}
         elif op == 'measure':
           result = handles[request['handle']].measure(request['n'])
         elif op == 'pipeline':

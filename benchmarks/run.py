@@ -44,7 +44,7 @@ from benchmarks.train_step import benchmark_train_step
 
 
 def _source(fn: Callable) -> str:
-  return f"{fn.__module__}.{fn.__qualname__}"
+  return f'{fn.__module__}.{fn.__qualname__}'
 
 
 _SUITE = flags.DEFINE_enum('suite', 'quick', ['quick', 'full'],

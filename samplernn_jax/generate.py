@@ -29,6 +29,7 @@ import tqdm
 from samplernn_jax import audio_io
 from samplernn_jax import checkpoint
 from samplernn_jax import clip_score
+from samplernn_jax import gallery
 from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
 
@@ -225,6 +226,8 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
   with open(scores_path, 'w') as f:
     json.dump({'workdir': workdir, 'step': step, 'rng_seed': rng_seed, 'seed_audio': seed_audio,
                'duration': duration, 'ranking': order, 'sequences': scores}, f, indent=2)
+  if out_dir.startswith(os.path.abspath(workdir) + os.sep):
+    gallery.refresh(workdir)  # Clips written into the run: its page lists them.
   return {'paths': paths, 'scores': scores, 'step': step, 'scores_path': scores_path,
           'samples_per_second': num_seqs * num_samples / elapsed}
 

@@ -2,23 +2,28 @@
 
 A *profile* of reference audio (the training files, stored in the workdir when training
 starts, or any folder of audio) holds, over segments of a few seconds, the mean and spread
-of four groups of features computed with librosa:
+of six groups of features computed with librosa and NumPy:
 
 * ``timbre``: the log-mel spectrum's shape (band means less their average, so loudness
   does not count twice) and each band's spread over time;
 * ``loudness``: the frame level in dBFS (mean, spread, 10th, 50th and 90th percentiles);
-* ``flatness``: spectral flatness (log10; noise is near 0, a tone far below);
+* ``flatness``: spectral flatness (log10; white noise is near 0, a tone far below);
+* ``tonality``: whether spectral peaks persist from one window to the next (noise of any
+  colour: no);
+* ``periodicity``: how pitched frames are (autocorrelation peak at a 60-1000 Hz period);
 * ``rhythm``: onset rate, the onset envelope's mean and peakiness, and how regularly it
   repeats (the autocorrelation peak between 0.1 and 2 s).
 
 A clip's *closeness* in a group is 1 while its distance to the profile (RMS of z-scores,
 spreads floored so a very uniform corpus does not blow small differences up) is within
-what 90% of the reference segments show, and falls off exponentially beyond;
-``closeness`` is the weighted mean over groups. *Penalties* are hard defects counted on
-the raw samples: ``silent`` (share of 20 ms frames under -60 dBFS), ``stuck`` (share of
-sounding frames that are nearly all DC: a level the model got stuck at) and ``clipped``
-(share of samples at full scale); silence and clipping count only beyond what the reference
-itself has. ``score = closeness - penalty``, floored at -1 (unreadable files get -1).
+what 90% of the reference segments show, and ``1 / (1 + excess)`` beyond, where excess
+counts those typical distances: the slow fall keeps far clips (a half-trained model's)
+apart. ``closeness`` is the weighted geometric mean over groups, so one group far off is
+enough to sink a clip. *Penalties* are hard defects counted on the raw samples:
+``silent`` (share of 20 ms frames under -60 dBFS), ``stuck`` (share of sounding frames
+that are nearly all DC: a level the model got stuck at) and ``clipped`` (share of samples
+at full scale); silence and clipping count only beyond what the reference itself has.
+``score = closeness - penalty``, floored at -1 (unreadable files get -1).
 
     samplernn-score --reference=runs/demo runs/demo/generated
     samplernn-score --reference=chunks/ my_clip.wav other_clips/
@@ -54,17 +59,21 @@ _FULL_SCALE = 0.999
 # What each defect share costs. Clipping is rare in mastered music and wrecks a clip even
 # when 1% of samples hit full scale, so it costs most.
 PENALTY_WEIGHTS = {'silent': 1.0, 'stuck': 2.0, 'clipped': 10.0}
-GROUP_WEIGHTS = {'timbre': 0.3, 'loudness': 0.15, 'flatness': 0.15, 'tonality': 0.2,
-                 'rhythm': 0.2}
-# The smallest spread each feature may have (dB; dB; log10; per s, dB, ratio, correlation).
+GROUP_WEIGHTS = {'timbre': 0.25, 'loudness': 0.15, 'flatness': 0.15, 'tonality': 0.15,
+                 'periodicity': 0.15, 'rhythm': 0.15}
+# The smallest spread each feature may have (dB; dB; log10; correlations; per s, dB,
+# ratio, correlation).
 _SPREAD_FLOORS = {
     'timbre': np.full(2 * N_MELS, 1.0),
     'loudness': np.full(5, 1.0),
     'flatness': np.full(4, 0.05),
     'tonality': np.full(3, 0.05),
+    'periodicity': np.full(2, 0.05),
     'rhythm': np.array([0.25, 0.1, 0.05, 0.05]),
 }
 WORST_SCORE = -1.0
+# Bumped whenever features change: a stored profile of another version is recomputed.
+PROFILE_VERSION = 1
 _EPS = 1e-10
 
 
@@ -105,6 +114,7 @@ def features(audio_N: np.ndarray, sample_rate: int) -> dict:
   flatness = np.array([log_flat_T.mean(), log_flat_T.std(),
                        *np.percentile(log_flat_T, [10, 90])])
   tonality = _tonality(power_FxT, sounding, n_fft // hop)
+  periodicity = _periodicity(audio_N, sample_rate, n_fft)
 
   onset_env_T = librosa.onset.onset_strength(S=mel_db_MxT, sr=sample_rate, hop_length=hop)
   seconds = audio_N.shape[0] / sample_rate
@@ -115,7 +125,7 @@ def features(audio_N: np.ndarray, sample_rate: int) -> dict:
                      float(onset_env_T.std()) / max(env_mean, 1e-3),
                      _regularity(onset_env_T, sample_rate / hop)])
   return {'timbre': timbre, 'loudness': loudness, 'flatness': flatness, 'tonality': tonality,
-          'rhythm': rhythm}
+          'periodicity': periodicity, 'rhythm': rhythm}
 
 
 def _tonality(power_FxT: np.ndarray, sounding_T: np.ndarray, lag: int) -> np.ndarray:
@@ -134,6 +144,29 @@ def _tonality(power_FxT: np.ndarray, sounding_T: np.ndarray, lag: int) -> np.nda
   a, b = fine_FxT[:, :-lag][:, pairs], fine_FxT[:, lag:][:, pairs]
   corr = (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0) + _EPS)
   return np.array([corr.mean(), *np.percentile(corr, [10, 90])])
+
+
+def _periodicity(audio_N: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
+  """How pitched the sound is: [median, 90th percentile] over sounding frames.
+
+  Per frame, the highest normalized autocorrelation of the first difference at lags of
+  a 60 to 1000 Hz period. Differencing whitens low-passed noise, which would otherwise
+  look periodic at short lags; a half-trained model's wobbly pitch already scores here.
+  """
+  audio_N = audio_N.astype(np.float64)
+  if audio_N.shape[0] < frame + 1:
+    return np.zeros(2)
+  hop = frame // 2
+  frames_TxF = np.lib.stride_tricks.sliding_window_view(audio_N, frame + 1)[::hop]
+  sounding = np.sqrt(np.mean(frames_TxF ** 2, axis=1)) > 10 ** (SILENT_DBFS / 20)
+  diff_TxF = np.diff(frames_TxF[sounding], axis=1)
+  diff_TxF -= diff_TxF.mean(1, keepdims=True)
+  lo, hi = max(1, sample_rate // 1000), min(frame // 2, sample_rate // 60)
+  if not sounding.any() or hi <= lo:
+    return np.zeros(2)
+  ac_TxL = np.fft.irfft(np.abs(np.fft.rfft(diff_TxF, 2 * frame, axis=1)) ** 2, axis=1)
+  peak_T = ac_TxL[:, lo:hi + 1].max(1) / np.maximum(ac_TxL[:, 0], _EPS)
+  return np.array([np.median(peak_T), np.percentile(peak_T, 90)])
 
 
 def _regularity(onset_env_T: np.ndarray, frames_per_second: float) -> float:
@@ -175,6 +208,7 @@ class Profile:
   num_segments: int
   source: str = ''  # Where the reference audio came from.
   examples: list = dataclasses.field(default_factory=list)  # A few reference files.
+  version: int = PROFILE_VERSION
 
   def to_json(self) -> dict:
     return dataclasses.asdict(self)
@@ -259,12 +293,15 @@ def save_profile(workdir: str, profile: Profile) -> None:
 
 
 def load_profile(workdir: str) -> Optional[Profile]:
-  """The workdir's stored profile, or None if it has none."""
+  """The workdir's stored profile, or None if it has none of this PROFILE_VERSION."""
   try:
     with open(profile_path(workdir)) as f:
-      return Profile.from_json(json.load(f))
+      stored = json.load(f)
   except FileNotFoundError:
     return None
+  if stored.get('version') != PROFILE_VERSION:
+    return None
+  return Profile.from_json(stored)
 
 
 def store_training_profile(workdir: str, data_dir: str, config) -> Profile:
@@ -336,8 +373,8 @@ def score_audio(audio_N: np.ndarray, sample_rate: int, profile: Optional[Profile
     log_closeness = 0.0
     for g, v in features(audio_N, profile.sample_rate).items():
       excess = max(0.0, _distance(g, v, profile) / profile.typical_distance[g] - 1.0)
-      parts[g] = float(np.exp(-excess))
-      log_closeness -= GROUP_WEIGHTS[g] * excess
+      parts[g] = 1.0 / (1.0 + excess)
+      log_closeness += GROUP_WEIGHTS[g] * np.log(parts[g])
     closeness = float(np.exp(log_closeness))
   parts.update(d, closeness=closeness, penalty=penalty,
                score=max(WORST_SCORE, closeness - penalty))

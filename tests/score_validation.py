@@ -77,8 +77,9 @@ def evaluate(profile: clip_score.Profile, held_out, sample_rate: int, clip_secon
              seed: int = 0) -> dict:
   """Scores ``held_out`` clips (float audio) and one negative of each kind per clip.
 
-  Returns ``{'auc', 'auc_per_kind', 'auc_per_part', 'positives', 'negatives'}`` where the
-  lists hold every scored clip's parts (with 'kind').
+  Returns ``{'auc', 'auc_per_kind', 'median_score', 'auc_per_part', 'auc_without',
+  'positives', 'negatives'}``: AUCs of the score, of each part alone and of the score
+  without each group (or without the penalties); the lists hold every clip's parts.
   """
   rng = np.random.default_rng(seed)
   n = int(clip_seconds * sample_rate)
@@ -107,6 +108,8 @@ def evaluate(profile: clip_score.Profile, held_out, sample_rate: int, clip_secon
                       for part in (*clip_score.GROUP_WEIGHTS, 'penalty')},
       'auc_per_kind': {k: auc(pos, [q['score'] for q in negatives if q['kind'] == k])
                        for k in KINDS},
+      'median_score': {k: float(np.median([q['score'] for q in positives + negatives
+                                           if q['kind'] == k])) for k in ('real', *KINDS)},
       'auc_per_part': {part: auc([sign(part) * p[part] for p in positives],
                                  [sign(part) * q[part] for q in negatives]) for part in PARTS},
       'positives': positives, 'negatives': negatives,
@@ -132,7 +135,8 @@ def _main(argv):
   result = evaluate(profile, audio, profile.sample_rate, f.clip_seconds)
   print(f'{len(reference)} reference files ({profile.num_segments} segments), '
         f'{len(held_out)} held-out clips of {f.clip_seconds} s from other sources')
-  print(json.dumps({k: result[k] for k in ('auc', 'auc_per_kind', 'auc_per_part', 'auc_without')}, indent=1))
+  summary = ('auc', 'auc_per_kind', 'median_score', 'auc_per_part', 'auc_without')
+  print(json.dumps({k: result[k] for k in summary}, indent=1))
   worst = sorted(result['positives'], key=lambda p: p['score'])[:3]
   best_negative = sorted(result['negatives'], key=lambda p: -p['score'])[:3]
   for p in worst + best_negative:

@@ -197,8 +197,8 @@ def test_page_in_chromium(run, tmp_path):
     assert shown == sum(s >= threshold for s in best_first) < len(best_first)
 
     ARTIFACTS.mkdir(exist_ok=True)
-    browser.execute_script("document.getElementById('min-score').value = -1;"
-                           "document.getElementById('min-score').dispatchEvent(new Event('input'));")
+    browser.execute_script("const box = document.getElementById('min-score');"
+                           "box.value = -1; box.dispatchEvent(new Event('input'));")
     assert browser.save_screenshot(str(ARTIFACTS / 'gallery.png'))
     errors = [e for e in browser.get_log('browser') if e['level'] == 'SEVERE']
     assert not errors, errors

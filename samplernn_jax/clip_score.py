@@ -87,7 +87,7 @@ def _n_fft(sample_rate: int) -> int:
 
 
 def features(audio_N: np.ndarray, sample_rate: int) -> dict:
-  """The four feature groups of float audio in [-1, 1]: ``{group: float64[dims]}``."""
+  """The feature groups of float audio in [-1, 1]: ``{group: float64[dims]}``."""
   import librosa  # pylint: disable=g-import-not-at-top  (numba start-up only when scoring)
   n_fft = _n_fft(sample_rate)
   hop = n_fft // 4
@@ -183,6 +183,8 @@ def _regularity(onset_env_T: np.ndarray, frames_per_second: float) -> float:
 def defects(audio_N: np.ndarray, sample_rate: int) -> dict:
   """Shares in [0, 1]: ``silent`` and ``stuck`` frames, ``clipped`` samples."""
   audio_N = np.asarray(audio_N, np.float64)
+  if audio_N.shape[0] == 0:
+    audio_N = np.zeros(1)  # No sound at all is silence.
   frame = max(1, min(audio_N.shape[0], int(_DEFECT_FRAME_SECONDS * sample_rate)))
   n = max(1, audio_N.shape[0] // frame)
   frames_NxF = audio_N[:n * frame].reshape(n, frame)

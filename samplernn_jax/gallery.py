@@ -221,8 +221,9 @@ class _Cache:
     stamp = [st.st_size, st.st_mtime_ns, self.profile_stamp]
     image = re.sub(r'[^A-Za-z0-9_.-]', '_', key) + '.png'
     entry = self.entries.get(key)
-    if (entry is None or entry['stamp'] != stamp
-        or not os.path.exists(os.path.join(self.images_dir, image))):
+    picture_lost = (entry is not None and 'error' not in entry['score']
+                    and not os.path.exists(os.path.join(self.images_dir, image)))
+    if entry is None or entry['stamp'] != stamp or picture_lost:
       try:
         samples_NxC, rate = audio_io.read_audio(file_path)
       except (audio_io.AudioError, OSError) as e:

@@ -100,6 +100,12 @@ def test_a_run_without_clips_or_metrics_still_renders(tmp_path):
                         'accuracy': 0.01, 'sec_per_step': 0.1}) + '\n{"step": 2')  # Torn line.
   page = pathlib.Path(gallery.build(str(tmp_path))).read_text()
   assert 'No clips yet' in page and 'curves.png' in page
+  # A file that is not audio is a row saying so, not a failed page.
+  (tmp_path / 'out').mkdir()
+  (tmp_path / 'out' / 'broken_e=3_t=1.0.wav').write_bytes(b'RIFF')
+  page = pathlib.Path(gallery.build(str(tmp_path))).read_text()
+  assert 'data-path="out/broken_e=3_t=1.0.wav" data-score="-1.0"' in page
+  assert 'unreadable: ' in page
 
 
 def test_gallery_command(run, tmp_path):

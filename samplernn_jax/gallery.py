@@ -149,8 +149,9 @@ def plot_clip(audio_N: np.ndarray, sample_rate: int, path: str) -> None:
   top.set_xlim(0, max(seconds, 1e-3))
   nfft = int(min(512, max(16, 2 ** int(np.log2(max(16, audio_N.shape[0] // 8))))))
   signal = np.pad(audio_N, (0, max(0, nfft - audio_N.shape[0]))) + 1e-9
-  bottom.specgram(signal, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap='magma',
-                  vmin=-120, vmax=0)
+  with np.errstate(divide='ignore'):  # A constant clip has empty bins: -inf dB, drawn black.
+    bottom.specgram(signal, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap='magma',
+                    vmin=-120, vmax=0)
   bottom.set_ylabel('Hz')
   bottom.set_xlabel('s')
   for ax in (top, bottom):

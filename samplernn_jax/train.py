@@ -613,7 +613,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
               logging.info('Generated %s', path)
               reporter.audio(f'generated/{os.path.basename(path)}', audio, step)
             if clips:
-              gallery.refresh(workdir)
+              gallery.refresh(workdir)  # The run's page lists the new clips.
         if early_stop:
           logging.info('Early stopping: %r has not improved for %d epochs.', monitor, patience)
           break

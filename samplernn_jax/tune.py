@@ -348,14 +348,21 @@ def work(study: optuna.Study, objective: Objective, num_trials: int, study_dir: 
     time.sleep(poll_seconds)
 
 
-def spawn_workers(count: int, argv: list) -> int:
-  """Runs ``count`` copies of this command as single workers; returns the worst exit status."""
-  args = [a for a in argv[1:] if not a.startswith('--workers')]
+def spawn_workers(count: int, argv: list, seed: Optional[int]) -> int:
+  """Runs ``count`` copies of this command as single workers; returns the worst exit status.
+
+  With ``seed``, worker i samples with ``seed + i``: one seed in every worker would have them
+  all propose the same parameters.
+  """
+  args = [a for a in argv[1:] if not a.startswith(('--workers', '--seed'))]
   env = dict(os.environ)
   # Workers sharing one accelerator must not each reserve most of its memory up front.
   env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
-  procs = [subprocess.Popen([sys.executable, '-m', 'samplernn_jax.tune', *args, '--workers=1'],
-                            env=env) for _ in range(count)]
+  procs = []
+  for i in range(count):
+    seed_arg = [] if seed is None else [f'--seed={seed + i}']
+    procs.append(subprocess.Popen(
+        [sys.executable, '-m', 'samplernn_jax.tune', *args, *seed_arg, '--workers=1'], env=env))
 
   def forward(signum, frame):
     for p in procs:
@@ -398,7 +405,8 @@ def _define_flags():
   flags.DEFINE_integer('pruner_warmup_steps', 0, 'Train steps before a trial may be pruned.')
   flags.DEFINE_enum('sampler', 'tpe', list(SAMPLERS), 'How trials pick values; grid runs '
                     'every combination of the listed choices once.')
-  flags.DEFINE_integer('seed', None, 'Seed of the sampler.')
+  flags.DEFINE_integer('seed', None, 'Seed of the sampler (worker i of --workers: seed + i); '
+                       'give workers on other machines seeds of their own.')
   flags.DEFINE_integer('clips', 4, 'clip_score: clips generated per trial.')
   flags.DEFINE_float('clip_seconds', 2.0, 'clip_score: seconds per clip.')
   flags.DEFINE_integer('heartbeat_seconds', 20, 'Seconds between a worker\'s heartbeats.')
@@ -409,18 +417,33 @@ def _define_flags():
 
 
 def _setup(f) -> tuple:
-  """Everything checked before any trial: (storage, space, study)."""
+  """Everything checked before any trial (and before the database is made): the study, and
+  ``(space, prune)`` unless ``--report``."""
   study_dir = os.path.abspath(f.study_dir)
-  storage = make_storage(f.storage or default_storage(study_dir), f.heartbeat_seconds,
-                         f.grace_seconds)
+  url = f.storage or default_storage(study_dir)
   study_name = f.study_name or os.path.basename(study_dir)
   if f.report:
-    return storage, None, optuna.load_study(study_name=study_name, storage=storage)
+    if not f.storage and not os.path.exists(os.path.join(study_dir, 'study.db')):
+      raise TuneError(f'--study_dir={f.study_dir}: no study.db here; pass --storage.')
+    try:
+      return optuna.load_study(study_name=study_name, storage=make_storage(url)), None
+    except KeyError:
+      raise TuneError(f'no study {study_name!r} in {url}; pass --study_name.') from None
   if not f.space:
     raise TuneError('pass --space=FILE (e.g. configs/spaces/small.py).')
   if f.data_dir is not None and not os.path.isdir(f.data_dir):
     raise TuneError(f'--data_dir={f.data_dir}: not a directory.')
   space = search_space.load(f.space, f.config)
+  # A field set on the command line is a decision already made: it leaves the space, so
+  # one SPACE file serves e.g. a study per quantization (--config.model.q_type=linear).
+  fixed = sorted(set(space) & set(config_flags.get_override_values(f['config'])))
+  for name in fixed:
+    del space[name]
+  if fixed:
+    logging.info('Fixed by --config overrides, not searched: %s', ', '.join(fixed))
+  if not space:
+    raise TuneError(f'--space={f.space}: every field is fixed by a --config override; '
+                    'nothing is left to search.')
   check_objective(f.objective, space)
   prune = f.pruner != 'none'
   if prune and f.objective == 'clip_score' and any(
@@ -428,28 +451,27 @@ def _setup(f) -> tuple:
     logging.warning('Not pruning: the pruner compares validation bits, which differ between '
                     'quantizations this space mixes.')
     prune = False
-  study = open_study(storage, study_name, f.objective,
-                     make_pruner(f.pruner if prune else 'none', f.pruner_startup_trials,
-                                 f.pruner_warmup_steps),
-                     make_sampler(f.sampler, space, f.seed))
-  return storage, (space, prune), study
+  sampler = make_sampler(f.sampler, space, f.seed)
+  os.makedirs(study_dir, exist_ok=True)
+  study = open_study(make_storage(url, f.heartbeat_seconds, f.grace_seconds), study_name,
+                     f.objective, make_pruner(f.pruner if prune else 'none',
+                                              f.pruner_startup_trials, f.pruner_warmup_steps),
+                     sampler)
+  held = len(study.get_trials(deepcopy=False))
+  if f.seed is not None and held:
+    # A restarted worker with its old seed would propose its first values again.
+    study.sampler = make_sampler(f.sampler, space, f.seed + 1000 * held)
+  return study, (space, prune)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = FLAGS
-  os.makedirs(f.study_dir, exist_ok=True)
-  if f.storage is None and not f.report:
-    logging.info('Study database: %s', default_storage(f.study_dir))
   try:
-    if f.report and not os.path.exists(os.path.join(f.study_dir, 'study.db')) and not f.storage:
-      raise TuneError(f'--study_dir={f.study_dir}: no study.db here; pass --storage.')
-    _, setup, study = _setup(f)
+    study, setup = _setup(f)
   except (TuneError, search_space.SpaceError) as e:
     raise SystemExit(f'samplernn-tune: {e}') from None
-  except KeyError as e:  # load_study of a name the storage does not hold.
-    raise SystemExit(f'samplernn-tune: {e.args[0] if e.args else e}') from None
   if f.report:
     from samplernn_jax import tune_report
     path, command = tune_report.write(study, f.study_dir)
@@ -458,7 +480,7 @@ def main(argv):
       print(f'Train the best trial longer:\n  {command}')
     return
   if f.workers > 1:
-    sys.exit(spawn_workers(f.workers, sys.argv))
+    sys.exit(spawn_workers(f.workers, sys.argv, f.seed))
   from samplernn_jax import checkpoint
   checkpoint.quiet_orbax_info_logs()
   space, prune = setup

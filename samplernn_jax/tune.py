@@ -81,17 +81,22 @@ def make_pruner(name: str, startup_trials: int = 5, warmup_steps: int = 0):
   return optuna.pruners.NopPruner()
 
 
+def grid(space: search_space.Space) -> dict:
+  """``{name: [values]}`` of a space of lists and integer ranges, or TuneError."""
+  values = {}
+  for k, dist in space.items():
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+      values[k] = list(dist.choices)
+    elif isinstance(dist, optuna.distributions.IntDistribution) and not dist.log:
+      values[k] = list(range(dist.low, dist.high + 1, dist.step))
+    else:
+      raise TuneError(f'--sampler=grid: {k} is a continuous range; give it a list of values.')
+  return values
+
+
 def make_sampler(name: str, space: search_space.Space, seed: Optional[int]):
   if name == 'grid':
-    grid = {}
-    for k, dist in space.items():
-      if isinstance(dist, optuna.distributions.CategoricalDistribution):
-        grid[k] = list(dist.choices)
-      elif isinstance(dist, optuna.distributions.IntDistribution) and not dist.log:
-        grid[k] = list(range(dist.low, dist.high + 1, dist.step))
-      else:
-        raise TuneError(f'--sampler=grid: {k} is a continuous range; give it a list of values.')
-    return optuna.samplers.GridSampler(grid, seed=seed)
+    return optuna.samplers.GridSampler(grid(space), seed=seed)
   if name == 'random':
     return optuna.samplers.RandomSampler(seed=seed)
   return optuna.samplers.TPESampler(seed=seed)
@@ -348,11 +353,12 @@ def work(study: optuna.Study, objective: Objective, num_trials: int, study_dir: 
     time.sleep(poll_seconds)
 
 
-def spawn_workers(count: int, argv: list, seed: Optional[int]) -> int:
+def spawn_workers(count: int, argv: list, seed: Optional[int], sampler: str) -> int:
   """Runs ``count`` copies of this command as single workers; returns the worst exit status.
 
   With ``seed``, worker i samples with ``seed + i``: one seed in every worker would have them
-  all propose the same parameters.
+  all propose the same parameters. Not for the grid, whose seed fixes the order of the
+  combinations that all workers number alike.
   """
   args = [a for a in argv[1:] if not a.startswith(('--workers', '--seed'))]
   env = dict(os.environ)
@@ -360,7 +366,7 @@ def spawn_workers(count: int, argv: list, seed: Optional[int]) -> int:
   env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
   procs = []
   for i in range(count):
-    seed_arg = [] if seed is None else [f'--seed={seed + i}']
+    seed_arg = [] if seed is None else [f'--seed={seed if sampler == "grid" else seed + i}']
     procs.append(subprocess.Popen(
         [sys.executable, '-m', 'samplernn_jax.tune', *args, *seed_arg, '--workers=1'], env=env))
 
@@ -458,7 +464,7 @@ def _setup(f) -> tuple:
                                               f.pruner_startup_trials, f.pruner_warmup_steps),
                      sampler)
   held = len(study.get_trials(deepcopy=False))
-  if f.seed is not None and held:
+  if f.seed is not None and held and f.sampler != 'grid':
     # A restarted worker with its old seed would propose its first values again.
     study.sampler = make_sampler(f.sampler, space, f.seed + 1000 * held)
   return study, (space, prune)
@@ -480,7 +486,7 @@ def main(argv):
       print(f'Train the best trial longer:\n  {command}')
     return
   if f.workers > 1:
-    sys.exit(spawn_workers(f.workers, sys.argv, f.seed))
+    sys.exit(spawn_workers(f.workers, sys.argv, f.seed, f.sampler))
   from samplernn_jax import checkpoint
   checkpoint.quiet_orbax_info_logs()
   space, prune = setup
@@ -488,7 +494,14 @@ def main(argv):
                         config_flags.get_override_values(f['config']), space, f.study_dir,
                         f.data_dir, f.objective, f.clips, f.clip_seconds, prune)
   optuna.logging.set_verbosity(optuna.logging.INFO)
-  work(study, objective, f.trials, f.study_dir)
+  trials = f.trials
+  if f.sampler == 'grid':
+    combinations = math.prod(len(v) for v in grid(space).values())
+    if trials > combinations:
+      logging.warning('--trials=%d: the grid has %d combinations; running each once.', trials,
+                      combinations)
+      trials = combinations
+  work(study, objective, trials, f.study_dir)
   n = trial_counts(study)
   print(f'samplernn-tune: the study holds {n["finished"]} finished trials; '
         f'report with --study_dir={f.study_dir} --report.', flush=True)

@@ -7,6 +7,7 @@ history, the validation curves and the parameter importances.
 
 import math
 import os
+import shlex
 import warnings
 
 import optuna
@@ -61,7 +62,10 @@ def longer_command(trial) -> str:
   """The trial's samplernn-train command with twice its epochs (resumes its workdir)."""
   command = trial.user_attrs.get('command', '')
   epochs = trial.user_attrs.get('num_epochs')
-  return f'{command} --config.train.num_epochs={2 * epochs}' if command and epochs else command
+  if not (command and epochs):
+    return command
+  args = [a for a in shlex.split(command) if not a.startswith('--config.train.num_epochs=')]
+  return shlex.join(args + [f'--config.train.num_epochs={2 * epochs}'])
 
 
 def write(study: optuna.Study, study_dir: str) -> tuple:
@@ -99,7 +103,8 @@ def write(study: optuna.Study, study_dir: str) -> tuple:
     note = t.user_attrs.get('error', '')
     if retried[t.number] is not None:
       note = (f'retry of trial {retried[t.number]}; ' + note).strip('; ')
-    cells = [str(rank), str(t.number), t.state.name.lower(), _fmt(t.value),
+    cells = [str(rank), str(t.number), t.state.name.lower(),
+             '' if t.value is None else f'{t.value:.4f}',
              f'{abs(last[1]):.4f} ({last[0]})' if last else '',
              *[_fmt(t.params.get(n)) for n in names],
              f'[{workdir}]({workdir}/)' if workdir else '', note.replace('|', '/')[:200]]

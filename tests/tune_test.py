@@ -166,16 +166,17 @@ def test_study_survives_a_bad_trial_and_reports(tmp_path, corpus):
 
 
 def test_two_workers_share_one_study(tmp_path, corpus):
-  """--workers=2 on one SQLite study: exactly three trials, each run once in its own folder."""
+  """--workers=2 on one SQLite grid study: each of its three points run once, in its own folder."""
   study_dir = str(tmp_path / 'study')
-  space = write_space(tmp_path / 'space.py', "{'model.rnn_type': ['gru']}")
+  space = write_space(tmp_path / 'space.py', "{'data.shuffle_seed': [0, 1, 2]}")
   proc = run_cli(f'--study_dir={study_dir}', f'--config={TINY}', *TRAIN_FLAGS,
                  '--config.train.num_epochs=1', f'--data_dir={corpus}', f'--space={space}',
-                 '--trials=3', '--workers=2', timeout=300)
+                 '--sampler=grid', '--seed=0', '--trials=5', '--workers=2', timeout=300)
   assert proc.returncode == 0, proc.stderr[-4000:]
+  assert 'the grid has 3 combinations' in proc.stderr
   study = optuna.load_study(study_name='study', storage=tune.default_storage(study_dir))
   assert [t.state for t in study.trials] == [State.COMPLETE] * 3
-  assert len({t.datetime_start for t in study.trials}) == 3
+  assert sorted(t.params['data.shuffle_seed'] for t in study.trials) == [0, 1, 2]
   for t in study.trials:
     assert train_steps(os.path.join(study_dir, t.user_attrs['workdir'])) == [25, 50]
   assert sorted(os.listdir(os.path.join(study_dir, 'trials'))) == ['0000', '0001', '0002']
@@ -238,3 +239,15 @@ def test_clip_score_objective(tmp_path, corpus, monkeypatch):
   assert len(seen['paths']) == 2 and all(os.path.isfile(p) for p in seen['paths'])
   assert seen['reference'] == os.path.join(study_dir, 'trials', '0000')
   assert all(v < 0 for v in trial.intermediate_values.values())  # Negated bits: higher is better.
+
+
+def test_shipped_spaces_fit_their_configs():
+  from configs import default
+  comparisons = search_space.load(str(REPO / 'configs' / 'spaces' / 'comparisons.py'),
+                                  default.get_config())
+  assert comparisons['model.frame_sizes'].choices == ('(16,)', '(16, 64)')
+  assert search_space.to_config(default.get_config(), {'model.frame_sizes': '(16,)'}
+                                ).model.frame_sizes == (16,)
+  assert [len(v) for v in tune.grid(comparisons).values()] == [2, 2, 2, 2]
+  small = search_space.load(str(REPO / 'configs' / 'spaces' / 'small.py'), tiny())
+  tune.check_objective('val_bits', small)

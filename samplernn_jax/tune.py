@@ -30,7 +30,6 @@ from typing import Optional
 from absl import app
 from absl import flags
 from absl import logging
-import ml_collections
 from ml_collections import config_flags
 import optuna
 

@@ -7,10 +7,8 @@ storage in the test's folder.
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
-import textwrap
 import types
 
 import jax

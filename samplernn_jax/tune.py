@@ -417,6 +417,9 @@ def _define_flags():
   flags.DEFINE_integer('heartbeat_seconds', 20, 'Seconds between a worker\'s heartbeats.')
   flags.DEFINE_integer('grace_seconds', 60, 'A running trial without a heartbeat for this long '
                        'is failed and re-queued (resumed by the next worker).')
+  flags.DEFINE_string('compilation_cache_dir', None, 'Where compiled steps are kept, so trials '
+                      'of one shape compile once; default $JAX_COMPILATION_CACHE_DIR or '
+                      '~/.cache/samplernn_jax/jax; an empty value turns the cache off.')
   flags.DEFINE_bool('report', False, 'Write STUDY_DIR/report.md and pictures, print the best '
                     'trial\'s samplernn-train command, and exit.')
 
@@ -486,8 +489,9 @@ def main(argv):
     return
   if f.workers > 1:
     sys.exit(spawn_workers(f.workers, sys.argv, f.seed, f.sampler))
-  from samplernn_jax import checkpoint
+  from samplernn_jax import backend, checkpoint
   checkpoint.quiet_orbax_info_logs()
+  backend.enable_compilation_cache(f.compilation_cache_dir)
   space, prune = setup
   objective = Objective(f.config, config_flags.get_config_filename(f['config']),
                         config_flags.get_override_values(f['config']), space, f.study_dir,

@@ -6,6 +6,7 @@
 The study lives in a database (``--storage``, default ``sqlite:///S/study.db``); trial N
 trains with ``train.train_and_evaluate`` (what ``samplernn-train`` runs) in
 ``S/trials/NNNN/``, reports each validation to Optuna and is pruned when it falls behind.
+SPACE fields also given as ``--config.x.y`` are fixed at that value and not searched.
 Workers are processes that share the study: ``--workers=K`` starts K here, the same command
 on other machines with one PostgreSQL/MySQL ``--storage`` URL adds theirs. Each worker
 beats a heartbeat into the database; a worker that dies leaves its trial to go stale, and

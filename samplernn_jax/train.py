@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from absl import logging
 import flax
@@ -447,8 +447,13 @@ def _install_signal_handlers(stop: dict):
 # ---------------------------------------------------------------------------------------
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       data_dir: Optional[str] = None, resume_from: Optional[int] = None) -> dict:
+                       data_dir: Optional[str] = None, resume_from: Optional[int] = None,
+                       on_eval: Optional[Callable[[int, dict], None]] = None) -> dict:
   """Trains (or resumes training) in ``workdir``; returns the last epoch's metrics.
+
+  ``on_eval(step, val_metrics)`` is called after each validation (a hyper-parameter search
+  reports it); an exception it raises (e.g. ``optuna.TrialPruned``) stops the run after that
+  step's bookkeeping and a checkpoint, and is then raised from here.
 
   Without ``data_dir`` the demo corpus is synthesized into ``workdir/demo_corpus``. An
   existing checkpoint in ``workdir`` is resumed (the latest, or ``resume_from``; newer ones
@@ -619,6 +624,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if evaluate_now:
         val_metrics = evaluate(eval_step, init_carry, state.params, datasets.val, mesh)
         reporter.evaluation(step, epoch + 1, val_metrics)
+        if on_eval is not None:
+          try:
+            on_eval(step, val_metrics)
+          except Exception as e:  # Raised once the checkpoint below is written.
+            stop['raised'] = e
       if epoch_end:
         n = max(int(loop['epoch_steps']), 1)
         last_metrics = {'loss': float(loop['loss_sum']) / n,
@@ -650,9 +660,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if stop['signal']:
         logging.info('Signal %d: saved checkpoint %d; exiting.', stop['signal'], step)
         break
+      if stop.get('raised'):
+        break
     drain()
     if last_saved != step:
       save()
+    if stop.get('raised'):
+      raise stop['raised']
   finally:
     manager.wait_until_finished()
     manager.close()

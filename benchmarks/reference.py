@@ -109,8 +109,12 @@ class Prism:
 
   def info(self) -> Dict[str, object]:
     import tf_keras  # pylint: disable=g-import-not-at-top
+    # The `reference` extra installs tensorflow-cpu: on a GPU host PRiSM still runs on the
+    # CPU unless a GPU TensorFlow was installed, and the ratios must say so.
+    on_gpu = bool(self.tf.config.list_physical_devices('GPU'))
     return {'prism_dir': self.dir, 'prism_commit': self.commit,
             'tensorflow': self.tf.__version__, 'tf_keras': tf_keras.__version__,
+            'tensorflow_device': 'GPU' if on_gpu else 'CPU',
             'librosa_stubbed_with_soundfile': self.librosa_stubbed}
 
   def build(self, config, batch_size: int):

@@ -35,6 +35,7 @@ from benchmarks import flops as flops_lib
 from benchmarks.input_pipeline import measure_pipeline
 from benchmarks import machine
 from benchmarks import reference as reference_lib
+from benchmarks import scaling
 from samplernn_jax import config as config_lib
 from samplernn_jax import model as model_lib
 from samplernn_jax.demo_corpus import synthesize
@@ -65,7 +66,9 @@ _ROUNDS = flags.DEFINE_integer('rounds', None, 'A/B rounds per figure (default: 
 _DATA_DIR = flags.DEFINE_string('data_dir', None,
                                 'wav corpus for the input pipeline (default: synthesized).')
 _PARTS = flags.DEFINE_list('parts', ['train', 'generate', 'pipeline'],
-                           'What to measure: any of train, generate, pipeline.')
+                           'What to measure: any of train, generate, pipeline, scaling '
+                           '(the train step compiled for 1, 2, 4, 8 devices; read, not run).')
+_PART_NAMES = ('train', 'generate', 'pipeline', 'scaling')
 
 
 SUITES = {
@@ -357,6 +360,9 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
     if 'pipeline' in parts:
       logging.info('-- input pipeline')
       entry['pipeline'] = bench_pipeline(config, suite, config_prism, data_dir)
+    if 'scaling' in parts:
+      logging.info('-- data-parallel scaling (compiled program, 1 to 8 devices)')
+      entry['scaling'] = scaling.run_in_subprocess(config, (1, 2, 4, 8))
     results['configs'][name] = entry
   if prism is not None:
     prism.close()
@@ -413,7 +419,12 @@ def markdown(results: Dict[str, Any]) -> str:
       f"({mi['jax_backend']}: {mi['jax_device_kind']}), flax {mi['flax']}; "
       f"float32 matmul peak {_fmt(results['matmul_peak']['flops_per_sec'], 'FLOP/s')} "
       f"({results['matmul_peak']['size']}^2). Reference: "
-      + (f"PRiSM {str(ref.get('prism_commit'))[:7]}, TensorFlow {ref.get('tensorflow')}"
+      + (f"PRiSM {str(ref.get('prism_commit'))[:7]}, TensorFlow {ref.get('tensorflow')} "
+         f"on the {ref.get('tensorflow_device', 'CPU')}"
+         + (' (tensorflow-cpu from the `reference` extra: the ratios compare this device with '
+            'PRiSM on the CPU; install a GPU TensorFlow to compare like with like)'
+            if mi['jax_backend'] != 'cpu' and ref.get('tensorflow_device', 'CPU') == 'CPU'
+            else '')
          if 'prism_dir' in ref else ref['note']),
       '',
       '| ' + ' | '.join(TABLE_HEADER) + ' |',
@@ -461,6 +472,9 @@ def markdown(results: Dict[str, Any]) -> str:
       lines.append(f"| {label} | reference | – | not run: {c['reference_skipped']} | – |")
   lines += ['', 'Ratios are ours / PRiSM: above 1 is better for throughput; times and the '
             'real-time factor (sample_rate / samples per second per sequence) are lower-is-better.']
+  for name, c in results['configs'].items():
+    if c.get('scaling'):
+      lines += ['', scaling.markdown(c['scaling'], f'Data-parallel scaling, {name}')]
   return '\n'.join(lines) + '\n'
 
 
@@ -477,9 +491,9 @@ def write(results: Dict[str, Any], out: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  unknown = set(_PARTS.value) - {'train', 'generate', 'pipeline'}
+  unknown = set(_PARTS.value) - set(_PART_NAMES)
   if unknown:
-    raise app.UsageError(f'--parts: unknown {sorted(unknown)}; use train, generate, pipeline.')
+    raise app.UsageError(f'--parts: unknown {sorted(unknown)}; use {", ".join(_PART_NAMES)}.')
   results = run_suite(_SUITE.value, _CONFIGS.value, _PRISM_DIR.value, _DTYPE.value,
                       _PROFILE_DIR.value, _ROUNDS.value, _DATA_DIR.value, _PARTS.value)
   if _OUT.value:

@@ -27,6 +27,7 @@ import soundfile as sf
 import tqdm
 
 from samplernn_jax import audio_io
+from samplernn_jax import backend
 from samplernn_jax import checkpoint
 from samplernn_jax import clip_score
 from samplernn_jax import gallery
@@ -261,6 +262,9 @@ def _define_flags():
                       'here (open with TensorBoard or Perfetto).')
   flags.DEFINE_integer('chunk_size', None, 'Samples per compiled call; default: '
                        'config.generate.chunk_size.')
+  flags.DEFINE_string('compilation_cache_dir', None, 'Where compiled samplers are kept so the '
+                      'next run skips compiling; default $JAX_COMPILATION_CACHE_DIR or '
+                      '~/.cache/samplernn_jax/jax; an empty value turns the cache off.')
 
 
 def _main(argv):
@@ -268,6 +272,7 @@ def _main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
   checkpoint.quiet_orbax_info_logs()
+  backend.enable_compilation_cache(f.compilation_cache_dir)
   try:
     temps = None if f.temperature is None else [float(t) for t in f.temperature]
   except ValueError:

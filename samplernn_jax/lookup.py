@@ -73,14 +73,17 @@ def tap_lookup_relu(tables_FxQxD, ids_BxL, addend_BxTxD, bias_D):
 def _lookup_relu(tables_FxQxD, ids_BxL, addend_BxTxD, bias_D):
   num_steps = addend_BxTxD.shape[1]
 
-  def one_sequence(args):
-    ids_1xL, addend_1xTxD = args
-    pre = _gather_sum(tables_FxQxD, ids_1xL, num_steps) + addend_1xTxD + bias_D
-    return jnp.maximum(pre, 0.0)
-  # A loop over the batch: its output is a buffer XLA cannot recompute elsewhere. Without
-  # it, XLA:CPU copies the ReLU into each consumer and materializes the F gathers instead.
-  out = jax.lax.map(one_sequence, (ids_BxL[:, None], addend_BxTxD[:, None]))
-  return out.reshape(addend_BxTxD.shape)
+  def rows(ids, addend):
+    return jnp.maximum(_gather_sum(tables_FxQxD, ids, num_steps) + addend + bias_D, 0.0)
+
+  def row_by_row(ids, addend):
+    # A loop over the batch: its output is a buffer XLA cannot recompute elsewhere. Without
+    # it, XLA:CPU copies the ReLU into each consumer and materializes the F gathers instead.
+    out = jax.lax.map(lambda a: rows(*a), (ids[:, None], addend[:, None]))
+    return out.reshape(addend.shape)
+  # Only XLA:CPU pays for the loop; on a GPU a loop over rows would serialize the batch, and
+  # its fusions keep the gathers in registers anyway. The choice is made when lowering.
+  return jax.lax.platform_dependent(ids_BxL, addend_BxTxD, cpu=row_by_row, default=rows)
 
 
 def _tap_lookup_relu_fwd(tables_FxQxD, ids_BxL, addend_BxTxD, bias_D):

@@ -19,6 +19,7 @@ import jax
 from ml_collections import config_flags
 
 from configs import default as default_config
+from samplernn_jax import backend
 from samplernn_jax import checkpoint
 from samplernn_jax import train
 
@@ -40,6 +41,9 @@ def _define_flags():
                       'host:port of process 0, for multi-host training.')
   flags.DEFINE_integer('num_processes', None, 'Processes in all, for multi-host training.')
   flags.DEFINE_integer('process_id', None, "This process's index, for multi-host training.")
+  flags.DEFINE_string('compilation_cache_dir', None, 'Where compiled steps are kept so the next '
+                      'run skips compiling; default $JAX_COMPILATION_CACHE_DIR or '
+                      '~/.cache/samplernn_jax/jax; an empty value turns the cache off.')
 
 
 def _env_int(name: str):
@@ -51,6 +55,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   checkpoint.quiet_orbax_info_logs()
+  backend.enable_compilation_cache(FLAGS.compilation_cache_dir)
   num_processes = FLAGS.num_processes or _env_int('JAX_NUM_PROCESSES')
   process_id = FLAGS.process_id if FLAGS.process_id is not None else _env_int('JAX_PROCESS_ID')
   if FLAGS.coordinator_address or (num_processes or 1) > 1:

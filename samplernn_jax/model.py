@@ -27,6 +27,7 @@ import ml_collections
 
 from samplernn_jax import lookup
 from samplernn_jax import rnn
+from samplernn_jax import sharding
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -58,11 +59,13 @@ class FrameTier(nn.Module):
   learn_h0: bool = False
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  axis_name: Optional[str] = None  # See SampleRNN.axis_name.
 
   def setup(self):
     self.input_proj = nn.Dense(self.dim, dtype=self.dtype, name='input_proj')
     self.rnn = rnn.StackedRNN(self.rnn_type, self.dim, self.num_layers, self.skip_conn,
-                              self.learn_h0, self.dropout, self.dtype, name='rnn')
+                              self.learn_h0, self.dropout, self.dtype, self.axis_name,
+                              name='rnn')
     # PRiSM's conv1d_transpose with stride == width: each step's output h gives
     # h @ U[k] for positions k = 0..R-1. Stored [R, D_in, D_out].
     self.upsample = self.param(
@@ -101,6 +104,7 @@ class SampleMLP(nn.Module):
   dim: int
   q_levels: int
   dtype: Any = jnp.float32
+  axis_name: Optional[str] = None  # See SampleRNN.axis_name.
 
   def setup(self):
     q = self.q_levels
@@ -129,14 +133,25 @@ class SampleMLP(nn.Module):
     ``hidden1(conv + cond) = sum_k (T_k @ W_1)[ids] + h @ (U_k @ W_1) + b_1``: the folds cost
     ``(F * Q + R * D) * D * D`` once per call and save a ``D x D`` matmul per sample (and
     two in the backward). Needs initialized parameters (``__call__`` creates them).
+
+    Under ``axis_name`` each device folds ``1/N`` of the rows (tables by level, ``U`` by
+    input unit) and the folded weights are all-gathered: the folds do not depend on the
+    batch, so done whole on every device they would not shrink with more devices.
     """
     batch, num_frames, dim = h_BxNxD.shape
     ratio = upsample_RxDxD.shape[0]
     num_steps = num_frames * ratio
     w1 = self.hidden1.variables['params']['kernel']
     b1 = self.hidden1.variables['params']['bias']
-    tables_FxQxD = jnp.einsum('fqd,de->fqe', self.tap_tables(), w1)
-    u_DxRD = jnp.einsum('rde,ef->drf', upsample_RxDxD, w1).reshape(dim, ratio * dim)
+    taps = self.taps
+    tables_FxQxD = sharding.split_rows(
+        lambda emb_QxQ: jnp.einsum('fqd,de->fqe', jnp.einsum('qe,fed->fqd', emb_QxQ, taps), w1),
+        self.embedding,
+        in_axis=0, out_axis=1, axis_name=self.axis_name)
+    u_DxRxD = sharding.split_rows(
+        lambda u_RxDxD: jnp.einsum('rde,ef->drf', u_RxDxD, w1), upsample_RxDxD,
+        in_axis=1, out_axis=0, axis_name=self.axis_name)
+    u_DxRD = u_DxRxD.reshape(dim, ratio * dim)
     cond_BxTxD = rnn.matmul(h_BxNxD, u_DxRD, self.dtype).reshape(batch, num_steps, dim)
     return self._logits(lookup.tap_lookup_relu(tables_FxQxD, ids_BxL, cond_BxTxD, b1))
 
@@ -156,6 +171,10 @@ class SampleRNN(nn.Module):
   learn_h0: bool = False
   rnn_dropout: float = 0.0
   dtype: Any = jnp.float32
+  # Set when the model runs on one device's rows inside ``jax.shard_map`` over this mesh
+  # axis (the train step): the parameter folds are split over its devices, and dropout
+  # masks are drawn for the global batch, so N devices compute what one device does.
+  axis_name: Optional[str] = None
 
   @property
   def big_frame_size(self) -> int:
@@ -167,10 +186,10 @@ class SampleRNN(nn.Module):
         FrameTier(frame_size=f, upsample_ratio=f // below, dim=self.dim, q_levels=self.q_levels,
                   rnn_type=self.rnn_type, num_layers=self.num_rnn_layers,
                   skip_conn=self.skip_conn, learn_h0=self.learn_h0, dropout=self.rnn_dropout,
-                  dtype=self.dtype, name=f'frame_tier_{j}')
+                  dtype=self.dtype, axis_name=self.axis_name, name=f'frame_tier_{j}')
         for j, (f, below) in enumerate(zip(self.frame_sizes, lower))]
     self.sample_mlp = SampleMLP(self.frame_sizes[0], self.dim, self.q_levels, self.dtype,
-                                name='sample_mlp')
+                                self.axis_name, name='sample_mlp')
 
   def initial_carry(self, batch_size: int) -> tuple:
     """The reset state: zeros, or the learned h0 when ``learn_h0``; one entry per frame tier."""
@@ -218,8 +237,12 @@ def reset_carry(initial_carry, carry, reset_B):
   return jax.tree.map(pick, initial_carry, carry)
 
 
-def from_config(model_config: ml_collections.ConfigDict) -> SampleRNN:
-  """Builds the model described by ``config.model`` (validate the config first)."""
+def from_config(model_config: ml_collections.ConfigDict,
+                axis_name: Optional[str] = None) -> SampleRNN:
+  """Builds the model described by ``config.model`` (validate the config first).
+
+  ``axis_name``: see ``SampleRNN.axis_name`` (only inside ``shard_map``).
+  """
   return SampleRNN(
       frame_sizes=tuple(int(f) for f in model_config.frame_sizes),
       dim=int(model_config.dim),
@@ -229,7 +252,8 @@ def from_config(model_config: ml_collections.ConfigDict) -> SampleRNN:
       skip_conn=bool(model_config.skip_conn),
       learn_h0=bool(model_config.learn_h0),
       rnn_dropout=float(model_config.rnn_dropout),
-      dtype=DTYPES[model_config.get('dtype', 'float32')])
+      dtype=DTYPES[model_config.get('dtype', 'float32')],
+      axis_name=axis_name)
 
 
 def init_params(model: SampleRNN, rng: jax.Array, batch_size: int = 1):

@@ -14,11 +14,13 @@ windows chain exactly (truncated BPTT).
 """
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from samplernn_jax import sharding
 
 Carry = Any
 
@@ -51,15 +53,19 @@ def gru_scan(xw_TxBx3D, h_BxD, w_hh_Dx3D, b_hh_3D, dtype=jnp.float32):
   ``dW_hh`` is one matmul over the whole window after it (autodiff would accumulate a
   rank-B update into ``dW_hh`` on every step).
   """
+  w_hh = w_hh_Dx3D.astype(dtype)  # Once per window, not in every step of the scan.
+
   def step(h, xw):
-    h = gru_step(h, xw, w_hh_Dx3D, b_hh_3D, dtype)
+    h = gru_step(h, xw, w_hh, b_hh_3D, dtype)
     return h, h
   return jax.lax.scan(step, h_BxD, xw_TxBx3D)
 
 
 def _gru_scan_fwd(xw_TxBx3D, h_BxD, w_hh_Dx3D, b_hh_3D, dtype):
+  w_hh = w_hh_Dx3D.astype(dtype)
+
   def step(h, xw):
-    hw = matmul(h, w_hh_Dx3D, dtype) + b_hh_3D
+    hw = matmul(h, w_hh, dtype) + b_hh_3D
     h = _gru_gates(h, xw, hw)[0]
     return h, (h, hw)
   h_last, (h_TxBxD, hw_TxBx3D) = jax.lax.scan(step, h_BxD, xw_TxBx3D)
@@ -71,7 +77,7 @@ def _gru_scan_bwd(dtype, residuals, cotangents):
   xw_TxBx3D, h0_BxD, w_hh_Dx3D, h_TxBxD, hw_TxBx3D = residuals
   dh_last, dh_TxBxD = cotangents
   h_prev_TxBxD = jnp.concatenate([h0_BxD[None], h_TxBxD[:-1]], axis=0)
-  w_hh_t = w_hh_Dx3D.T
+  w_hh_t = w_hh_Dx3D.T.astype(dtype)
 
   def step(dh, inputs):
     dh_out, xw, hw, h_prev = inputs
@@ -163,6 +169,8 @@ class RNNLayer(nn.Module):
     if self.rnn_type == 'gru':
       carry, h_TxBxD = gru_scan(xw_TxBxG, carry, w_hh, self.b_hh, dtype)
     else:
+      w_hh = w_hh.astype(dtype)  # Once per window, not in every step of the scan.
+
       def step(hc, xw):
         hc = lstm_step(hc, xw, w_hh, dtype)
         return hc, hc[0]
@@ -183,6 +191,7 @@ class StackedRNN(nn.Module):
   learn_h0: bool = False
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  axis_name: Optional[str] = None  # See model.SampleRNN.axis_name.
 
   def setup(self):
     if self.rnn_type not in RNN_TYPES:
@@ -191,8 +200,7 @@ class StackedRNN(nn.Module):
         RNNLayer(self.rnn_type, self.dim, self.dim * (2 if (self.skip_conn and i == 0) else 1),
                  self.learn_h0, self.dtype, name=f'layer_{i}')
         for i in range(self.num_layers)]
-    # Keras RNN dropout: one input mask per sequence, shared by all time steps.
-    self.input_dropout = nn.Dropout(self.dropout, broadcast_dims=(1,))
+    self.input_dropout = InputDropout(self.dropout, self.axis_name)
     if self.skip_conn:
       self.skip_out = [nn.Dense(self.dim, use_bias=(i == 0), dtype=self.dtype,
                                 kernel_init=nn.initializers.he_uniform(),
@@ -216,13 +224,31 @@ class StackedRNN(nn.Module):
           # concat(x, x) @ W == x @ (W_top + W_bottom): half the projection's work.
           w_ih = w_ih[:self.dim] + w_ih[self.dim:]
       if use_dropout:
-        h = self.input_dropout(h, deterministic=False)
+        h = self.input_dropout(h)
       layer_carry, h = layer.scan(layer.project_inputs(h, w_ih), carry[i])
       new_carry.append(layer_carry)
       if self.skip_conn:
         skip = self.skip_out[i](h)
         out = skip if out is None else out + skip
     return tuple(new_carry), (out if self.skip_conn else h)
+
+
+class InputDropout(nn.Module):
+  """Keras RNN dropout: one input mask per sequence, shared by all time steps.
+
+  ``flax.linen.Dropout(rate, broadcast_dims=(1,))``, except that under ``axis_name`` the
+  mask is drawn for the global batch and sliced to this device's rows.
+  """
+  rate: float
+  axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x_BxTxD):
+    keep_prob = 1.0 - self.rate
+    mask_Bx1xD = sharding.row_mask(self.make_rng('dropout'), keep_prob,
+                                   (x_BxTxD.shape[0], 1, x_BxTxD.shape[2]), self.axis_name)
+    return jax.lax.select(jnp.broadcast_to(mask_Bx1xD, x_BxTxD.shape), x_BxTxD / keep_prob,
+                          jnp.zeros_like(x_BxTxD))
 
 
 def _lstm_bias_init(key, shape, dtype=jnp.float32):

@@ -36,20 +36,19 @@ import ml_collections
 import numpy as np
 
 from samplernn_jax import model as model_lib
+from samplernn_jax import backend as backend_lib
 from samplernn_jax import rnn
 
 
-# Loop bodies unrolled per scan iteration: the sample loop (a small body run most often)
-# and the frame loops. Unrolling trades compile time for fewer loop-control steps.
-SAMPLE_UNROLL = 16
-FRAME_UNROLL = 1
-
-# Up to this batch, an upper tier's upsampling is not folded into the tier below's first
-# RNN input weights. Folded, ``U_k @ W_ih`` is [D, R*G] (50 MB at the default config,
-# R = 4); unfolded, ``U`` [D, R*D] and ``W_ih`` [D, G] are 29 MB. At small batches each
-# frame is bound by streaming weights from memory, so fewer bytes win; at large batches
-# the folded form's fewer flops win (it saves the [B*R, D] @ [D, G] matmul).
-UNFOLDED_UPPER_MAX_BATCH = 8
+# Loop bodies unrolled per scan iteration (the sample loop, a small body run most often, and
+# the frame loops), and the largest batch at which an upper tier's upsampling is left
+# unfolded: per backend, with their reasons, in ``backend.py``. Unfolded, ``U`` [D, R*D]
+# and ``W_ih`` [D, G] are 29 MB at the default config; folded, ``U_k @ W_ih`` is [D, R*G]
+# (50 MB, R = 4). At small batches each frame is bound by streaming weights from memory, so
+# fewer bytes win; at large batches the folded form's fewer flops win (it saves the
+# [B*R, D] @ [D, G] matmul).
+SAMPLE_UNROLL = backend_lib.sampler_options('cpu')['sample_unroll']
+FRAME_UNROLL = backend_lib.sampler_options('cpu')['frame_unroll']
 
 
 class Spec(NamedTuple):
@@ -371,7 +370,10 @@ class Sampler:
                chunk_size: int = 16384, **options):
     """``options``: ``Spec`` overrides that change speed, not results (``sample_unroll``,
     ``frame_unroll``, ``fold_upper_upsampling``)."""
-    options.setdefault('fold_upper_upsampling', batch_size > UNFOLDED_UPPER_MAX_BATCH)
+    loops = backend_lib.sampler_options()
+    options.setdefault('sample_unroll', loops['sample_unroll'])
+    options.setdefault('frame_unroll', loops['frame_unroll'])
+    options.setdefault('fold_upper_upsampling', batch_size > loops['unfolded_upper_max_batch'])
     self.spec = Spec.from_config(model_config, **options)
     self.model = model_lib.from_config(model_config)
     self.batch_size = int(batch_size)

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from absl import logging
 import flax
@@ -36,6 +36,7 @@ from samplernn_jax import config as config_lib
 from samplernn_jax import gallery
 from samplernn_jax import metrics as metrics_lib
 from samplernn_jax import model as model_lib
+from samplernn_jax import sharding
 
 OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
 RMSPROP_EPS = 1e-5  # PRiSM's RMSprop epsilon (train.py: create_rmsprop_optimizer).
@@ -136,7 +137,7 @@ def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array, params
 
 def make_mesh(devices=None) -> Mesh:
   """A 1-D mesh over all (global) devices with the axis 'data'."""
-  return Mesh(np.asarray(jax.devices() if devices is None else devices), ('data',))
+  return Mesh(np.asarray(jax.devices() if devices is None else devices), (sharding.DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -145,7 +146,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def data_sharded(mesh: Mesh) -> NamedSharding:
   """Batch-major arrays (windows, carry, masks) split by rows over the 'data' axis."""
-  return NamedSharding(mesh, P('data'))
+  return NamedSharding(mesh, P(sharding.DATA_AXIS))
 
 
 def make_init_carry(config: ml_collections.ConfigDict, mesh: Mesh):
@@ -164,6 +165,17 @@ def _reset(model, params, carry, reset_B):
   return model_lib.reset_carry(initial, carry, reset_B)
 
 
+def _per_device(body, mesh: Mesh, in_specs, out_specs):
+  """``body`` run on each device's rows: ``jax.shard_map`` over 'data', jitted.
+
+  Inside, batch-major arrays hold this device's ``B / N`` rows and everything else is
+  replicated; the body reduces over devices itself (``lax.pmean``/``psum``), once per step.
+  Written per device, custom VJPs, ``lax.map`` over rows, reshapes and the carry stay on
+  each device's rows (left to sharding propagation, XLA gathered them whole instead).
+  """
+  return jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
+
+
 def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
   """Jitted ``(state, carry, batch) -> (state, carry, metrics)``; state and carry donated.
 
@@ -171,8 +183,12 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
   split over 'data'. Rows with ``reset`` start from the initial carry (a new file). The
   gradient flows through one window only (truncated BPTT). ``metrics``: loss (nats),
   bits_per_sample, accuracy, grad_norm, replicated scalars.
+
+  Each device computes the loss and gradient of its own rows; the gradients (and metrics)
+  are averaged over devices once, and every device applies the same update. With equal
+  rows per device that is the gradient of the global batch's mean loss, as on one device.
   """
-  model = model_lib.from_config(config.model)
+  model = model_lib.from_config(config.model, axis_name=sharding.DATA_AXIS)
   big = model.big_frame_size
 
   def train_step(state: TrainState, carry, batch):
@@ -186,15 +202,22 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
       loss, metrics = metrics_lib.loss_and_metrics(logits, x_BxL[:, big:])
       return loss, (new_carry, metrics)
 
-    grads, (new_carry, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+    # Differentiate this device's copy of the parameters, so its gradient is its own rows'
+    # (summed once below) rather than reduced implicitly wherever a parameter is used.
+    params = jax.tree.map(lambda p: jax.lax.pcast(p, sharding.DATA_AXIS, to='varying'),
+                          state.params)
+    grads, (new_carry, metrics) = jax.grad(loss_fn, has_aux=True)(params)
+    grads, metrics = jax.lax.pmean((grads, metrics), sharding.DATA_AXIS)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics['grad_norm'] = optax.global_norm(grads)
     state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     return state, jax.lax.stop_gradient(new_carry), metrics
 
+  rows = P(sharding.DATA_AXIS)
+  step = _per_device(train_step, mesh, in_specs=(P(), rows, rows), out_specs=(P(), rows, P()))
   rep, dat = replicated(mesh), data_sharded(mesh)
-  return jax.jit(train_step, in_shardings=(rep, dat, dat), out_shardings=(rep, dat, rep),
+  return jax.jit(step, in_shardings=(rep, dat, dat), out_shardings=(rep, dat, rep),
                  donate_argnums=(0, 1))
 
 
@@ -202,18 +225,22 @@ def make_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
   """Jitted ``(params, carry, batch) -> (carry, sums)``; ``batch`` also has 'mask' bool[B].
 
   ``sums`` (see ``metrics.weighted_sums``) add up over a pass; padding rows count zero.
+  Each device evaluates its own rows; the sums are added over devices once.
   """
-  model = model_lib.from_config(config.model)
+  model = model_lib.from_config(config.model, axis_name=sharding.DATA_AXIS)
   big = model.big_frame_size
 
   def eval_step(params, carry, batch):
     x_BxL = batch['x']
     start = _reset(model, params, carry, batch['reset'])
     carry, logits = model.apply({'params': params}, x_BxL, start, deterministic=True)
-    return carry, metrics_lib.weighted_sums(logits, x_BxL[:, big:], batch['mask'])
+    sums = metrics_lib.weighted_sums(logits, x_BxL[:, big:], batch['mask'])
+    return carry, jax.lax.psum(sums, sharding.DATA_AXIS)
 
+  rows = P(sharding.DATA_AXIS)
+  step = _per_device(eval_step, mesh, in_specs=(P(), rows, rows), out_specs=(rows, P()))
   rep, dat = replicated(mesh), data_sharded(mesh)
-  return jax.jit(eval_step, in_shardings=(rep, dat, dat), out_shardings=(dat, rep),
+  return jax.jit(step, in_shardings=(rep, dat, dat), out_shardings=(dat, rep),
                  donate_argnums=(1,))
 
 
@@ -422,8 +449,13 @@ def _install_signal_handlers(stop: dict):
 # ---------------------------------------------------------------------------------------
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       data_dir: Optional[str] = None, resume_from: Optional[int] = None) -> dict:
+                       data_dir: Optional[str] = None, resume_from: Optional[int] = None,
+                       on_eval: Optional[Callable[[int, dict], None]] = None) -> dict:
   """Trains (or resumes training) in ``workdir``; returns the last epoch's metrics.
+
+  ``on_eval(step, val_metrics)`` is called after each validation (a hyper-parameter search
+  reports it); an exception it raises (e.g. ``optuna.TrialPruned``) stops the run after that
+  step's bookkeeping and a checkpoint, and is then raised from here.
 
   Without ``data_dir`` the demo corpus is synthesized into ``workdir/demo_corpus``. An
   existing checkpoint in ``workdir`` is resumed (the latest, or ``resume_from``; newer ones
@@ -525,6 +557,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   stop = {'signal': None}
   previous_handlers = _install_signal_handlers(stop)
   lr_at = learning_rate_schedule(config, windows_per_epoch)
+  # Clips come from one process's sampler; on several processes the others would wait at
+  # the next step's collectives for as long as it takes, so it is off there.
+  clips_here = jax.process_count() == 1 and int(config.generate.max_generate_per_epoch) > 0
+  if jax.process_count() > 1 and int(config.generate.max_generate_per_epoch) > 0:
+    logging.info('In-training generation is off on %d processes (it would stall the others); '
+                 'generate from the checkpoints with samplernn-generate.', jax.process_count())
 
   step = int(jax.device_get(state.step))
   last_saved = restore_step
@@ -590,6 +628,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if evaluate_now:
         val_metrics = evaluate(eval_step, init_carry, state.params, datasets.val, mesh)
         reporter.evaluation(step, epoch + 1, val_metrics)
+        if on_eval is not None:
+          try:
+            on_eval(step, val_metrics)
+          except Exception as e:  # Raised once the checkpoint below is written.
+            stop['raised'] = e
       if epoch_end:
         n = max(int(loop['epoch_steps']), 1)
         last_metrics = {'loss': float(loop['loss_sum']) / n,
@@ -606,7 +649,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         last_epoch = epoch + 1 == num_epochs
         if (epoch + 1) % max(int(t.checkpoint_every_epochs), 1) == 0 or early_stop or last_epoch:
           save({k: v for k, v in last_metrics.items() if k != 'learning_rate'})
-          if jax.process_index() == 0 and (t.checkpoint_policy == 'Always' or is_best):
+          if clips_here and (t.checkpoint_policy == 'Always' or is_best):
             clips = generate_clips(state.params, config, os.path.join(workdir, 'generated'),
                                    run_id, epoch + 1, jax.random.fold_in(gen_rng, step))
             for path, audio in clips:
@@ -623,9 +666,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if stop['signal']:
         logging.info('Signal %d: saved checkpoint %d; exiting.', stop['signal'], step)
         break
+      if stop.get('raised'):
+        break
     drain()
     if last_saved != step:
       save()
+    if stop.get('raised'):
+      raise stop['raised']
   finally:
     manager.wait_until_finished()
     manager.close()

@@ -1,9 +1,25 @@
-"""Shared test helpers: the fixtures folder beside the checkout and tiny configs."""
+"""Shared test helpers: the fixtures folder beside the checkout, tiny configs, numerics.
 
+Float32 matmuls run at full precision in every test and its subprocesses: GPUs would
+otherwise use TF32 (10-bit mantissas) and miss the 1e-4 parity bounds. On a GPU, XLA is
+also asked for deterministic reductions, so resumed runs equal uninterrupted ones.
+"""
+
+import importlib.util
 import os
 import pathlib
 
 import pytest
+
+os.environ.setdefault('JAX_DEFAULT_MATMUL_PRECISION', 'highest')
+if any(importlib.util.find_spec(p) for p in ('jax_cuda12_plugin', 'jax_cuda13_plugin',
+                                             'jax_rocm60_plugin')):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
+                             + ' --xla_gpu_deterministic_ops=true').strip()
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+jax.config.update('jax_default_matmul_precision', 'highest')
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PRISM_FIXTURES = REPO.parent / 'shared' / 'fixtures' / 'prism'

@@ -1,0 +1,522 @@
+"""``samplernn-tune``: a hyper-parameter search on Optuna; every trial is a normal run.
+
+  samplernn-tune --study_dir=S --config=configs/tiny.py --space=configs/spaces/small.py --trials=8
+  samplernn-tune --study_dir=S --report
+
+The study lives in a database (``--storage``, default ``sqlite:///S/study.db``); trial N
+trains with ``train.train_and_evaluate`` (what ``samplernn-train`` runs) in
+``S/trials/NNNN/``, reports each validation to Optuna and is pruned when it falls behind.
+SPACE fields also given as ``--config.x.y`` are fixed at that value and not searched.
+Workers are processes that share the study: ``--workers=K`` starts K here, the same command
+on other machines with one PostgreSQL/MySQL ``--storage`` URL adds theirs. Each worker
+beats a heartbeat into the database; a worker that dies leaves its trial to go stale, and
+the next worker to ask for a trial re-runs it with the same parameters in the same
+workdir, so it resumes from its latest checkpoint.
+"""
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from typing import Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+import optuna
+
+from configs import default as default_config
+from samplernn_jax import search_space
+
+FLAGS = flags.FLAGS
+OBJECTIVES = {'val_bits': 'minimize', 'clip_score': 'maximize'}
+PRUNERS = ('median', 'hyperband', 'none')
+SAMPLERS = ('tpe', 'random', 'grid')
+Retry = optuna.storages.RetryHeartbeatStaleTrialCallback
+
+
+class TuneError(ValueError):
+  """Input that cannot start a search; the message says what to change."""
+
+
+# ---------------------------------------------------------------------------------------
+# Study: storage, sampler, pruner
+# ---------------------------------------------------------------------------------------
+
+def default_storage(study_dir: str) -> str:
+  return 'sqlite:///' + os.path.join(os.path.abspath(study_dir), 'study.db')
+
+
+def make_storage(url: str, heartbeat_seconds: int = 20,
+                 grace_seconds: int = 60) -> optuna.storages.RDBStorage:
+  """The study database, with heartbeats: a trial silent for ``grace_seconds`` is re-queued."""
+  engine_kwargs = {}
+  if url.startswith('sqlite'):
+    # Workers write heartbeats and results at once; wait for SQLite's file lock, don't fail.
+    engine_kwargs = {'connect_args': {'timeout': 60}}
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
+        grace_period=grace_seconds,
+        heartbeat_stale_trial_callback=Retry(max_retry=None, inherit_intermediate_values=True))
+
+
+def make_pruner(name: str, startup_trials: int = 5, warmup_steps: int = 0):
+  if name == 'median':
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials,
+                                       n_warmup_steps=warmup_steps)
+  if name == 'hyperband':
+    # The resource is the train step; the first validation is the first rung.
+    return optuna.pruners.HyperbandPruner(min_resource=max(warmup_steps, 1))
+  return optuna.pruners.NopPruner()
+
+
+def grid(space: search_space.Space) -> dict:
+  """``{name: [values]}`` of a space of lists and integer ranges, or TuneError."""
+  values = {}
+  for k, dist in space.items():
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+      values[k] = list(dist.choices)
+    elif isinstance(dist, optuna.distributions.IntDistribution) and not dist.log:
+      values[k] = list(range(dist.low, dist.high + 1, dist.step))
+    else:
+      raise TuneError(f'--sampler=grid: {k} is a continuous range; give it a list of values.')
+  return values
+
+
+def make_sampler(name: str, space: search_space.Space, seed: Optional[int]):
+  if name == 'grid':
+    return optuna.samplers.GridSampler(grid(space), seed=seed)
+  if name == 'random':
+    return optuna.samplers.RandomSampler(seed=seed)
+  return optuna.samplers.TPESampler(seed=seed)
+
+
+def check_objective(objective: str, space: search_space.Space) -> None:
+  """Refuses what the objective cannot compare or compute, before any trial."""
+  if objective not in OBJECTIVES:
+    raise TuneError(f'--objective={objective}: use one of {sorted(OBJECTIVES)}.')
+  if objective == 'val_bits':
+    mixed = [k for k in search_space.QUANTIZATION_FIELDS if search_space.varies(space, k)]
+    if mixed:
+      raise TuneError(
+          f'--objective=val_bits cannot rank a space that varies {", ".join(mixed)}: bits per '
+          'sample are only comparable between models on the same quantization levels. Use '
+          '--objective=clip_score, or one study per quantization (--config.model.q_type=...) '
+          'with those fields out of the space.')
+  if objective == 'clip_score':
+    try:
+      from samplernn_jax import clip_score  # noqa: F401  (the listening room's score)
+    except ImportError:
+      raise TuneError('--objective=clip_score is unavailable: samplernn_jax.clip_score (the '
+                      'listening-room curation score) is not installed; use '
+                      '--objective=val_bits.') from None
+
+
+def open_study(storage, study_name: str, objective: str, pruner, sampler) -> optuna.Study:
+  study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
+                              direction=OBJECTIVES[objective], pruner=pruner, sampler=sampler)
+  stored = study.user_attrs.get('objective')
+  if stored is None:
+    study.set_user_attr('objective', objective)
+  elif stored != objective:
+    raise TuneError(f'study {study_name!r} optimizes {stored}; --objective={objective} cannot '
+                    'join it (pass --study_name for a new study).')
+  return study
+
+
+# ---------------------------------------------------------------------------------------
+# One trial: a normal training run in S/trials/NNNN
+# ---------------------------------------------------------------------------------------
+
+def suggest(trial: optuna.Trial, space: search_space.Space) -> dict:
+  """The trial's value of every field (a re-queued trial gets its original values)."""
+  params = {}
+  for name, dist in space.items():
+    if isinstance(dist, optuna.distributions.FloatDistribution):
+      params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    elif isinstance(dist, optuna.distributions.IntDistribution):
+      params[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    else:
+      params[name] = trial.suggest_categorical(name, dist.choices)
+  return params
+
+
+def train_command(config_file: str, overrides: dict, workdir: str,
+                  data_dir: Optional[str]) -> list:
+  """``samplernn-train`` arguments that train this config further in ``workdir``."""
+  args = ['samplernn-train', f'--config={config_file}', f'--workdir={workdir}']
+  if data_dir:
+    args.append(f'--data_dir={data_dir}')
+  for k, v in overrides.items():
+    args.append(f'--config.{k}={v!r}' if isinstance(v, tuple) else f'--config.{k}={v}')
+  return args
+
+
+def validation_history(workdir: str) -> list:
+  """``[(step, val_bits_per_sample)]`` from the run's metrics.jsonl, across resumes."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [(r['step'], r['val_bits_per_sample']) for r in rows
+          if 'val_bits_per_sample' in r and 'learning_rate' not in r]
+
+
+@contextlib.contextmanager
+def _signal_watch():
+  """Yields a function telling whether SIGINT/SIGTERM arrived meanwhile.
+
+  The training loop takes these signals itself (it checkpoints and returns normally), so a
+  worker learns of them from the wakeup fd, which sees every signal that has a Python handler.
+  """
+  got = set()
+  try:
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+  except ValueError:  # Not the main thread: nothing to watch.
+    yield lambda: False
+    return
+
+  def arrived():
+    with contextlib.suppress(BlockingIOError):
+      got.update(reader.recv(1024))
+    return bool(got & {signal.SIGINT, signal.SIGTERM})
+  try:
+    yield arrived
+  finally:
+    signal.set_wakeup_fd(previous)
+    reader.close()
+    writer.close()
+
+
+class Objective:
+  """``trial -> objective value``: trains, reports each validation, may prune, may score clips."""
+
+  def __init__(self, config, config_file, overrides, space, study_dir, data_dir, objective,
+               clips=4, clip_seconds=2.0, prune=True, on_trial_created=None):
+    self.config, self.overrides = config, overrides
+    self.config_file = os.path.abspath(config_file)
+    self.space, self.study_dir, self.data_dir = space, os.path.abspath(study_dir), data_dir
+    self.objective, self.clips, self.clip_seconds, self.prune = (
+        objective, clips, clip_seconds, prune)
+    self.on_trial_created = on_trial_created
+
+  def __call__(self, trial: optuna.Trial) -> float:
+    if self.on_trial_created is not None:
+      self.on_trial_created()
+    from samplernn_jax import train  # JAX starts in workers only, not in a --workers parent.
+    # A re-queued trial carries its original's user attributes, so it finds that workdir and
+    # resumes from its checkpoint (the same thing RetryHeartbeatStaleTrialCallback's
+    # retried_trial_number names).
+    rel = trial.user_attrs.get('workdir') or os.path.join('trials', f'{trial.number:04d}')
+    trial.set_user_attr('workdir', rel)
+    workdir = os.path.join(self.study_dir, rel)
+    params = suggest(trial, self.space)
+    config = search_space.to_config(self.config, params)
+    overrides = {**self.overrides,
+                 **{k: search_space.decode(self.config, k, v) for k, v in params.items()}}
+    trial.set_user_attr('num_epochs', int(config.train.num_epochs))
+    trial.set_user_attr('command', shlex.join(train_command(
+        self.config_file, overrides, workdir, self.data_dir)))
+    logging.info('Trial %d in %s: %s', trial.number, workdir, params)
+    try:
+      with _signal_watch() as interrupted:
+        train.train_and_evaluate(config, workdir, self.data_dir, on_eval=self._reporter(trial))
+        if interrupted():
+          print(f'samplernn-tune: stopped by a signal; trial {trial.number} ({workdir}) is '
+                'checkpointed and goes to the next worker once its heartbeat is stale.',
+                flush=True)
+          # Leave the trial RUNNING (no tell): its heartbeat stops, and a retry resumes it.
+          raise SystemExit(0)
+      return self._value(trial, workdir)
+    except optuna.TrialPruned:
+      raise
+    except Exception as e:
+      trial.set_user_attr('error', f'{type(e).__name__}: {e}')
+      raise
+
+  def _reporter(self, trial: optuna.Trial):
+    # The pruner ranks intermediate values in the study's direction; for clip_score
+    # (maximized) validation bits go in negated so that higher is still better.
+    sign = 1.0 if self.objective == 'val_bits' else -1.0
+
+    def on_eval(step: int, val_metrics: dict):
+      bits = val_metrics.get('val_bits_per_sample')
+      if bits is None or not math.isfinite(float(bits)):
+        return
+      with warnings.catch_warnings():
+        # A resumed trial may validate a step its first run already reported; the first stays.
+        warnings.simplefilter('ignore')
+        trial.report(sign * float(bits), step)
+      if self.prune and trial.should_prune():
+        raise optuna.TrialPruned(f'validation {float(bits):.4f} bits/sample at step {step}')
+    return on_eval
+
+  def _value(self, trial: optuna.Trial, workdir: str) -> float:
+    history = validation_history(workdir)
+    if history:
+      step, bits = min(history, key=lambda r: r[1])
+      trial.set_user_attr('best_val_bits', bits)
+      trial.set_user_attr('best_step', step)
+    if self.objective == 'val_bits':
+      if not history:
+        raise ValueError(f'{workdir}: no validation ran; --objective=val_bits needs '
+                         'validation files (config.data.val_frac > 0).')
+      return min(b for _, b in history)
+    from samplernn_jax import clip_score, generate
+    result = generate.generate_files(workdir, os.path.join(workdir, 'tune_clips', 'clip.wav'),
+                                     num_seqs=self.clips, duration=self.clip_seconds,
+                                     progress=False)
+    scores = clip_score.score_paths(result['paths'], reference=workdir)
+    trial.set_user_attr('clip_scores', {os.path.relpath(s['path'], workdir): float(s['score'])
+                                        for s in scores})
+    return float(sum(float(s['score']) for s in scores) / max(len(scores), 1))
+
+
+# ---------------------------------------------------------------------------------------
+# Workers
+# ---------------------------------------------------------------------------------------
+
+def trial_counts(study: optuna.Study) -> dict:
+  """Finished trials (a stale trial that was re-queued does not count), running, waiting."""
+  trials = study.get_trials(deepcopy=False)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+    retried = {n for t in trials for n in Retry.retry_history(t)}
+  finished = [t for t in trials if t.state.is_finished() and t.number not in retried]
+  state = optuna.trial.TrialState
+  return {'finished': len(finished),
+          'running': sum(t.state == state.RUNNING for t in trials),
+          'waiting': sum(t.state == state.WAITING for t in trials)}
+
+
+class _AskLock:
+  """A file lock held from counting trials until the next trial exists.
+
+  So K workers on one machine never start more than ``--trials`` between them; workers on
+  other machines (another study_dir) can start at most one extra each.
+  """
+
+  def __init__(self, path: str):
+    self._file = open(path, 'a')
+    self._held = False
+
+  def acquire(self):
+    fcntl.flock(self._file, fcntl.LOCK_EX)
+    self._held = True
+
+  def release(self):
+    if self._held:
+      self._held = False
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+
+
+def work(study: optuna.Study, objective: Objective, num_trials: int, study_dir: str,
+         poll_seconds: float = 5.0) -> None:
+  """Runs trials until the study has ``num_trials`` finished ones.
+
+  A worker with nothing to start while others still run waits, so that a trial whose worker
+  dies is re-run here once its heartbeat is stale.
+  """
+  lock = _AskLock(os.path.join(study_dir, '.ask.lock'))
+  objective.on_trial_created = lock.release
+  while True:
+    lock.acquire()
+    try:
+      with warnings.catch_warnings():
+        warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # Re-queues the trials of dead workers.
+      n = trial_counts(study)
+      if n['finished'] >= num_trials:
+        return
+      if n['waiting'] or n['finished'] + n['running'] < num_trials:
+        # Any trial failure is recorded (state FAIL, user attribute 'error') and the search
+        # goes on: a diverged or misconfigured trial is a result, not a reason to stop.
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+        continue
+    finally:
+      lock.release()
+    time.sleep(poll_seconds)
+
+
+def spawn_workers(count: int, argv: list, seed: Optional[int], sampler: str) -> int:
+  """Runs ``count`` copies of this command as single workers; returns the worst exit status.
+
+  With ``seed``, worker i samples with ``seed + i``: one seed in every worker would have them
+  all propose the same parameters. Not for the grid, whose seed fixes the order of the
+  combinations that all workers number alike.
+  """
+  args = [a for a in argv[1:] if not a.startswith(('--workers', '--seed'))]
+  env = dict(os.environ)
+  # Workers sharing one accelerator must not each reserve most of its memory up front.
+  env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+  procs = []
+  for i in range(count):
+    seed_arg = [] if seed is None else [f'--seed={seed if sampler == "grid" else seed + i}']
+    procs.append(subprocess.Popen(
+        [sys.executable, '-m', 'samplernn_jax.tune', *args, *seed_arg, '--workers=1'], env=env))
+
+  def forward(signum, frame):
+    for p in procs:
+      if p.poll() is None:
+        p.send_signal(signum)
+  previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    return max(p.wait() for p in procs)
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
+
+
+# ---------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------
+
+def _define_flags():
+  config_flags.DEFINE_config_file(
+      'config', os.path.abspath(default_config.__file__), 'Base training configuration; the '
+      'space overrides some of its fields in each trial.', lock_config=True)
+  flags.DEFINE_string('study_dir', None, 'Folder of the study: trials/NNNN/ runs, study.db '
+                      '(default storage), report.md.')
+  flags.DEFINE_string('data_dir', None, 'Directory of audio files; absent: the demo corpus.')
+  flags.DEFINE_string('space', None, 'Python file whose get_space() maps config fields '
+                      '(model.dim) to optuna distributions or lists of choices.')
+  flags.DEFINE_integer('trials', 10, 'Finished trials the study should hold.')
+  flags.DEFINE_string('storage', None, 'Optuna database URL (sqlite:///..., postgresql://..., '
+                      'mysql://...); default sqlite:///STUDY_DIR/study.db.')
+  flags.DEFINE_string('study_name', None, 'Study name in the storage; default: the basename '
+                      'of --study_dir.')
+  flags.DEFINE_enum('objective', 'val_bits', list(OBJECTIVES), 'val_bits: best validation '
+                    'bits/sample (minimized); clip_score: curation score of clips generated at '
+                    'the end (maximized).')
+  flags.DEFINE_integer('workers', 1, 'Worker processes on this machine.')
+  flags.DEFINE_enum('pruner', 'median', list(PRUNERS), 'Stops trials whose validation falls '
+                    'behind.')
+  flags.DEFINE_integer('pruner_startup_trials', 5, 'Median pruner: trials that finish before '
+                       'any is pruned.')
+  flags.DEFINE_integer('pruner_warmup_steps', 0, 'Train steps before a trial may be pruned.')
+  flags.DEFINE_enum('sampler', 'tpe', list(SAMPLERS), 'How trials pick values; grid runs '
+                    'every combination of the listed choices once.')
+  flags.DEFINE_integer('seed', None, 'Seed of the sampler (worker i of --workers: seed + i); '
+                       'give workers on other machines seeds of their own.')
+  flags.DEFINE_integer('clips', 4, 'clip_score: clips generated per trial.')
+  flags.DEFINE_float('clip_seconds', 2.0, 'clip_score: seconds per clip.')
+  flags.DEFINE_integer('heartbeat_seconds', 20, 'Seconds between a worker\'s heartbeats.')
+  flags.DEFINE_integer('grace_seconds', 60, 'A running trial without a heartbeat for this long '
+                       'is failed and re-queued (resumed by the next worker).')
+  flags.DEFINE_string('compilation_cache_dir', None, 'Where compiled steps are kept, so trials '
+                      'of one shape compile once; default $JAX_COMPILATION_CACHE_DIR or '
+                      '~/.cache/samplernn_jax/jax; an empty value turns the cache off.')
+  flags.DEFINE_bool('report', False, 'Write STUDY_DIR/report.md and pictures, print the best '
+                    'trial\'s samplernn-train command, and exit.')
+
+
+def _setup(f) -> tuple:
+  """Everything checked before any trial (and before the database is made): the study, and
+  ``(space, prune)`` unless ``--report``."""
+  study_dir = os.path.abspath(f.study_dir)
+  url = f.storage or default_storage(study_dir)
+  study_name = f.study_name or os.path.basename(study_dir)
+  if f.report:
+    if not f.storage and not os.path.exists(os.path.join(study_dir, 'study.db')):
+      raise TuneError(f'--study_dir={f.study_dir}: no study.db here; pass --storage.')
+    try:
+      return optuna.load_study(study_name=study_name, storage=make_storage(url)), None
+    except KeyError:
+      raise TuneError(f'no study {study_name!r} in {url}; pass --study_name.') from None
+  if not f.space:
+    raise TuneError('pass --space=FILE (e.g. configs/spaces/small.py).')
+  if f.data_dir is not None and not os.path.isdir(f.data_dir):
+    raise TuneError(f'--data_dir={f.data_dir}: not a directory.')
+  space = search_space.load(f.space, f.config)
+  # A field set on the command line is a decision already made: it leaves the space, so
+  # one SPACE file serves e.g. a study per quantization (--config.model.q_type=linear).
+  fixed = sorted(set(space) & set(config_flags.get_override_values(f['config'])))
+  for name in fixed:
+    del space[name]
+  if fixed:
+    logging.info('Fixed by --config overrides, not searched: %s', ', '.join(fixed))
+  if not space:
+    raise TuneError(f'--space={f.space}: every field is fixed by a --config override; '
+                    'nothing is left to search.')
+  check_objective(f.objective, space)
+  prune = f.pruner != 'none'
+  if prune and f.objective == 'clip_score' and any(
+      search_space.varies(space, k) for k in search_space.QUANTIZATION_FIELDS):
+    logging.warning('Not pruning: the pruner compares validation bits, which differ between '
+                    'quantizations this space mixes.')
+    prune = False
+  sampler = make_sampler(f.sampler, space, f.seed)
+  os.makedirs(study_dir, exist_ok=True)
+  study = open_study(make_storage(url, f.heartbeat_seconds, f.grace_seconds), study_name,
+                     f.objective, make_pruner(f.pruner if prune else 'none',
+                                              f.pruner_startup_trials, f.pruner_warmup_steps),
+                     sampler)
+  held = len(study.get_trials(deepcopy=False))
+  if f.seed is not None and held and f.sampler != 'grid':
+    # A restarted worker with its old seed would propose its first values again.
+    study.sampler = make_sampler(f.sampler, space, f.seed + 1000 * held)
+  return study, (space, prune)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = FLAGS
+  try:
+    study, setup = _setup(f)
+  except (TuneError, search_space.SpaceError) as e:
+    raise SystemExit(f'samplernn-tune: {e}') from None
+  if f.report:
+    from samplernn_jax import tune_report
+    path, command = tune_report.write(study, f.study_dir)
+    print(f'Report: {path}')
+    if command:
+      print(f'Train the best trial longer:\n  {command}')
+    return
+  if f.workers > 1:
+    sys.exit(spawn_workers(f.workers, sys.argv, f.seed, f.sampler))
+  from samplernn_jax import backend, checkpoint
+  checkpoint.quiet_orbax_info_logs()
+  backend.enable_compilation_cache(f.compilation_cache_dir)
+  space, prune = setup
+  objective = Objective(f.config, config_flags.get_config_filename(f['config']),
+                        config_flags.get_override_values(f['config']), space, f.study_dir,
+                        f.data_dir, f.objective, f.clips, f.clip_seconds, prune)
+  optuna.logging.set_verbosity(optuna.logging.INFO)
+  trials = f.trials
+  if f.sampler == 'grid':
+    combinations = math.prod(len(v) for v in grid(space).values())
+    if trials > combinations:
+      logging.warning('--trials=%d: the grid has %d combinations; running each once.', trials,
+                      combinations)
+      trials = combinations
+  work(study, objective, trials, f.study_dir)
+  n = trial_counts(study)
+  print(f'samplernn-tune: the study holds {n["finished"]} finished trials; '
+        f'report with --study_dir={f.study_dir} --report.', flush=True)
+
+
+def run():
+  """Console-script entry point."""
+  _define_flags()
+  flags.mark_flags_as_required(['study_dir'])
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,253 @@
+"""samplernn-tune: a pruned/failed trial, two workers, a killed worker resumed, bad SPACE input.
+
+Every trial is the tiny config on ten 0.1 s files at 8 kHz (50 steps per epoch), SQLite
+storage in the test's folder.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import optuna
+import pytest
+
+import samplernn_jax
+from samplernn_jax import checkpoint as checkpoint_lib
+from samplernn_jax import clip_score
+from samplernn_jax import demo_corpus
+from samplernn_jax import search_space
+from samplernn_jax import tune
+from samplernn_jax import tune_report
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = str(REPO / 'configs' / 'tiny.py')
+# Quiet, fast trials: no step lines, no clips while training, a validation every 25 steps.
+TRAIN_FLAGS = ['--config.train.log_every_steps=0', '--config.generate.max_generate_per_epoch=0',
+               '--config.train.eval_every_steps=25']
+State = optuna.trial.TrialState
+
+
+@pytest.fixture(scope='module', autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One persistent cache for the module, worker processes included.
+
+  Every test trains the same tiny model at lr 1e-3 (the bad trial aside), so after the first
+  test the trials (and the two concurrent workers) compile nothing: they only read the cache.
+  """
+  cache = str(tmp_path_factory.mktemp('jax_cache'))
+  old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update('jax_compilation_cache_dir', cache)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = cache
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  yield
+  jax.config.update('jax_compilation_cache_dir', old[0])
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', old[1])
+  os.environ.pop('JAX_COMPILATION_CACHE_DIR')
+  os.environ.pop('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS')
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('corpus'))
+  demo_corpus.synthesize(path, sample_rate=8000, num_files=10, seconds=0.1)
+  return path
+
+
+def tiny(**train):
+  from configs import tiny as tiny_config
+  config = tiny_config.get_config()
+  config.train.log_every_steps = 0
+  config.train.eval_every_steps = 25
+  config.generate.max_generate_per_epoch = 0
+  for k, v in train.items():
+    setattr(config.train, k, v)
+  return config
+
+
+def write_space(path, body: str) -> str:
+  path.write_text('from optuna.distributions import *\n\n\ndef get_space():\n  return '
+                  + body + '\n')
+  return str(path)
+
+
+def study_in(study_dir, space, objective='val_bits', pruner=None, heartbeat=(20, 60)):
+  storage = tune.make_storage(tune.default_storage(study_dir), *heartbeat)
+  return tune.open_study(storage, 'study', objective, pruner or optuna.pruners.NopPruner(),
+                         tune.make_sampler('tpe', space, 0))
+
+
+def run_cli(*args, env=None, **kwargs):
+  return subprocess.run([sys.executable, '-m', 'samplernn_jax.tune', *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, **kwargs)
+
+
+def train_steps(workdir) -> list:
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [r['step'] for r in map(json.loads, f) if 'val_bits_per_sample' in r
+            and 'learning_rate' not in r]
+
+
+@pytest.mark.filterwarnings('ignore::optuna.exceptions.ExperimentalWarning')
+def test_killed_worker_trial_is_retried_from_its_checkpoint(tmp_path, corpus):
+  study_dir = str(tmp_path / 'study')
+  space_file = write_space(tmp_path / 'space.py', "{'model.rnn_type': ['gru']}")
+  args = [f'--study_dir={study_dir}', f'--config={TINY}', *TRAIN_FLAGS[1:],
+          '--config.train.num_epochs=4', '--config.train.log_every_steps=1',
+          '--config.train.checkpoint_every_steps=10', f'--data_dir={corpus}',
+          f'--space={space_file}', '--trials=1', '--heartbeat_seconds=1', '--grace_seconds=2']
+  proc = subprocess.Popen([sys.executable, '-m', 'samplernn_jax.tune', *args], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  for line in proc.stdout:
+    if '(30),' in line:  # Global step 30: checkpoints at 10, 20, 30 are written or on the way.
+      proc.kill()
+      break
+  proc.wait(timeout=60)
+  workdir = os.path.join(study_dir, 'trials', '0000')
+  killed_at = checkpoint_lib.latest_step(workdir)
+  assert killed_at is not None and killed_at < 200, killed_at
+
+  space = search_space.load(space_file, tiny())
+  study = study_in(study_dir, space, heartbeat=(1, 2))
+  config = tiny(num_epochs=4, checkpoint_every_steps=10, log_every_steps=1)
+  objective = tune.Objective(config, TINY, {}, space, study_dir, corpus, 'val_bits')
+  tune.work(study, objective, 1, study_dir, poll_seconds=0.5)
+
+  killed, retry = study.trials
+  assert killed.state == State.FAIL and retry.state == State.COMPLETE
+  assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
+  assert retry.user_attrs['workdir'] == 'trials/0000'
+  assert sorted(os.listdir(os.path.join(study_dir, 'trials'))) == ['0000']
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    steps = [r['step'] for r in map(json.loads, f) if 'sec_per_step' in r]
+  resumed = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1])
+  assert steps[:resumed] == list(range(1, resumed + 1))  # The killed run, past its checkpoint.
+  assert steps[resumed:] == list(range(killed_at + 1, 201))  # The retry: the step went on.
+  assert checkpoint_lib.latest_step(workdir) == 200
+
+
+def test_study_survives_a_bad_trial_and_reports(tmp_path, corpus):
+  """Three trials; lr 10 is pruned (after a checkpoint) or fails, the study goes on."""
+  study_dir = str(tmp_path / 'study')
+  os.makedirs(study_dir)
+  space = search_space.load(
+      write_space(tmp_path / 'space.py', "{'train.learning_rate': FloatDistribution(1e-3, 10)}"),
+      tiny())
+  study = study_in(study_dir, space, pruner=tune.make_pruner('median', startup_trials=1))
+  for lr in (1e-3, 10.0, 1e-3):
+    study.enqueue_trial({'train.learning_rate': lr})
+  objective = tune.Objective(tiny(num_epochs=2), TINY, {}, space, study_dir, corpus, 'val_bits')
+  tune.work(study, objective, 3, study_dir)
+
+  good, bad, third = study.trials
+  assert good.state == State.COMPLETE and 7 < good.value < 8.1
+  assert good.value == min(good.intermediate_values.values())  # The best validation.
+  assert bad.state in (State.PRUNED, State.FAIL), bad
+  if bad.state == State.PRUNED:  # Stopped at its first validation, checkpointed there.
+    workdir = os.path.join(study_dir, bad.user_attrs['workdir'])
+    assert checkpoint_lib.latest_step(workdir) == max(bad.intermediate_values) == 25
+  else:
+    assert bad.user_attrs['error']
+  assert third.state == State.COMPLETE and third.value == pytest.approx(good.value)
+  assert [t.user_attrs['workdir'] for t in study.trials] == [
+      'trials/0000', 'trials/0001', 'trials/0002']
+
+  path, command = tune_report.write(study, study_dir)
+  report = open(path).read()
+  assert '| 1 | 0 | complete |' in report and '[trials/0002](trials/0002/)' in report
+  for picture in ('history.png', 'intermediate.png', 'importances.png'):
+    assert os.path.getsize(os.path.join(study_dir, 'report', picture)) > 1000
+  assert command.startswith(f'samplernn-train --config={TINY} --workdir={study_dir}/trials/0000')
+  assert command.endswith('--config.train.learning_rate=0.001 --config.train.num_epochs=4')
+
+
+def test_two_workers_share_one_study(tmp_path, corpus):
+  """--workers=2 on one SQLite grid study: each of its three points run once, in its own folder."""
+  study_dir = str(tmp_path / 'study')
+  space = write_space(tmp_path / 'space.py', "{'data.shuffle_seed': [0, 1, 2]}")
+  proc = run_cli(f'--study_dir={study_dir}', f'--config={TINY}', *TRAIN_FLAGS,
+                 '--config.train.num_epochs=1', f'--data_dir={corpus}', f'--space={space}',
+                 '--sampler=grid', '--seed=0', '--trials=5', '--workers=2', timeout=300)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert 'the grid has 3 combinations' in proc.stderr
+  study = optuna.load_study(study_name='study', storage=tune.default_storage(study_dir))
+  assert [t.state for t in study.trials] == [State.COMPLETE] * 3
+  assert sorted(t.params['data.shuffle_seed'] for t in study.trials) == [0, 1, 2]
+  for t in study.trials:
+    assert train_steps(os.path.join(study_dir, t.user_attrs['workdir'])) == [25, 50]
+  assert sorted(os.listdir(os.path.join(study_dir, 'trials'))) == ['0000', '0001', '0002']
+
+
+@pytest.mark.parametrize('body,message', [
+    ("{'model.dimm': [16]}", 'model.dimm: no such config field'),
+    ("{'model.dim': []}", 'model.dim: an empty list of choices'),
+    ("{'model.dim': CategoricalDistribution([])}", 'ValueError'),
+    ("{'train.learning_rate': FloatDistribution(1e-2, 1e-3)}", 'ValueError'),
+    ("{'model.dim': ['wide']}", "model.dim='wide' does not fit the config field"),
+    ("{}", 'non-empty dict'),
+])
+def test_bad_space_is_refused(tmp_path, body, message):
+  with pytest.raises(search_space.SpaceError, match=message):
+    search_space.load(write_space(tmp_path / 'space.py', body), tiny())
+
+
+def test_bad_input_stops_before_any_trial(tmp_path, corpus):
+  study_dir = tmp_path / 'study'
+  space = write_space(tmp_path / 'space.py', "{'model.dimm': [16, 32]}")
+  proc = run_cli(f'--study_dir={study_dir}', f'--config={TINY}', f'--data_dir={corpus}',
+                 f'--space={space}', timeout=120)
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f'samplernn-tune: --space={space}: model.dimm: no such config field; fields look like '
+      'model.dim or train.learning_rate (see configs/default.py).')
+  assert not study_dir.exists()  # No database, no trial folder.
+
+
+def test_objective_refusals(monkeypatch):
+  mixed = search_space.validate({'model.q_type': ['mu-law', 'linear']}, tiny())
+  with pytest.raises(tune.TuneError, match='only comparable between models on the same'):
+    tune.check_objective('val_bits', mixed)
+  # Not installed: neither importable nor already an attribute of the package.
+  monkeypatch.setitem(sys.modules, 'samplernn_jax.clip_score', None)
+  monkeypatch.delattr(samplernn_jax, 'clip_score', raising=False)
+  with pytest.raises(tune.TuneError, match='clip_score is unavailable'):
+    tune.check_objective('clip_score', mixed)
+
+
+def test_clip_score_objective(tmp_path, corpus, monkeypatch):
+  """Clips generated from the trained trial, scored by the listening room's score."""
+  seen = {}
+
+  def score_paths(paths, reference):
+    seen.update(paths=list(paths), reference=reference)
+    return [{'path': p, 'score': 0.5 + i / 10} for i, p in enumerate(paths)]
+  monkeypatch.setattr(clip_score, 'score_paths', score_paths)
+  study_dir = str(tmp_path / 'study')
+  os.makedirs(study_dir)
+  space = search_space.validate({'model.q_type': ['mu-law', 'linear']}, tiny())
+  tune.check_objective('clip_score', space)
+  study = study_in(study_dir, space, objective='clip_score')
+  study.enqueue_trial({'model.q_type': 'linear'})
+  objective = tune.Objective(tiny(num_epochs=1), TINY, {}, space, study_dir, corpus,
+                             'clip_score', clips=2, clip_seconds=0.05)
+  tune.work(study, objective, 1, study_dir)
+  (trial,) = study.trials
+  assert trial.state == State.COMPLETE and trial.value == pytest.approx(0.55)
+  assert len(seen['paths']) == 2 and all(os.path.isfile(p) for p in seen['paths'])
+  assert seen['reference'] == os.path.join(study_dir, 'trials', '0000')
+  assert all(v < 0 for v in trial.intermediate_values.values())  # Negated bits: higher is better.
+
+
+def test_shipped_spaces_fit_their_configs():
+  from configs import default
+  comparisons = search_space.load(str(REPO / 'configs' / 'spaces' / 'comparisons.py'),
+                                  default.get_config())
+  assert comparisons['model.frame_sizes'].choices == ('(16,)', '(16, 64)')
+  assert search_space.to_config(default.get_config(), {'model.frame_sizes': '(16,)'}
+                                ).model.frame_sizes == (16,)
+  assert [len(v) for v in tune.grid(comparisons).values()] == [2, 2, 2, 2]
+  small = search_space.load(str(REPO / 'configs' / 'spaces' / 'small.py'), tiny())
+  tune.check_objective('val_bits', small)

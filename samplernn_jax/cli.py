@@ -136,6 +136,11 @@ def run(main: Callable, program_name: str,
   def parse(argv):
     try:
       return flags.FLAGS(argv)
+    except SystemExit as e:
+      # absl's --help exits with status 1; asking for help is not a failure.
+      if e.code == 1 and set(argv[1:]) & {'--help', '--helpshort', '--helpfull', '-h', '-?'}:
+        sys.exit(0)
+      raise
     except flags.Error as e:  # A missing, unknown or malformed flag.
       fail(program_name, f'{describe(e)} (see --help).')
     except Exception as e:  # pylint: disable=broad-except

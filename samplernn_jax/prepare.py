@@ -338,7 +338,8 @@ def main(argv):
   if not inputs:
     raise app.UsageError('Name audio files or directories with --input.')
   settings = Settings(f.sample_rate, f.chunk_length_ms, f.overlap_ms, f.silence_thresh_db)
-  results = prepare(inputs, f.output_dir, settings, f.num_workers)
+  # A bar only for people watching: in a log it is noise before the summary.
+  results = prepare(inputs, f.output_dir, settings, f.num_workers, progress=sys.stderr.isatty())
   print(summary(results, f.output_dir))
   reason = problem(results)
   if reason:

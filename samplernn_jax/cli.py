@@ -10,6 +10,7 @@ import ast
 import errno
 import logging as py_logging
 import os
+import re
 import sys
 import tempfile
 from typing import Callable
@@ -37,22 +38,49 @@ def own_flags(*names: str) -> None:
 # Quiet logs
 # ---------------------------------------------------------------------------------------
 
+# A system error in an Orbax background thread (a full disk, say) is logged there with
+# its traceback, once per thread, and raised again in the main thread, which reports it.
+_REPORTED_LATER = ('os_error_code', 'No space left on device', 'Permission denied',
+                   'Read-only file system', 'Disk quota exceeded')
+
+
 class _DropRecords(py_logging.Filter):
-  """Drops INFO records a user cannot act on; warnings and errors always pass."""
+  """Drops INFO records a user cannot act on, and Orbax's copies of errors the main thread
+  reports; other warnings and errors always pass."""
 
   def filter(self, record: py_logging.LogRecord) -> bool:
+    from_orbax = f'{os.sep}orbax{os.sep}' in record.pathname
     if record.levelno >= py_logging.WARNING:
-      return True
+      if not from_orbax or record.levelno < py_logging.ERROR:
+        return True
+      text = str(record.msg) + (repr(record.exc_info[1]) if record.exc_info else '')
+      return not any(s in text for s in _REPORTED_LATER)
     # Orbax narrates every save and restore step.
-    if f'{os.sep}orbax{os.sep}' in record.pathname:
+    if from_orbax:
       return False
     # JAX tries every backend it knows; a CPU or GPU host has no libtpu, which is expected.
     # A backend that fails loudly (a broken GPU plugin) is an exception, not this record.
     return not str(record.msg).startswith('Unable to initialize backend')
 
 
+def _ignore_closed_event_loops(hook):
+  """``sys.excepthook`` without the 'Event loop is closed' traces of a failed Orbax save.
+
+  TensorStore's callbacks print them (through the hook) for every pending write after a
+  save failed; the failure itself is reported once, by the main thread.
+  """
+  def excepthook(kind, value, tb):
+    if kind is RuntimeError and str(value) == 'Event loop is closed':
+      return
+    hook(kind, value, tb)
+  return excepthook
+
+
 def quiet_logs() -> None:
   """Filters the noise above out of absl's handler and JAX's logger; idempotent."""
+  if not getattr(sys.excepthook, '_samplernn_quiet', False):
+    sys.excepthook = _ignore_closed_event_loops(sys.excepthook)
+    sys.excepthook._samplernn_quiet = True  # pylint: disable=protected-access
   # TensorFlow (PRiSM import) reads this when it is first imported: errors only.
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   for name in ('absl', 'jax._src.xla_bridge'):
@@ -87,9 +115,23 @@ def _root_os_error(error: BaseException):
   return None
 
 
+# TensorStore (under Orbax) reports a system error as text: 'Failed writing: "PATH": ...
+# No space left on device [os_error_code=\'28\']'.
+_TENSORSTORE_OS_ERROR = re.compile(
+    r'(?:Failed \w+|local file):? "(?P<path>[^"]+)".*?(?P<reason>[^:]+) '
+    r"\[os_error_code='(?P<errno>\d+)'\]")
+
+
+def _tensorstore_os_error(error: BaseException):
+  for match in _TENSORSTORE_OS_ERROR.finditer(str(error)):
+    code = int(match.group('errno'))
+    return OSError(code, os.strerror(code), match.group('path'))
+  return None
+
+
 def describe(error: BaseException) -> str:
   """A one-line message for ``error``: its own for ours, file + reason + what to do for I/O."""
-  os_error = _root_os_error(error)
+  os_error = _root_os_error(error) or _tensorstore_os_error(error)
   if os_error is not None and (os_error.errno in _OS_HINTS or not str(error).strip()):
     where = f'{os_error.filename}: ' if os_error.filename else ''
     hint = _OS_HINTS.get(os_error.errno)

@@ -73,5 +73,3 @@ def _validate_train(t: ml_collections.ConfigDict) -> None:
                'eval_every_steps', 'checkpoint_every_steps', 'reduce_learning_rate_after'):
     if t.get(name, 0) < 0:
       raise ValueError(f'config.train.{name}={t[name]} must be 0 (off) or positive.')
-  if not t.get('learning_rate', 1.0) > 0:
-    raise ValueError(f'config.train.learning_rate={t.learning_rate} must be positive.')

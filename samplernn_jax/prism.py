@@ -21,8 +21,10 @@ PRiSM                                                  samplernn_jax
 =====================================================  ==================================
 """
 
+import contextlib
 import json
 import os
+import sys
 from typing import Any, Callable, Dict, Mapping
 
 from absl import app
@@ -79,16 +81,36 @@ def read_tf_checkpoint(path: str) -> Dict[str, np.ndarray]:
   if not os.path.exists(path + '.index'):
     raise FileNotFoundError(f'{path}: no TensorFlow checkpoint here (expected {path}.index); '
                             'pass the prefix, e.g. logdir/default/DATE/model.ckpt-100.')
-  # Before TensorFlow's first import: without it, a CPU host gets its CUDA probe's errors.
+  # Before TensorFlow's first import: its Python-side logs at errors only.
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  with _native_stderr_silenced():
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise ImportError('Reading a PRiSM (TensorFlow) checkpoint needs TensorFlow: '
+                        "pip install -e '.[reference]'") from None
+    reader = tf.train.load_checkpoint(path)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.endswith(_SUFFIX) and 'OPTIMIZER_SLOT' not in k}
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+  """Sends file descriptor 2 to /dev/null while TensorFlow loads and reads.
+
+  Its C++ side prints oneDNN notes and a failed CUDA probe (cuInit) before any log level
+  applies; reading a checkpoint needs no GPU, so none of it concerns the user. Python
+  exceptions are unaffected: they are raised, and printed later.
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise ImportError('Reading a PRiSM (TensorFlow) checkpoint needs TensorFlow: '
-                      "pip install -e '.[reference]'") from None
-  reader = tf.train.load_checkpoint(path)
-  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-          if k.endswith(_SUFFIX) and 'OPTIMIZER_SLOT' not in k}
+    with open(os.devnull, 'w') as null:
+      os.dup2(null.fileno(), 2)
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
 
 
 def _prism_to_params(variables: Mapping[str, np.ndarray], num_layers: int, skip_conn: bool,

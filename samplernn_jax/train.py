@@ -355,6 +355,8 @@ _SLOW_CPU_EPOCH_SECONDS = 600
 
 
 def _duration(seconds: float) -> str:
+  if seconds < 10:
+    return f'{seconds:.1f} s'
   if seconds < 120:
     return f'{seconds:.0f} s'
   if seconds < 7200:
@@ -366,8 +368,8 @@ def time_estimate(sec_per_step: float, steps_per_epoch: int, epochs_left: float)
   """One line: time per epoch and for the rest of the run; on a slow CPU, what to try."""
   epoch_sec = sec_per_step * steps_per_epoch
   text = (f'Estimated {_duration(epoch_sec)} per epoch ({sec_per_step:.3g} s/step x '
-          f'{steps_per_epoch} steps), {_duration(epoch_sec * epochs_left)} for the '
-          f'{epochs_left:.1f} epochs left.')
+          f'{steps_per_epoch} steps), {_duration(epoch_sec * epochs_left)} for the rest of '
+          f'the run ({epochs_left:.1f} epochs; validation not counted).')
   if jax.default_backend() == 'cpu' and epoch_sec > _SLOW_CPU_EPOCH_SECONDS:
     text += (' On a CPU, try a smaller model: --config=configs/demo.py, or '
              '--config.model.dim=256 --config.train.batch_size=16.')
@@ -558,6 +560,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Without ``data_dir`` the demo corpus is synthesized into ``workdir/demo_corpus``. An
   existing checkpoint in ``workdir`` is resumed (the latest, or ``resume_from``; newer ones
   are then deleted); a parameters-only one (e.g. a PRiSM import) starts a fresh optimizer.
+  A damaged latest checkpoint is moved to ``workdir/broken_checkpoints`` with a warning
+  naming it, and the newest intact one is resumed. A run with nothing left to do (all
+  epochs done, or stopped early) says so and how to train on, and returns ``{}``.
 
   Raises:
     FloatingPointError: a non-finite loss or parameters; the last checkpoint stays good.

@@ -183,3 +183,34 @@ def test_misuse_leaves_nothing_behind(results, tree):
   assert not [n for n in os.listdir(tree['tmp'] / 'out') if n.startswith('.generating')]
   assert not os.path.exists(tree['tmp'] / 'g') or not [
       n for n in os.listdir(tree['tmp'] / 'g') if n.endswith('.wav')]
+
+
+def test_system_errors_are_one_line_with_the_path_and_what_to_do():
+  import errno  # pylint: disable=g-import-not-at-top
+  import logging  # pylint: disable=g-import-not-at-top
+  from samplernn_jax import cli  # pylint: disable=g-import-not-at-top
+  # Orbax wraps a full disk in TensorStore's text (what a full disk gave in a trial).
+  full = ValueError('RESOURCE_EXHAUSTED: Error writing "x/0.0" in OCDBT database at local '
+                    'file "/runs/a/checkpoints/100.tmp/params/": Failed writing: '
+                    '"/runs/a/checkpoints/100.tmp/params/d/2f47": Failed to write 176375 '
+                    "bytes to file 30: No space left on device [os_error_code='28']")
+  assert cli.describe(full) == ('/runs/a/checkpoints/100.tmp/params/: No space left on '
+                                'device; free some space or choose a folder on another disk.')
+  try:
+    try:
+      raise OSError(errno.EROFS, os.strerror(errno.EROFS), '/mnt/ro/clip.wav')
+    except OSError as e:
+      raise RuntimeError('save failed') from e
+  except RuntimeError as e:
+    assert cli.describe(e).startswith('/mnt/ro/clip.wav: Read-only file system; ')
+  # Orbax's background-thread copies of that error are dropped; its other errors are not.
+  keep = cli._DropRecords()  # pylint: disable=protected-access
+
+  def record(msg, level=logging.ERROR, path='/x/orbax/checkpoint/future.py'):
+    return logging.LogRecord('absl', level, path, 1, msg, None, None)
+  assert not keep.filter(record(str(full)))
+  assert keep.filter(record('some other failure'))
+  assert not keep.filter(record('Saving checkpoint', logging.INFO))
+  assert not keep.filter(record("Unable to initialize backend 'tpu': no libtpu", logging.INFO,
+                                '/x/jax/_src/xla_bridge.py'))
+  assert keep.filter(record('Resumed', logging.INFO, '/x/samplernn_jax/train.py'))

@@ -306,3 +306,18 @@ def test_killed_prepare_leaves_no_workers_and_its_partials_are_cleaned(tmp_path)
   live.write_bytes(b'x')
   prepare.prepare([str(src / 's0.wav')], str(out), SETTINGS, progress=False)
   assert not stale.exists() and live.exists()
+
+
+def test_a_resume_over_changed_files_says_the_epochs_are_replanned(tmp_path, caplog):
+  class Files:  # What _note_data_change reads of a Datasets.
+    def __init__(self, paths):
+      self.train_files, self.val_files = tuple(paths), ()
+  paths = []
+  for i in range(3):
+    paths.append(str(tmp_path / f'{i}.wav'))
+    sf.write(paths[-1], np.zeros(100, np.float32), 8000)
+  train._note_data_change(str(tmp_path), Files(paths), resumed=False)  # pylint: disable=protected-access
+  train._note_data_change(str(tmp_path), Files(paths), resumed=True)  # pylint: disable=protected-access
+  assert 're-planned' not in caplog.text
+  train._note_data_change(str(tmp_path), Files(paths[:2]), resumed=True)  # pylint: disable=protected-access
+  assert '3 -> 2 training' in caplog.text and 're-planned' in caplog.text

@@ -13,7 +13,8 @@ Each figure is measured in ``--rounds`` rounds alternating this project (A) and 
 A B A B ...; a figure is the median over its rounds, so machine load drifting during the run
 hits both sides alike. Ratios are ``ours / reference`` for every figure; throughputs are
 higher-is-better (``x_real_time`` too: audio seconds per wall second of one sequence,
-"0.81x real time"), times lower-is-better (``ratio_higher_is_better`` in the JSON says which). Writes ``--out``.json and ``--out``.md; the table is printed last.
+"0.81x real time"), times lower-is-better (``ratio_higher_is_better`` in the JSON says
+which). Writes ``--out``.json and ``--out``.md; the table is printed last.
 See README.bench.md.
 """
 

@@ -191,8 +191,13 @@ def training_options(train_config: ml_collections.ConfigDict) -> ocp.CheckpointM
 
 
 def has_train_state(manager: ocp.CheckpointManager, step: int) -> bool:
-  """Whether checkpoint ``step`` holds training state (False for parameters-only ones)."""
-  return os.path.isdir(os.path.join(str(manager.directory), str(step), 'train'))
+  """Whether checkpoint ``step`` holds training state (False for parameters-only ones).
+
+  Either training item counts, so a training checkpoint that lost one is found damaged
+  when restored, instead of passing for parameters only (with a fresh optimizer).
+  """
+  return any(os.path.isdir(os.path.join(str(manager.directory), str(step), item))
+             for item in ('train', 'data'))
 
 
 def save_training(manager: ocp.CheckpointManager, step: int, params: Any, train: Any,

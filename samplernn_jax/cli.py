@@ -183,6 +183,9 @@ def run(main: Callable, program_name: str,
       if e.code == 1 and set(argv[1:]) & {'--help', '--helpshort', '--helpfull', '-h', '-?'}:
         sys.exit(0)
       raise
+    except BrokenPipeError:  # --help piped into head: the reader has what it wanted.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      sys.exit(0)
     except flags.Error as e:  # A missing, unknown or malformed flag.
       fail(program_name, f'{describe(e)} (see --help).')
     except Exception as e:  # pylint: disable=broad-except

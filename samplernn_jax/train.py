@@ -503,9 +503,10 @@ def _finished(loop: dict, num_epochs: int, t: ml_collections.ConfigDict) -> Opti
   """Why a resumed run has nothing left to do (and how to train on), or None."""
   epochs_done = int(loop['epoch'])
   if epochs_done >= num_epochs:
+    more = num_epochs + max(num_epochs // 2, 1)
     return (f'training is finished ({epochs_done} of {num_epochs} epochs done). To train '
-            f'longer, run again with --config.train.num_epochs={num_epochs + max(num_epochs // 2, 1)} '
-            '(or any number above the current one).')
+            f'longer, run again with --config.train.num_epochs={more} (or any number above '
+            'the current one).')
   patience = int(t.early_stopping_patience)
   if patience > 0 and int(loop['bad_epochs']) >= patience and not int(loop['epoch_steps']):
     return (f'training stopped early after {epochs_done} epochs ({patience} epochs without '

@@ -128,7 +128,20 @@ def test_generation_names_a_damaged_checkpoint_and_the_steps_to_use(run_dir, tmp
 # ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def compilation_cache(tmp_path_factory):
+  """Resumed runs compile the same steps again; a persistent cache makes that a read."""
+  import jax  # pylint: disable=g-import-not-at-top
+  old = (jax.config.jax_compilation_cache_dir,
+         jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update('jax_compilation_cache_dir', str(tmp_path_factory.mktemp('jax_cache')))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  yield
+  jax.config.update('jax_compilation_cache_dir', old[0])
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', old[1])
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, compilation_cache):  # pylint: disable=unused-argument
   """Two epochs of 20 steps on the tiny config, a log line every 5 steps."""
   root = tmp_path_factory.mktemp('train')
   corpus = str(root / 'corpus')
@@ -141,17 +154,19 @@ def trained(tmp_path_factory):
   return config, corpus, workdir
 
 
+@pytest.mark.parametrize('how,item', [('truncated', 'params'), ('config_json', 'config'),
+                                      ('missing_item', 'params')])
 def test_training_falls_back_past_a_damaged_checkpoint_and_logs_each_step_once(
-    trained, tmp_path, caplog):
+    trained, tmp_path, caplog, how, item):
   config, corpus, done = trained
   steps = sorted(checkpoint.make_manager(str(done)).all_steps())
   assert len(steps) == 2
   workdir = tmp_path / 'run'
   shutil.copytree(done, workdir)
-  _damage(workdir, steps[-1], 'truncated')
+  _damage(workdir, steps[-1], how)
   # metrics.jsonl still holds the lost steps, as after a kill -9 past the last save.
   train.train_and_evaluate(config, str(workdir), corpus)
-  assert any(f'checkpoints/{steps[-1]}/params' in r.getMessage() for r in caplog.records
+  assert any(f'checkpoints/{steps[-1]}/{item}' in r.getMessage() for r in caplog.records
              if r.levelname == 'WARNING')
   assert (workdir / 'broken_checkpoints' / str(steps[-1])).is_dir()
   records = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
@@ -316,8 +331,9 @@ def test_a_resume_over_changed_files_says_the_epochs_are_replanned(tmp_path, cap
   for i in range(3):
     paths.append(str(tmp_path / f'{i}.wav'))
     sf.write(paths[-1], np.zeros(100, np.float32), 8000)
-  train._note_data_change(str(tmp_path), Files(paths), resumed=False)  # pylint: disable=protected-access
-  train._note_data_change(str(tmp_path), Files(paths), resumed=True)  # pylint: disable=protected-access
+  note = train._note_data_change  # pylint: disable=protected-access
+  note(str(tmp_path), Files(paths), resumed=False)
+  note(str(tmp_path), Files(paths), resumed=True)
   assert 're-planned' not in caplog.text
-  train._note_data_change(str(tmp_path), Files(paths[:2]), resumed=True)  # pylint: disable=protected-access
+  note(str(tmp_path), Files(paths[:2]), resumed=True)
   assert '3 -> 2 training' in caplog.text and 're-planned' in caplog.text

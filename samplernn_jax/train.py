@@ -529,8 +529,9 @@ def _restore_newest_intact(manager, workdir: str, steps, restore, explicit: bool
       error = checkpoint_lib.unreadable(manager, step, e)
       if explicit:
         raise error from None
-      moved = checkpoint_lib.set_aside(manager, step, workdir)
-      logging.warning('%s. Moved it to %s; trying the next older checkpoint.', error, moved)
+      if jax.process_index() == 0:  # One host moves it; the others only skip it.
+        moved = checkpoint_lib.set_aside(manager, step, workdir)
+        logging.warning('%s. Moved it to %s; trying the next older checkpoint.', error, moved)
   if steps:
     logging.warning('No intact checkpoint in %s; training from scratch.', manager.directory)
   return None, None

@@ -9,7 +9,6 @@ import concurrent.futures
 import os
 import pathlib
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -46,16 +45,12 @@ def command(name: str) -> list:
   return [sys.executable, '-c', f'from samplernn_jax import {MODULES[name]} as m; m.run()']
 
 
-def _limit_open_files():
-  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-  limit = OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
-  resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-
-
 def run_command(argv: list, cwd: str) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
-  return subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=cwd, env=env,
-                        preexec_fn=_limit_open_files)
+  # The limit is set by a shell, not a preexec_fn: that would fork this (JAX) process.
+  shell = ['/bin/sh', '-c', f'ulimit -n {OPEN_FILES} 2>/dev/null; exec "$0" "$@"']
+  return subprocess.run(shell + argv, capture_output=True, text=True, timeout=240, cwd=cwd,
+                        env=env)
 
 
 def readonly_dir(tmp: pathlib.Path) -> str:

@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.val_frac = 0.1  # Fraction of files held out for validation.
   data.shuffle_seed = 0  # Seed of the per-epoch file shuffle.
   data.num_workers = 0  # grain worker processes (0 reads in the main process).
+  data.on_bad_file = 'skip'  # A file with a bad header or length: 'skip' it (warned) or 'stop'.
 
   config.train = train = ml_collections.ConfigDict()
   train.batch_size = 64  # Global batch (files read side by side), split over devices.

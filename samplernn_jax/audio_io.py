@@ -69,6 +69,31 @@ def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
       raise AudioError(f'corrupt or truncated: {e}') from e
 
 
+def probe(path: str) -> tuple[int, int]:
+  """(frames, sample_rate) from the header, checked against the file; raises AudioError.
+
+  Fast: only the header is read, except for float files, the only kind that can hold
+  NaN or inf, whose samples are scanned block by block.
+  """
+  if os.path.getsize(path) == 0:
+    raise AudioError('empty file (0 bytes)')
+  try:
+    with sf.SoundFile(path) as f:
+      match = _TRUNCATED_RE.search(f.extra_info)
+      if match and int(match.group(2)) < int(match.group(1)):
+        raise AudioError(f'truncated: header declares {match.group(1)} data bytes, '
+                         f'the file holds {match.group(2)}')
+      if f.frames <= 0:
+        raise AudioError('no audio samples')
+      if f.subtype in ('FLOAT', 'DOUBLE'):
+        for block in f.blocks(blocksize=1 << 16, dtype='float32'):
+          if not np.all(np.isfinite(block)):
+            raise AudioError('holds non-finite samples (NaN or inf)')
+      return f.frames, f.samplerate
+  except sf.LibsndfileError as e:
+    raise AudioError(f'not readable audio ({e})') from None
+
+
 def _read_pyav(path: str) -> tuple[np.ndarray, int]:
   with av.open(path) as container:
     if not container.streams.audio:
@@ -119,14 +144,61 @@ def to_pcm16(samples_N: np.ndarray) -> np.ndarray:
   return np.clip(np.round(samples_N * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def write_wav_atomic(path: str, samples_N: np.ndarray, sample_rate: int) -> None:
-  """Writes float (or int16) samples as a 16-bit PCM WAV at ``path``, all or nothing."""
-  pcm_N = samples_N if samples_N.dtype == np.int16 else to_pcm16(samples_N)
+def partial_path(path: str) -> str:
+  """Where ``path`` is written before it is renamed into place: ``.NAME.PID.partial``.
+
+  A dot-name without the audio suffix, so a crash leftover is never read as audio, and
+  with the writer's PID, so ``remove_stale_partials`` knows when its writer is gone.
+  """
   directory, name = os.path.split(path)
-  # A dot-name without the .wav suffix, so a crash leftover is never read as audio.
-  tmp_path = os.path.join(directory, f'.{name}.{os.getpid()}.partial')
+  return os.path.join(directory, f'.{name}.{os.getpid()}.partial')
+
+
+_PARTIAL_RE = re.compile(r'\.(\d+)\.partial$')
+
+
+def _alive(pid: int) -> bool:
   try:
-    sf.write(tmp_path, pcm_N, sample_rate, subtype='PCM_16', format='WAV')
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True  # Someone else's live process.
+  return True
+
+
+def remove_stale_partials(directory: str) -> list[str]:
+  """Deletes the ``partial_path`` files in ``directory`` whose writer no longer runs.
+
+  A killed run cannot clean up after itself; the next run does. Returns the paths removed.
+  """
+  removed = []
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return removed
+  for name in names:
+    match = _PARTIAL_RE.search(name)
+    if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+      try:
+        os.remove(os.path.join(directory, name))
+        removed.append(os.path.join(directory, name))
+      except OSError:
+        pass
+  return removed
+
+
+def write_wav_atomic(path: str, samples_N: np.ndarray, sample_rate: int) -> None:
+  """Writes float (or int16) samples as a 16-bit PCM WAV at ``path``, all or nothing.
+
+  Raises OSError naming the file (a read-only folder, a full disk), not libsndfile's
+  "System error".
+  """
+  pcm_N = samples_N if samples_N.dtype == np.int16 else to_pcm16(samples_N)
+  tmp_path = partial_path(path)
+  try:
+    with open(tmp_path, 'wb') as f:
+      sf.write(f, pcm_N, sample_rate, subtype='PCM_16', format='WAV')
     os.replace(tmp_path, path)
   finally:
     if os.path.exists(tmp_path):

@@ -14,7 +14,6 @@ and trained on: training then starts a fresh optimizer from those parameters.
 """
 
 import json
-import logging as py_logging
 import os
 from typing import Any, Optional
 
@@ -23,20 +22,6 @@ import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = 'checkpoints'
 CONFIG_FILE = 'config.json'
-
-
-class _DropOrbaxInfo(py_logging.Filter):
-  """Drops Orbax's INFO/DEBUG records, which narrate every save and restore step."""
-
-  def filter(self, record: py_logging.LogRecord) -> bool:
-    return record.levelno >= py_logging.WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
-
-
-def quiet_orbax_info_logs() -> None:
-  """Keeps the command-line programs' logs readable; Orbax warnings and errors still show."""
-  logger = py_logging.getLogger('absl')
-  if not any(isinstance(f, _DropOrbaxInfo) for f in logger.filters):
-    logger.addFilter(_DropOrbaxInfo())
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
@@ -81,11 +66,67 @@ def latest_step(workdir: str) -> Optional[int]:
     return manager.latest_step()
 
 
+class CheckpointError(ValueError):
+  """A checkpoint that exists but cannot be read; the message names its folder or item."""
+
+
+ITEMS = ('params', 'config', 'train', 'data')
+
+
+def unreadable(manager: ocp.CheckpointManager, step: int, error: BaseException) -> CheckpointError:
+  """A CheckpointError naming the item of ``step`` that ``error`` came from.
+
+  Orbax and TensorStore name the failing folder somewhere in long messages (a truncated
+  array file), or say an item is missing; a JSON error comes from ``config``.
+  """
+  step_dir = os.path.join(str(manager.directory), str(step))
+  text = str(error)
+  where = step_dir
+  for item in ITEMS:
+    if (f'{os.sep}{step}{os.sep}{item}' in text or f'"{item}"' in text or
+        (item == 'config' and isinstance(error, json.JSONDecodeError))):
+      where = os.path.join(step_dir, item)
+      break
+  # TensorStore appends its whole spec to the first line.
+  first_line = (text.strip().splitlines() or [''])[0].split(' See full TensorStore')[0][:160]
+  return CheckpointError(f'{where}: checkpoint {step} is unreadable '
+                         f'({type(error).__name__}: {first_line})')
+
+
+def set_aside(manager: ocp.CheckpointManager, step: int, workdir: str) -> str:
+  """Moves checkpoint ``step`` to ``workdir/broken_checkpoints/`` (kept for inspection).
+
+  Left in place, it would block a new save of the same step; returns the new path.
+  """
+  target_dir = os.path.join(os.path.abspath(workdir), 'broken_checkpoints')
+  os.makedirs(target_dir, exist_ok=True)
+  target = os.path.join(target_dir, str(step))
+  while os.path.exists(target):
+    target += '_'
+  os.replace(os.path.join(str(manager.directory), str(step)), target)
+  manager.reload()
+  return target
+
+
+def _restore_params_and_config(manager: ocp.CheckpointManager, step: int):
+  try:
+    config = config_from_json(manager.restore(
+        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config'])
+    params = manager.restore(
+        step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))['params']
+  except Exception as e:  # pylint: disable=broad-except
+    # Orbax raises bare Exceptions, KeyErrors and JSON errors for damaged files.
+    raise unreadable(manager, step, e) from None
+  return params, config
+
+
 def restore_params(workdir: str, step: Optional[int] = None):
   """Returns ``(params, config, step)`` of ``step`` (default: the latest) in ``workdir``.
 
   Raises:
     FileNotFoundError: no checkpoint (or not that step) under ``workdir/checkpoints``.
+    CheckpointError: that checkpoint is damaged; the message names the broken item, the
+      intact steps and the ``--step`` to pass.
   """
   directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
   if not os.path.isdir(directory):
@@ -100,10 +141,20 @@ def restore_params(workdir: str, step: Optional[int] = None):
     elif step not in steps:
       raise FileNotFoundError(f'{directory}: no checkpoint at step {step}; '
                               f'available: {sorted(steps)}.')
-    config = config_from_json(manager.restore(
-        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config'])
-    params = manager.restore(
-        step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))['params']
+    try:
+      params, config = _restore_params_and_config(manager, step)
+    except CheckpointError as e:
+      intact = []
+      for other in sorted(steps, reverse=True):
+        try:
+          if other != step:
+            _restore_params_and_config(manager, other)
+            intact.append(other)
+        except CheckpointError:
+          pass
+      hint = (f'intact checkpoints: {intact}; pass --step={intact[0]}' if intact else
+              'no intact checkpoint is left; train again or re-import the model')
+      raise CheckpointError(f'{e}; {hint}.') from None
   return params, config, step
 
 
@@ -140,8 +191,13 @@ def training_options(train_config: ml_collections.ConfigDict) -> ocp.CheckpointM
 
 
 def has_train_state(manager: ocp.CheckpointManager, step: int) -> bool:
-  """Whether checkpoint ``step`` holds training state (False for parameters-only ones)."""
-  return os.path.isdir(os.path.join(str(manager.directory), str(step), 'train'))
+  """Whether checkpoint ``step`` holds training state (False for parameters-only ones).
+
+  Either training item counts, so a training checkpoint that lost one is found damaged
+  when restored, instead of passing for parameters only (with a fresh optimizer).
+  """
+  return any(os.path.isdir(os.path.join(str(manager.directory), str(step), item))
+             for item in ('train', 'data'))
 
 
 def save_training(manager: ocp.CheckpointManager, step: int, params: Any, train: Any,

@@ -42,6 +42,7 @@ from absl import flags
 import numpy as np
 
 from samplernn_jax import audio_io
+from samplernn_jax import cli
 
 PROFILE_FILE = 'clip_profile.json'
 # Reference audio is cut into segments of this length: about a phrase, and many per file.
@@ -425,18 +426,14 @@ def audio_files(inputs: Sequence[str]) -> list:
 
 def _define_flags():
   flags.DEFINE_string('reference', None, 'A workdir (its stored profile of the training '
-                      'audio) or a folder of audio to profile.')
+                      'audio) or a folder of audio to profile.', **cli.program())
 
 
 def _main(argv):
   inputs = argv[1:]
   if not inputs:
-    raise app.UsageError('Pass audio files or folders to score after the flags.')
-  try:
-    profile = reference_profile(flags.FLAGS.reference)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'samplernn-score: {e}', file=sys.stderr)
-    sys.exit(1)
+    raise app.UsageError('pass audio files or folders to score after the flags')
+  profile = reference_profile(flags.FLAGS.reference)
   failed = 0
   for path in audio_files(inputs):
     result = score_file(path, profile)
@@ -452,7 +449,7 @@ def _main(argv):
 def run():
   _define_flags()
   flags.mark_flags_as_required(['reference'])
-  app.run(_main)
+  cli.run(_main, 'samplernn-score')
 
 
 if __name__ == '__main__':

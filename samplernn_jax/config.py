@@ -46,4 +46,30 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if seq_len < big or seq_len % big:
       raise ValueError(f'config.data.seq_len={seq_len} must be a positive multiple of the top '
                        f'frame size {big}; e.g. {max(1, round(seq_len / big)) * big}.')
+  if 'data' in config:
+    d = config.data
+    if d.sample_rate < 1:
+      raise ValueError(f'config.data.sample_rate={d.sample_rate} must be a positive rate in Hz.')
+    if not 0 <= d.val_frac < 1:
+      raise ValueError(f'config.data.val_frac={d.val_frac} must lie in [0, 1).')
+    if d.get('on_bad_file', 'skip') not in BAD_FILE_ACTIONS:
+      raise ValueError(f'config.data.on_bad_file={d.on_bad_file!r}; use one of '
+                       f'{BAD_FILE_ACTIONS}.')
+  if 'train' in config:
+    _validate_train(config.train)
   return config
+
+
+# What training does with a file whose header or length is unusable.
+BAD_FILE_ACTIONS = ('skip', 'stop')
+
+
+def _validate_train(t: ml_collections.ConfigDict) -> None:
+  """Counts that must be positive or non-negative; checked before any data is made."""
+  for name in ('batch_size', 'num_epochs', 'checkpoint_every_epochs'):
+    if t.get(name, 1) < 1:
+      raise ValueError(f'config.train.{name}={t[name]} must be at least 1.')
+  for name in ('max_checkpoints', 'early_stopping_patience', 'log_every_steps',
+               'eval_every_steps', 'checkpoint_every_steps', 'reduce_learning_rate_after'):
+    if t.get(name, 0) < 0:
+      raise ValueError(f'config.train.{name}={t[name]} must be 0 (off) or positive.')

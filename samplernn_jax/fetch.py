@@ -19,11 +19,14 @@ mp3, ...) and samplernn-prepare decodes them with PyAV.
 
 import dataclasses
 import os
+import re
 import sys
 
 from absl import app
 from absl import flags
 import yt_dlp
+
+from samplernn_jax import cli
 
 ARCHIVE_NAME = 'download-archive.txt'
 _ARCHIVED = 'has already been recorded in the archive'
@@ -48,6 +51,7 @@ class _Logger:
 
   def __init__(self, report: Report, verbose: bool):
     self._report, self._verbose = report, verbose
+    self.url = ''  # The URL being fetched, which yt-dlp's messages do not name.
 
   def debug(self, message: str) -> None:
     # yt-dlp reports archive skips only as a screen message, so it is counted here.
@@ -62,8 +66,17 @@ class _Logger:
     print(f'WARNING: {message}', file=sys.stderr)
 
   def error(self, message: str) -> None:
-    self._report.errors.append(message.removeprefix('ERROR: '))
-    print(message, file=sys.stderr)
+    line = f'{self.url}: {short_error(message)}'
+    if line not in self._report.errors:
+      self._report.errors.append(line)
+      print(f'ERROR: {line}', file=sys.stderr)
+
+
+def short_error(message: str) -> str:
+  """yt-dlp's error without its prefixes and the ``(caused by ...)`` that repeats it."""
+  message = message.removeprefix('ERROR: ')
+  message = re.sub(r'^\[[\w:]+\] [^:]*: ', '', message)  # "[generic] ID: "
+  return message.split(' (caused by ', 1)[0].strip()
 
 
 def fetch(urls: list[str], output_dir: str, audio_format: str = 'bestaudio/best',
@@ -71,6 +84,7 @@ def fetch(urls: list[str], output_dir: str, audio_format: str = 'bestaudio/best'
   """Downloads the audio of ``urls`` into ``output_dir``; never raises for an item."""
   os.makedirs(output_dir, exist_ok=True)
   report = Report()
+  logger = _Logger(report, verbose)
 
   def on_progress(status: dict) -> None:
     if status['status'] == 'finished':
@@ -86,36 +100,55 @@ def fetch(urls: list[str], output_dir: str, audio_format: str = 'bestaudio/best'
       'ignoreerrors': True,
       'noprogress': True,
       'enable_file_urls': enable_file_urls,
-      'logger': _Logger(report, verbose),
+      'logger': logger,
       'progress_hooks': [on_progress],
   }
   with yt_dlp.YoutubeDL(options) as ydl:
     for url in urls:
+      logger.url = url
       try:
         ydl.extract_info(url, download=True)
       except Exception as e:  # Anything yt-dlp lets through still costs one URL only.
-        report.errors.append(f'{url}: {type(e).__name__}: {e}')
+        report.errors.append(f'{url}: {type(e).__name__}: {short_error(str(e))}')
   report.downloaded = list(dict.fromkeys(report.downloaded))
   return report
 
 
 def read_batch_file(path: str) -> list[str]:
   """URLs of a batch file: one a line, blank lines and '#' comments ignored."""
-  with open(path) as f:
-    return [line.strip() for line in f if line.strip() and not line.lstrip().startswith('#')]
+  try:
+    with open(path) as f:
+      return [line.strip() for line in f if line.strip() and not line.lstrip().startswith('#')]
+  except OSError as e:
+    raise FileNotFoundError(f'--batch_file={path}: cannot read it ({e.strerror}); pass a '
+                            'text file of URLs, one a line.') from None
 
 
 def _define_flags() -> None:
-  # Defined when run as a program, not on import: see prepare._define_flags.
-  program = {'module_name': sys.argv[0]}
+  # Defined when run as a program, not on import: see cli.program.
+  program = cli.program()
   flags.DEFINE_string('output_dir', 'downloads', 'Directory for the downloads.', **program)
   flags.DEFINE_list('urls', [], 'URLs of items or playlists, comma-separated; '
                     'more may follow as positional arguments.', **program)
   flags.DEFINE_string('batch_file', None, 'A file of URLs, one a line (# comments).',
                       **program)
   flags.DEFINE_string('format', 'bestaudio/best', 'yt-dlp format selector.', **program)
-  flags.DEFINE_bool('enable_file_urls', False,
-                    'Accept file:// URLs (off by default, as in yt-dlp).', **program)
+  flags.DEFINE_bool('enable_file_urls', False, 'Accept file:// URLs (off by default, as in '
+                    "yt-dlp); yt-dlp's spelling --enable-file-urls works too.", **program)
+
+
+# yt-dlp's own hints spell its options with dashes; accept them for ours.
+_DASHED = {'--enable-file-urls': '--enable_file_urls',
+           '--no-enable-file-urls': '--noenable_file_urls',
+           '--batch-file': '--batch_file', '--output-dir': '--output_dir'}
+
+
+def _undash(argv: list[str]) -> list[str]:
+  out = []
+  for arg in argv:
+    name, eq, value = arg.partition('=')
+    out.append(_DASHED.get(name, name) + eq + value)
+  return out
 
 
 def main(argv):
@@ -133,7 +166,8 @@ def main(argv):
 
 def run():
   _define_flags()
-  app.run(main)
+  sys.argv = _undash(sys.argv)
+  cli.run(main, 'samplernn-fetch')
 
 
 if __name__ == '__main__':

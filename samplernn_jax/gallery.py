@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from typing import Optional
 import urllib.parse
 
@@ -35,6 +34,7 @@ import jinja2
 import numpy as np
 
 from samplernn_jax import audio_io
+from samplernn_jax import cli
 from samplernn_jax import clip_score
 
 GALLERY_DIR = 'gallery'
@@ -345,26 +345,25 @@ def refresh(workdir: str) -> Optional[str]:
 # ---------------------------------------------------------------------------------------
 
 def _define_flags():
-  flags.DEFINE_string('workdir', None, 'Run folder (training or samplernn-generate output).')
+  program = cli.program()
+  flags.DEFINE_string('workdir', None, 'Run folder (training or samplernn-generate output).',
+                      **program)
   flags.DEFINE_string('reference', None, 'Folder of training audio to profile when the '
-                      'workdir stores no profile (runs trained before profiles, imports).')
+                      'workdir stores no profile (runs trained before profiles, imports).',
+                      **program)
 
 
 def _main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  try:
-    index = build(flags.FLAGS.workdir, flags.FLAGS.reference)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'samplernn-gallery: {e}', file=sys.stderr)
-    sys.exit(1)
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  index = build(flags.FLAGS.workdir, flags.FLAGS.reference)
   print(f'Wrote {index}\nOpen file://{urllib.parse.quote(index)} in a browser.')
 
 
 def run():
   _define_flags()
   flags.mark_flags_as_required(['workdir'])
-  app.run(_main)
+  cli.run(_main, 'samplernn-gallery')
 
 
 if __name__ == '__main__':

@@ -5,9 +5,11 @@
 
 The model config comes from the checkpoint. Files are named like PRiSM's generate.py:
 ``out/piano_e=STEP(i)_t=TEMP.wav`` (``out/piano_e=STEP_t=TEMP.wav`` for one sequence).
-Every chunk is appended to the files as soon as it is generated, so a stopped run keeps
-what it made. With ``--keep=K`` every sequence is written to a temporary folder beside
-the output and only the best ``K`` by score are moved into place.
+Every chunk is appended to the files as soon as it is generated, in a scratch folder
+``.generating-*`` beside the output; complete clips are moved into place at the end (with
+``--keep=K`` only the best ``K`` by score), so an existing file is never replaced by a
+partial one, and a stopped run keeps what it made in that folder. Existing names stop
+the run before any work unless ``--overwrite`` is given.
 """
 
 import json
@@ -29,6 +31,7 @@ import tqdm
 from samplernn_jax import audio_io
 from samplernn_jax import backend
 from samplernn_jax import checkpoint
+from samplernn_jax import cli
 from samplernn_jax import clip_score
 from samplernn_jax import gallery
 from samplernn_jax import quantization
@@ -83,6 +86,63 @@ def load_seed_levels(path: str, model_config, sample_rate: int, offset: int = 0)
 
 
 # ---------------------------------------------------------------------------------------
+# Sizes, checked before anything starts
+# ---------------------------------------------------------------------------------------
+
+# Host bytes per generated sample of one sequence: the int32 levels, their float64 decode
+# for scoring, and the device's int32 copy of a chunk (an upper bound).
+_BYTES_PER_SAMPLE = 16
+# File descriptors the process holds besides the clips (libraries, logs, the checkpoint).
+_SPARE_FILES = 64
+
+
+def _available_memory() -> Optional[int]:
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:
+    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def _gb(num_bytes: float) -> str:
+  return f'{num_bytes / 1e9:.3g} GB'
+
+
+def check_sizes(num_seqs: int, num_samples: int, out_dir: str) -> None:
+  """Raises ValueError when the clips cannot fit: open files, memory or disk.
+
+  The message says the limit and what to lower.
+  """
+  try:
+    import resource  # pylint: disable=g-import-not-at-top
+    open_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+  except (ImportError, ValueError):
+    open_limit = -1  # No such limit here (RLIM_INFINITY is -1 as well).
+  if open_limit > 0 and num_seqs + _SPARE_FILES > open_limit:
+    raise ValueError(f'--num_seqs={num_seqs} writes {num_seqs} files at once, but this process '
+                     f'may open {open_limit} (ulimit -n); generate at most '
+                     f'{max(1, open_limit - _SPARE_FILES)} sequences per run, or raise the '
+                     'limit.')
+  memory = num_seqs * num_samples * _BYTES_PER_SAMPLE
+  available = _available_memory()
+  if available is not None and memory > available:
+    raise ValueError(f'--num_seqs={num_seqs} x {num_samples} samples needs about '
+                     f'{_gb(memory)} of memory, {_gb(available)} is available; lower '
+                     '--num_seqs or --duration.')
+  disk = num_seqs * (2 * num_samples + 44)  # 16-bit PCM WAV.
+  free = shutil.disk_usage(out_dir).free
+  if disk > free:
+    raise ValueError(f'{out_dir}: the clips need {_gb(disk)} of disk, {_gb(free)} is free; '
+                     'lower --num_seqs or --duration, or choose another --output folder.')
+
+
+# ---------------------------------------------------------------------------------------
 # Curation
 # ---------------------------------------------------------------------------------------
 
@@ -133,20 +193,24 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
                    seed_audio: Optional[str] = None, seed_offset: int = 0, rng_seed: int = 0,
                    keep: Optional[int] = None, plot: bool = False,
                    profile_dir: Optional[str] = None, chunk_size: Optional[int] = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, overwrite: bool = False) -> dict:
   """Generates ``num_seqs`` clips of ``duration`` seconds into WAV files.
 
   ``temperatures=None`` takes the run's ``config.generate.temperatures``.
-  Everything that can fail on the inputs (flags, checkpoint, seed file) fails before any
-  generation starts, with a message naming the file and the reason.
+  Everything that can fail on the inputs (flags, checkpoint, seed file, an existing clip
+  without ``overwrite``, sizes that do not fit) fails before any generation starts, with a
+  message naming the file or flag and the reason. Clips are written into a scratch folder
+  ``.generating-*`` beside the output and moved into place only when complete, so an
+  existing file is never replaced by a partial one; a stopped run leaves its partial clips
+  in that folder.
 
   Returns ``{'paths': [kept wav paths], 'scores': [every sequence's score dict], 'step': N,
-  'samples_per_second': total}``.
+  'samples_per_second': total, 'x_real_time': audio seconds per wall second per sequence}``.
   """
   if num_seqs < 1:
     raise ValueError(f'--num_seqs={num_seqs} must be at least 1.')
-  if not duration > 0:
-    raise ValueError(f'--duration={duration} must be a positive number of seconds.')
+  if not 0 < duration < float('inf'):
+    raise ValueError(f'--duration={duration} must be a positive, finite number of seconds.')
   if keep is not None and not 1 <= keep <= num_seqs:
     raise ValueError(f'--keep={keep} must lie between 1 and --num_seqs={num_seqs}.')
   if temperatures is not None:
@@ -156,42 +220,56 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
                             'or an imported PRiSM model.')
   if seed_audio is not None and not os.path.isfile(seed_audio):
     raise FileNotFoundError(f'{seed_audio}: seed audio file not found.')
+  out_dir = os.path.dirname(os.path.abspath(output))
+  cli.check_writable(out_dir, '--output')
   params, config, step = checkpoint.restore_params(workdir, step)
   if temperatures is None:
     temperatures = tuple(config.generate.get('temperatures', (0.95,)))
   temps = pad_temperatures(temperatures, num_seqs)
   sample_rate = int(config.data.sample_rate)
   m = config.model
+  num_samples = max(1, int(round(duration * sample_rate)))
+  check_sizes(num_seqs, num_samples, out_dir)
+  final_paths = output_paths(output, step, temps)
+  existing = [p for p in final_paths if os.path.exists(p)]
+  if existing and not overwrite:
+    more = f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''
+    raise ValueError(f'{existing[0]}{more} exists; pass --overwrite to replace it once the '
+                     'new clip is complete, or choose another --output.')
   seed_levels = None
   if seed_audio is not None:
     seed_levels = load_seed_levels(seed_audio, m, sample_rate, seed_offset)
-  num_samples = max(1, int(round(duration * sample_rate)))
   chunk_size = int(chunk_size or config.generate.get('chunk_size', 16384))
 
-  out_dir = os.path.dirname(os.path.abspath(output))
-  os.makedirs(out_dir, exist_ok=True)
-  final_paths = output_paths(output, step, temps)
-  # With --keep nothing is final until scored: write to a scratch folder beside the output.
-  scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir) if keep else None
-  write_paths = ([os.path.join(scratch, os.path.basename(p)) for p in final_paths]
-                 if scratch else final_paths)
-
+  # Nothing is final until complete (and, with --keep, scored): write to a scratch folder.
+  scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir)
+  write_paths = [os.path.join(scratch, os.path.basename(p)) for p in final_paths]
   sampler = sampler_lib.Sampler(m, num_seqs, chunk_size)
-  files = [sf.SoundFile(p, 'w', samplerate=sample_rate, channels=1, subtype='PCM_16')
-           for p in write_paths]
+  files = []
+  try:
+    files = [sf.SoundFile(p, 'w', samplerate=sample_rate, channels=1, subtype='PCM_16')
+             for p in write_paths]
+  except (sf.LibsndfileError, OSError):
+    for f in files:
+      f.close()
+    shutil.rmtree(scratch, ignore_errors=True)
+    raise
   bar = tqdm.tqdm(total=num_samples, unit='sample', unit_scale=True, disable=not progress,
-                  desc=f'{num_seqs} x {duration:g} s', dynamic_ncols=True)
+                  desc=f'{num_seqs} x {duration:g} s', dynamic_ncols=True,
+                  # tqdm's own rate would be a second speed; the postfix is the one.
+                  bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]')
   start = time.perf_counter()
+  written = [0]
 
   def write_chunk(levels_BxC, done):
     audio = quantization.decode(levels_BxC, m.q_type, m.q_levels)
     for f, a in zip(files, audio):
       f.write(a)
       f.flush()
+    written[0] = done + levels_BxC.shape[1]
     bar.update(levels_BxC.shape[1])
-    per_sequence = (done + levels_BxC.shape[1]) / (time.perf_counter() - start)
-    bar.set_postfix_str(f'{per_sequence * num_seqs:,.0f} samples/s, '
-                        f'x{per_sequence / sample_rate:.3f} real time')
+    bar.set_postfix_str(f'{x_real_time(written[0], time.perf_counter() - start, sample_rate):.2f}'
+                        'x real time')
 
   try:
     if profile_dir:
@@ -199,6 +277,12 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
     levels, mean_ll = sampler.generate(params, num_samples, temps, jax.random.key(rng_seed),
                                        seed_levels=seed_levels, callback=write_chunk,
                                        return_log_likelihood=True)
+  except BaseException:
+    if not written[0]:
+      shutil.rmtree(scratch, ignore_errors=True)  # Only empty headers: nothing to keep.
+    else:
+      print(f'Stopped; the partial clips are in {scratch}', file=sys.stderr)
+    raise
   finally:
     elapsed = time.perf_counter() - start
     bar.close()
@@ -214,23 +298,30 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
   for i, s in enumerate(scores):
     s.update(index=i, temperature=temps[i], kept=i in kept,
              file=os.path.basename(final_paths[i]))
-  if scratch:
-    for i in kept:
-      os.replace(write_paths[i], final_paths[i])
-    shutil.rmtree(scratch)
+  for i in kept:
+    os.replace(write_paths[i], final_paths[i])
+  shutil.rmtree(scratch)
   paths = [final_paths[i] for i in kept]
   if plot:
     for i in kept:
       audio = quantization.decode(levels[i], m.q_type, m.q_levels)
       plot_clip(audio, sample_rate, final_paths[i][:-len('.wav')] + '.png')
   scores_path = f'{_stem(output)}_e={step}_scores.json'
-  with open(scores_path, 'w') as f:
+  with open(scores_path + '.tmp', 'w') as f:
     json.dump({'workdir': workdir, 'step': step, 'rng_seed': rng_seed, 'seed_audio': seed_audio,
                'duration': duration, 'ranking': order, 'sequences': scores}, f, indent=2)
+  os.replace(scores_path + '.tmp', scores_path)
   if out_dir.startswith(os.path.abspath(workdir) + os.sep):
     gallery.refresh(workdir)  # Clips written into the run: its page lists them.
   return {'paths': paths, 'scores': scores, 'step': step, 'scores_path': scores_path,
-          'samples_per_second': num_seqs * num_samples / elapsed}
+          'samples_per_second': num_seqs * num_samples / elapsed,
+          'x_real_time': x_real_time(num_samples, elapsed, sample_rate)}
+
+
+def x_real_time(samples_per_sequence: int, seconds: float, sample_rate: int) -> float:
+  """Generation speed as this project states it everywhere: audio seconds per wall second
+  of one sequence ("0.81x real time"; above 1 is faster than real time)."""
+  return samples_per_sequence / sample_rate / max(seconds, 1e-9)
 
 
 # ---------------------------------------------------------------------------------------
@@ -240,63 +331,67 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
 # Defined when the command runs, not on import: the library functions above are also
 # imported by training and tests, whose programs define flags of the same names.
 def _define_flags():
+  program = cli.program()
   flags.DEFINE_string('workdir', None, 'Run folder holding checkpoints/ (training or '
-                      'samplernn-import-prism wrote it).')
-  flags.DEFINE_integer('step', None, 'Checkpoint step to load; default: the latest.')
+                      'samplernn-import-prism wrote it).', **program)
+  flags.DEFINE_integer('step', None, 'Checkpoint step to load; default: the latest.',
+                       **program)
   flags.DEFINE_string('output', 'generated.wav', 'Output path; each file is named '
-                      '{stem}_e={step}({i})_t={temperature}.wav like PRiSM.')
-  flags.DEFINE_integer('num_seqs', 1, 'Sequences generated side by side (one batch).')
-  flags.DEFINE_float('duration', 3.0, 'Seconds of audio per sequence.')
+                      '{stem}_e={step}({i})_t={temperature}.wav like PRiSM.', **program)
+  flags.DEFINE_integer('num_seqs', 1, 'Sequences generated side by side (one batch).',
+                       **program)
+  flags.DEFINE_float('duration', 3.0, 'Seconds of audio per sequence.', **program)
   flags.DEFINE_list('temperature', None, 'Sampling temperatures, one per sequence; padded '
                     'with the last value or truncated. Default: the run\'s '
-                    'config.generate.temperatures.')
+                    'config.generate.temperatures.', **program)
   flags.DEFINE_string('seed_audio', None, 'Audio to prime every tier on (any length >= one '
-                      'top frame); generation continues after its end.')
+                      'top frame); generation continues after its end.', **program)
   flags.DEFINE_integer('seed_offset', 0, 'Skip this many samples (at the model sample rate) '
-                       'at the start of the seed audio.')
-  flags.DEFINE_integer('rng_seed', 0, 'Random seed of the sampling.')
+                       'at the start of the seed audio.', **program)
+  flags.DEFINE_integer('rng_seed', 0, 'Random seed of the sampling.', **program)
   flags.DEFINE_integer('keep', None, 'Write only the best KEEP sequences by score (all are '
-                       'scored in {stem}_e={step}_scores.json).')
-  flags.DEFINE_bool('plot', False, 'Write a waveform + spectrogram PNG beside each clip.')
+                       'scored in {stem}_e={step}_scores.json).', **program)
+  flags.DEFINE_bool('plot', False, 'Write a waveform + spectrogram PNG beside each clip.',
+                    **program)
   flags.DEFINE_string('profile_dir', None, 'Write a jax.profiler trace of the generation '
-                      'here (open with TensorBoard or Perfetto).')
+                      'here (open with TensorBoard or Perfetto).', **program)
   flags.DEFINE_integer('chunk_size', None, 'Samples per compiled call; default: '
-                       'config.generate.chunk_size.')
+                       'config.generate.chunk_size.', **program)
+  flags.DEFINE_bool('overwrite', False, 'Replace clips of the same names (each only once '
+                    'its new version is complete); without it, existing names stop the run.',
+                    **program)
   flags.DEFINE_string('compilation_cache_dir', None, 'Where compiled samplers are kept so the '
                       'next run skips compiling; default $JAX_COMPILATION_CACHE_DIR or '
-                      '~/.cache/samplernn_jax/jax; an empty value turns the cache off.')
+                      '~/.cache/samplernn_jax/jax; an empty value turns the cache off.',
+                      **program)
 
 
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
-  checkpoint.quiet_orbax_info_logs()
   backend.enable_compilation_cache(f.compilation_cache_dir)
   try:
     temps = None if f.temperature is None else [float(t) for t in f.temperature]
   except ValueError:
     raise app.UsageError(f'--temperature={",".join(f.temperature)}: not a list of '
                          'numbers.') from None
-  try:
-    result = generate_files(
-        f.workdir, f.output, step=f.step, num_seqs=f.num_seqs, duration=f.duration,
-        temperatures=temps, seed_audio=f.seed_audio, seed_offset=f.seed_offset,
-        rng_seed=f.rng_seed, keep=f.keep, plot=f.plot, profile_dir=f.profile_dir,
-        chunk_size=f.chunk_size)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'samplernn-generate: {e}', file=sys.stderr)
-    sys.exit(1)
+  result = generate_files(
+      f.workdir, f.output, step=f.step, num_seqs=f.num_seqs, duration=f.duration,
+      temperatures=temps, seed_audio=f.seed_audio, seed_offset=f.seed_offset,
+      rng_seed=f.rng_seed, keep=f.keep, plot=f.plot, profile_dir=f.profile_dir,
+      chunk_size=f.chunk_size, overwrite=f.overwrite)
   for path in result['paths']:
     print(f'Generated sample output to {path}')
-  print(f'Scores: {result["scores_path"]} '
-        f'({result["samples_per_second"]:,.0f} samples/s including compilation)')
+  print(f'Scores: {result["scores_path"]} ({result["x_real_time"]:.2f}x real time per '
+        f'sequence, {result["samples_per_second"]:,.0f} samples/s in all, compilation '
+        'included)')
 
 
 def run():
   _define_flags()
   flags.mark_flags_as_required(['workdir'])
-  app.run(_main)
+  cli.run(_main, 'samplernn-generate')
 
 
 if __name__ == '__main__':

@@ -55,9 +55,9 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
+from absl import logging
 import grain
 import numpy as np
-import soundfile as sf
 
 from samplernn_jax import audio_io
 from samplernn_jax import quantization
@@ -240,15 +240,30 @@ class Datasets:
   val_files: tuple[str, ...]
 
 
-def _resampled_lengths(files: Sequence[str], sample_rate: int) -> list[int]:
-  lengths = []
+def usable_files(files: Sequence[str], sample_rate: int,
+                 on_bad_file: str = 'skip') -> tuple[list[str], list[int]]:
+  """The files whose header and length check out, and their lengths at ``sample_rate``.
+
+  Checked when the dataset is built, so a bad file stops the run before step 1 (or is
+  skipped, with a warning naming it) instead of failing whenever its group is first read.
+  ``on_bad_file``: 'skip' or 'stop' (ValueError naming the files).
+  """
+  good, lengths, bad = [], [], []
   for path in files:
     try:
-      info = sf.info(path)
-    except sf.LibsndfileError as e:
-      raise ValueError(f'{path}: not readable audio ({e}).') from e
-    lengths.append(audio_io.resampled_length(info.frames, info.samplerate, sample_rate))
-  return lengths
+      frames, rate = audio_io.probe(path)
+    except (audio_io.AudioError, OSError) as e:
+      bad.append(f'{path}: {e}')
+      continue
+    good.append(path)
+    lengths.append(audio_io.resampled_length(frames, rate, sample_rate))
+  if bad and on_bad_file == 'stop':
+    more = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
+    raise ValueError(f'{bad[0]}{more}. Remove or replace the file, or pass '
+                     '--config.data.on_bad_file=skip to train without it.')
+  for reason in bad:
+    logging.warning('Skipping %s', reason)
+  return good, lengths
 
 
 def make_datasets(config, data_dir: str, *, num_epochs: int | None = None,
@@ -274,6 +289,10 @@ def make_datasets(config, data_dir: str, *, num_epochs: int | None = None,
   quantization.check_q_type(windowing.q_type, windowing.q_levels)
 
   train_files, val_files = split_files(find_audio_files(data_dir), config.data.val_frac)
+  # The split is made before bad files drop out, so one bad file does not move the others.
+  on_bad_file = config.data.get('on_bad_file', 'skip')
+  train_files, train_lengths = usable_files(train_files, windowing.sample_rate, on_bad_file)
+  val_files, val_lengths = usable_files(val_files, windowing.sample_rate, on_bad_file)
   if len(train_files) < batch_size:
     raise ValueError(
         f'{data_dir!r} gives {len(train_files)} training files, fewer than batch_size '
@@ -281,12 +300,12 @@ def make_datasets(config, data_dir: str, *, num_epochs: int | None = None,
         f'config.train.batch_size or add files (e.g. shorter chunks from samplernn-prepare).')
   num_epochs = config.train.num_epochs if num_epochs is None else num_epochs
   seed = config.data.shuffle_seed
-  train = _GroupSource(train_files, _resampled_lengths(train_files, windowing.sample_rate),
+  train = _GroupSource(train_files, train_lengths,
                        windowing, batch_size, rows, num_epochs, True, seed, False)
   windows_per_epoch = tuple(int(train.plan(e)[1].sum()) for e in range(num_epochs))
   val_ds, val_windows = None, 0
   if val_files:
-    val = _GroupSource(val_files, _resampled_lengths(val_files, windowing.sample_rate),
+    val = _GroupSource(val_files, val_lengths,
                        windowing, batch_size, rows, 1, False, seed, True)
     val_ds = _windows_dataset(val, windowing, config.data.num_workers)
     val_windows = int(val.plan(0)[1].sum())

@@ -42,6 +42,7 @@ import numpy as np
 import tqdm
 
 from samplernn_jax import audio_io
+from samplernn_jax import cli
 
 MANIFEST_DIR = '.samplernn-prepare'
 
@@ -55,11 +56,15 @@ class Settings:
   silence_thresh_db: float = -64.0
 
   def check(self) -> None:
-    if self.sample_rate <= 0 or self.chunk_length_ms <= 0:
-      raise ValueError('sample_rate and chunk_length_ms must be positive.')
+    """Raises ValueError naming the flag at fault."""
+    if self.sample_rate <= 0:
+      raise ValueError(f'--sample_rate={self.sample_rate} must be a positive rate in Hz, '
+                       'e.g. 16000.')
+    if self.chunk_length_ms <= 0:
+      raise ValueError(f'--chunk_length_ms={self.chunk_length_ms} must be positive, e.g. 8000.')
     if not 0 <= self.overlap_ms < self.chunk_length_ms:
-      raise ValueError(f'overlap_ms must be in [0, chunk_length_ms={self.chunk_length_ms}), '
-                       f'got {self.overlap_ms}.')
+      raise ValueError(f'--overlap_ms={self.overlap_ms} must lie in [0, --chunk_length_ms='
+                       f'{self.chunk_length_ms}).')
 
 
 @dataclasses.dataclass
@@ -70,6 +75,7 @@ class Result:
   chunks_written: int = 0
   chunks_silent: int = 0
   reason: str = ''
+  clipped: float = 0.0  # Share of (float) source samples beyond +-1, clipped to full scale.
 
 
 def chunk_bounds_ms(audio_len_ms: int, chunk_ms: int, overlap_ms: int) -> list[tuple[int, int]]:
@@ -141,9 +147,13 @@ def prepare_file(path: str, stem: str, output_dir: str, settings: Settings) -> R
       os.path.exists(os.path.join(output_dir, c)) for c in old['chunks']):
     return Result(path, 'skipped', len(old['chunks']), old['silent'])
   try:
-    samples_N = audio_io.read_mono(path, settings.sample_rate)
+    samples_NxC, rate = audio_io.read_audio(path)
   except (audio_io.AudioError, OSError) as e:
     return Result(path, 'failed', reason=str(e))
+  mono_N = audio_io.to_mono(samples_NxC)
+  # Float files can exceed full scale; 16-bit chunks cannot, so those samples are clipped.
+  clipped = float(np.mean(np.abs(mono_N) > 1.0))
+  samples_N = audio_io.resample(mono_N, rate, settings.sample_rate)
 
   sr = settings.sample_rate
   pcm_N = audio_io.to_pcm16(samples_N)
@@ -166,11 +176,36 @@ def prepare_file(path: str, stem: str, output_dir: str, settings: Settings) -> R
       pass
   _write_json_atomic(manifest_path, {**source_id, 'chunks': chunks, 'silent': silent})
   reason = '' if bounds else 'shorter than one chunk'
-  return Result(path, 'done', len(chunks), silent, reason)
+  return Result(path, 'done', len(chunks), silent, reason, clipped)
+
+
+def _prepare_safely(path: str, stem: str, output_dir: str, settings: Settings) -> Result:
+  """``prepare_file`` that turns any error into a failed Result: inline as in workers.
+
+  Symlink loops, dangling links, names that are not UTF-8 and the like cost their file,
+  not the run, however many workers there are.
+  """
+  try:
+    return prepare_file(path, stem, output_dir, settings)
+  except Exception as e:  # pylint: disable=broad-except
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else f'{type(e).__name__}: {e}'
+    return Result(path, 'failed', reason=reason)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+  """Worker initializer: exit as soon as the parent is gone (a kill -9 runs no cleanup)."""
+  import threading  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+
+  def watch():
+    while os.getppid() == parent_pid:
+      time.sleep(0.2)
+    os._exit(1)  # pylint: disable=protected-access
+  threading.Thread(target=watch, daemon=True).start()
 
 
 def _write_json_atomic(path: str, obj: dict) -> None:
-  tmp_path = f'{path}.{os.getpid()}.partial'
+  tmp_path = audio_io.partial_path(path)
   with open(tmp_path, 'w') as f:
     json.dump(obj, f, indent=1)
   os.replace(tmp_path, path)
@@ -214,19 +249,24 @@ def prepare(inputs: list[str], output_dir: str, settings: Settings = Settings(),
   # Chunks of an earlier run are not sources, even with --output_dir inside --input.
   out = os.path.abspath(output_dir) + os.sep
   paths = [p for p in find_sources(inputs) if not os.path.abspath(p).startswith(out)]
+  cli.check_writable(output_dir, '--output_dir')
   os.makedirs(os.path.join(output_dir, MANIFEST_DIR), exist_ok=True)
+  for directory in (output_dir, os.path.join(output_dir, MANIFEST_DIR)):
+    audio_io.remove_stale_partials(directory)  # Left by a killed run.
   jobs = list(zip(paths, unique_stems(paths)))
   bar = tqdm.tqdm(total=len(jobs), unit='file', disable=not progress)
   results = []
   if num_workers <= 1:
     for path, stem in jobs:
-      results.append(prepare_file(path, stem, output_dir, settings))
+      results.append(_prepare_safely(path, stem, output_dir, settings))
       bar.update()
   else:
     # spawn, not fork: the parent may hold JAX or other threads that fork breaks.
     context = multiprocessing.get_context('spawn')
-    with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
-      futures = {pool.submit(prepare_file, path, stem, output_dir, settings): path
+    with concurrent.futures.ProcessPoolExecutor(
+        num_workers, mp_context=context, initializer=_die_with_parent,
+        initargs=(os.getpid(),)) as pool:
+      futures = {pool.submit(_prepare_safely, path, stem, output_dir, settings): path
                  for path, stem in jobs}
       for future in concurrent.futures.as_completed(futures):
         try:
@@ -244,22 +284,42 @@ def summary(results: list[Result], output_dir: str) -> str:
   skipped = [r for r in results if r.status == 'skipped']
   failed = [r for r in results if r.status == 'failed']
   short = [r for r in done if r.reason]
+  clipped = [r for r in done if r.clipped > 0]
   lines = [
       f'Files read: {len(done)} (plus {len(skipped)} finished earlier, skipped)',
       f'Chunks written: {sum(r.chunks_written for r in done)} to {output_dir}',
       f'Silent chunks dropped: {sum(r.chunks_silent for r in done)}',
       f'Files shorter than one chunk: {len(short)}',
-      f'Files failed: {len(failed)}',
+      f'Files clipped (float samples beyond +-1, cut to full scale): {len(clipped)}',
   ]
-  lines += [f'  {r.path}: {r.reason}' for r in failed]
+  lines += [f'  {_printable(r.path)}: {100 * r.clipped:.2g}% of samples' for r in clipped]
+  lines += [f'Files failed: {len(failed)}']
+  lines += [f'  {_printable(r.path)}: {r.reason}' for r in failed]
   return '\n'.join(lines)
+
+
+def _printable(path: str) -> str:
+  # A name that is not UTF-8 holds surrogate escapes, which print() refuses.
+  return path.encode('utf-8', 'backslashreplace').decode('utf-8')
+
+
+def problem(results: list[Result]) -> str | None:
+  """Why a run should exit non-zero (files failed, no chunk at all), or None."""
+  if not results:
+    return 'no audio files found in --input; name files or folders holding audio.'
+  failed = [r for r in results if r.status == 'failed']
+  if failed:
+    return f'{len(failed)} of {len(results)} files failed (listed above).'
+  if not sum(r.chunks_written for r in results):
+    return ('no chunk was written: every file is shorter than one chunk or silent; lower '
+            '--chunk_length_ms or --silence_thresh_db.')
+  return None
 
 
 def _define_flags() -> None:
   # Defined when run as a program, not on import, so importing this module next to
-  # other programs' flags (the trainer's --output_dir, say) cannot collide. They are
-  # registered under the program's name because absl's --help lists only those.
-  program = {'module_name': sys.argv[0]}
+  # other programs' flags (the trainer's --output_dir, say) cannot collide.
+  program = cli.program()
   flags.DEFINE_list('input', [], 'Audio files and/or directories (searched recursively), '
                     'comma-separated; more may follow as positional arguments.', **program)
   flags.DEFINE_string('output_dir', 'chunks', 'Directory for the chunks.', **program)
@@ -278,15 +338,17 @@ def main(argv):
   if not inputs:
     raise app.UsageError('Name audio files or directories with --input.')
   settings = Settings(f.sample_rate, f.chunk_length_ms, f.overlap_ms, f.silence_thresh_db)
-  results = prepare(inputs, f.output_dir, settings, f.num_workers)
+  # A bar only for people watching: in a log it is noise before the summary.
+  results = prepare(inputs, f.output_dir, settings, f.num_workers, progress=sys.stderr.isatty())
   print(summary(results, f.output_dir))
-  if results and all(r.status == 'failed' for r in results):
-    sys.exit(1)
+  reason = problem(results)
+  if reason:
+    cli.fail('samplernn-prepare', reason)
 
 
 def run():
   _define_flags()
-  app.run(main)
+  cli.run(main, 'samplernn-prepare')
 
 
 if __name__ == '__main__':

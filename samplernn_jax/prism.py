@@ -21,18 +21,20 @@ PRiSM                                                  samplernn_jax
 =====================================================  ==================================
 """
 
+import contextlib
 import json
 import os
+import sys
 from typing import Any, Callable, Dict, Mapping
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import ml_collections
 import numpy as np
 
 from samplernn_jax import checkpoint
+from samplernn_jax import cli
 from samplernn_jax import config as config_lib
 from samplernn_jax import model as model_lib
 
@@ -76,17 +78,39 @@ def load_prism_config(path: str) -> ml_collections.ConfigDict:
 
 def read_tf_checkpoint(path: str) -> Dict[str, np.ndarray]:
   """All variables of a TensorFlow checkpoint prefix (``.../model.ckpt-N``), by key."""
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise ImportError('Reading a PRiSM (TensorFlow) checkpoint needs TensorFlow: '
-                      "pip install -e '.[reference]'") from None
   if not os.path.exists(path + '.index'):
     raise FileNotFoundError(f'{path}: no TensorFlow checkpoint here (expected {path}.index); '
                             'pass the prefix, e.g. logdir/default/DATE/model.ckpt-100.')
-  reader = tf.train.load_checkpoint(path)
-  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-          if k.endswith(_SUFFIX) and 'OPTIMIZER_SLOT' not in k}
+  # Before TensorFlow's first import: its Python-side logs at errors only.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  with _native_stderr_silenced():
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise ImportError('Reading a PRiSM (TensorFlow) checkpoint needs TensorFlow: '
+                        "pip install -e '.[reference]'") from None
+    reader = tf.train.load_checkpoint(path)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.endswith(_SUFFIX) and 'OPTIMIZER_SLOT' not in k}
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+  """Sends file descriptor 2 to /dev/null while TensorFlow loads and reads.
+
+  Its C++ side prints oneDNN notes and a failed CUDA probe (cuInit) before any log level
+  applies; reading a checkpoint needs no GPU, so none of it concerns the user. Python
+  exceptions are unaffected: they are raised, and printed later.
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, 'w') as null:
+      os.dup2(null.fileno(), 2)
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
 
 
 def _prism_to_params(variables: Mapping[str, np.ndarray], num_layers: int, skip_conn: bool,
@@ -188,21 +212,22 @@ def _main(argv):
   if step is None:
     tail = f.checkpoint.rsplit('-', 1)[-1]
     step = int(tail) if tail.isdigit() else 0
-  try:
-    _, config = import_checkpoint(f.checkpoint, f.config, f.workdir, step)
-  except (ValueError, FileNotFoundError, ImportError) as e:
-    raise app.UsageError(str(e)) from None
-  logging.info('Imported %s (%d-tier %s, dim %d).', f.checkpoint,
-               len(config.model.frame_sizes) + 1, config.model.rnn_type, config.model.dim)
-  print(f'Imported {f.checkpoint} -> {f.workdir} (step {step}).')
+  _, config = import_checkpoint(f.checkpoint, f.config, f.workdir, step)
+  print(f'Imported {f.checkpoint} -> {f.workdir} (step {step}; '
+        f'{len(config.model.frame_sizes) + 1}-tier {config.model.rnn_type}, '
+        f'dim {config.model.dim}).')
 
 
 def run():
   """``samplernn-import-prism``; flags are defined here so importing this module defines none."""
+  program = cli.program()
   flags.DEFINE_string('checkpoint', None,
-                      'PRiSM checkpoint prefix, e.g. logdir/default/DATE/model.ckpt-100.')
-  flags.DEFINE_string('config', None, "PRiSM's JSON model config (default.config.json).")
-  flags.DEFINE_string('workdir', None, 'Where to write the Orbax checkpoint.')
-  flags.DEFINE_integer('step', None, 'Step to store it under; default: the N of model.ckpt-N.')
+                      'PRiSM checkpoint prefix, e.g. logdir/default/DATE/model.ckpt-100.',
+                      **program)
+  flags.DEFINE_string('config', None, "PRiSM's JSON model config (default.config.json).",
+                      **program)
+  flags.DEFINE_string('workdir', None, 'Where to write the Orbax checkpoint.', **program)
+  flags.DEFINE_integer('step', None, 'Step to store it under; default: the N of model.ckpt-N.',
+                       **program)
   flags.mark_flags_as_required(['checkpoint', 'config', 'workdir'])
-  app.run(_main)
+  cli.run(_main, 'samplernn-import-prism', (ValueError, OSError, ImportError))

@@ -283,15 +283,18 @@ def evaluate(eval_step, init_carry, params, val_dataset, mesh: Mesh) -> dict:
 class Reporter:
   """The one logging path; only process 0 writes."""
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict, resumed_step: int = 0):
     self.active = jax.process_index() == 0
     self.tty = sys.stdout.isatty()
     self.samples_per_step = int(config.train.batch_size) * int(config.data.seq_len)
     self.sample_rate = int(config.data.sample_rate)
     self._bar = None
     self._jsonl = self._tb = None
+    self._step_times = []  # Seconds of this process's first steps, for the time estimate.
     if self.active:
-      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      path = os.path.join(workdir, 'metrics.jsonl')
+      drop_records_after(path, resumed_step)
+      self._jsonl = open(path, 'a')
       try:
         import tensorboardX
         self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
@@ -310,6 +313,11 @@ class Reporter:
            metrics: dict, sec_per_step: float, log: bool):
     if not self.active:
       return
+    self._step_times.append(sec_per_step)
+    if len(self._step_times) == ESTIMATE_AFTER_STEPS + 1:
+      # The first step compiles; the next ones say what an epoch will cost.
+      self.message(time_estimate(float(np.median(self._step_times[1:])), epoch_steps,
+                                 num_epochs - epoch + (1 - in_epoch / max(epoch_steps, 1))))
     if self.tty:
       if self._bar is None:
         from tqdm import tqdm
@@ -347,6 +355,15 @@ class Reporter:
     if self.active and self._tb is not None:
       self._tb.add_audio(tag, audio_N, step, sample_rate=self.sample_rate)
 
+  def message(self, text: str):
+    """A line for people, printed without breaking the progress bar."""
+    if not self.active:
+      return
+    if self._bar is not None:
+      self._bar.write(text)
+    else:
+      print(text, flush=True)
+
   def close_bar(self):
     if self._bar is not None:
       self._bar.close()
@@ -358,6 +375,58 @@ class Reporter:
       self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+
+
+# Steps timed (after the compiling first one) before the time per epoch is estimated.
+ESTIMATE_AFTER_STEPS = 5
+# An epoch longer than this on a CPU gets a hint towards the smaller configs.
+_SLOW_CPU_EPOCH_SECONDS = 600
+
+
+def _duration(seconds: float) -> str:
+  if seconds < 10:
+    return f'{seconds:.1f} s'
+  if seconds < 120:
+    return f'{seconds:.0f} s'
+  if seconds < 7200:
+    return f'{seconds / 60:.0f} min'
+  return f'{seconds / 3600:.1f} h'
+
+
+def time_estimate(sec_per_step: float, steps_per_epoch: int, epochs_left: float) -> str:
+  """One line: time per epoch and for the rest of the run; on a slow CPU, what to try."""
+  epoch_sec = sec_per_step * steps_per_epoch
+  text = (f'Estimated {_duration(epoch_sec)} per epoch ({sec_per_step:.3g} s/step x '
+          f'{steps_per_epoch} steps), {_duration(epoch_sec * epochs_left)} for the rest of '
+          f'the run ({epochs_left:.1f} epochs; validation not counted).')
+  if jax.default_backend() == 'cpu' and epoch_sec > _SLOW_CPU_EPOCH_SECONDS:
+    text += (' On a CPU, try a smaller model: --config=configs/demo.py, or '
+             '--config.model.dim=256 --config.train.batch_size=16.')
+  return text
+
+
+def drop_records_after(path: str, step: int) -> None:
+  """Keeps the records of ``metrics.jsonl`` up to ``step``: a resumed run writes the rest.
+
+  Steps after the checkpoint a run resumes from were logged by a run that was killed;
+  they are done again, and would otherwise appear twice.
+  """
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line).get('step', 0) <= step:
+        kept.append(line)
+    except ValueError:
+      pass  # A line cut short by a kill.
+  if len(kept) != len(lines):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+      f.writelines(kept)
+    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -430,6 +499,73 @@ def _merge_model_config(config: ml_collections.ConfigDict, saved: ml_collections
   return config
 
 
+DATA_FILES = 'data_files.json'  # What the last start of a run trained on.
+
+
+def _note_data_change(workdir: str, datasets, resumed: bool) -> None:
+  """Warns when a resumed run's files differ from its last start's: the epoch is re-planned.
+
+  The data position in a checkpoint counts windows of the plan made from the file list, so
+  after files are added, removed or skipped the run goes on over a different order.
+  """
+  files = {'train': [[p, os.path.getsize(p)] for p in datasets.train_files],
+           'val': [[p, os.path.getsize(p)] for p in datasets.val_files]}
+  path = os.path.join(workdir, DATA_FILES)
+  try:
+    with open(path) as f:
+      before = json.load(f)
+  except (OSError, ValueError):
+    before = None
+  if resumed and before is not None and before != files:
+    logging.warning('The training files changed since this run last started (%d -> %d '
+                    'training, %d -> %d validation files); the epochs are re-planned over '
+                    'the new files, so the resumed run does not continue the old order.',
+                    len(before.get('train', ())), len(files['train']),
+                    len(before.get('val', ())), len(files['val']))
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(files, f)
+  os.replace(tmp, path)
+
+
+def _finished(loop: dict, num_epochs: int, t: ml_collections.ConfigDict) -> Optional[str]:
+  """Why a resumed run has nothing left to do (and how to train on), or None."""
+  epochs_done = int(loop['epoch'])
+  if epochs_done >= num_epochs:
+    more = num_epochs + max(num_epochs // 2, 1)
+    return (f'training is finished ({epochs_done} of {num_epochs} epochs done). To train '
+            f'longer, run again with --config.train.num_epochs={more} (or any number above '
+            'the current one).')
+  patience = int(t.early_stopping_patience)
+  if patience > 0 and int(loop['bad_epochs']) >= patience and not int(loop['epoch_steps']):
+    return (f'training stopped early after {epochs_done} epochs ({patience} epochs without '
+            f'improvement of {t.monitor}). To train on, run again with '
+            f'--config.train.early_stopping_patience=0 (never stop) or a larger value.')
+  return None
+
+
+def _restore_newest_intact(manager, workdir: str, steps, restore, explicit: bool):
+  """``(step, restore(step))`` for the newest of ``steps`` that restores, else ``(None, None)``.
+
+  A damaged checkpoint is moved to ``workdir/broken_checkpoints`` with a warning naming it,
+  and the next older one is tried; one the user named (``explicit``) raises instead.
+  """
+  for step in sorted(steps, reverse=True):
+    try:
+      return step, restore(step)
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax raises bare Exceptions, KeyErrors and JSON errors for damaged files.
+      error = checkpoint_lib.unreadable(manager, step, e)
+      if explicit:
+        raise error from None
+      if jax.process_index() == 0:  # One host moves it; the others only skip it.
+        moved = checkpoint_lib.set_aside(manager, step, workdir)
+        logging.warning('%s. Moved it to %s; trying the next older checkpoint.', error, moved)
+  if steps:
+    logging.warning('No intact checkpoint in %s; training from scratch.', manager.directory)
+  return None, None
+
+
 def _install_signal_handlers(stop: dict):
   """SIGINT/SIGTERM ask the loop to checkpoint and return; a second one acts as usual."""
   if threading.current_thread() is not threading.main_thread():
@@ -460,12 +596,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Without ``data_dir`` the demo corpus is synthesized into ``workdir/demo_corpus``. An
   existing checkpoint in ``workdir`` is resumed (the latest, or ``resume_from``; newer ones
   are then deleted); a parameters-only one (e.g. a PRiSM import) starts a fresh optimizer.
+  A damaged latest checkpoint is moved to ``workdir/broken_checkpoints`` with a warning
+  naming it, and the newest intact one is resumed. A run with nothing left to do (all
+  epochs done, or stopped early) says so and how to train on, and returns ``{}``.
 
   Raises:
     FloatingPointError: a non-finite loss or parameters; the last checkpoint stays good.
     FileNotFoundError / ValueError: missing data, bad config, missing ``resume_from``.
   """
   from samplernn_jax import input_pipeline  # grain; training only.
+  config_lib.validate(config)  # Before anything is written: a typo leaves no workdir behind.
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   t = config.train
@@ -477,10 +617,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if resume_from is not None and resume_from not in steps:
     raise FileNotFoundError(f'--resume_from={resume_from}: no such checkpoint in {manager.directory}; '
                             f'available: {sorted(steps)}.')
-  restore_step = resume_from if resume_from is not None else manager.latest_step()
+  restore_step, saved_config = _restore_newest_intact(
+      manager, workdir, [resume_from] if resume_from is not None else steps,
+      lambda s: checkpoint_lib.restore_config(manager, s), resume_from is not None)
   if restore_step is not None:
-    config = _merge_model_config(config, checkpoint_lib.restore_config(manager, restore_step))
-    for s in [s for s in steps if s > restore_step]:
+    config = _merge_model_config(config, saved_config)
+    for s in [s for s in steps if s > restore_step and s in manager.all_steps()]:
       logging.warning('Deleting checkpoint %d, newer than --resume_from=%d.', s, restore_step)
       manager.delete(s)
   config_lib.validate(config)
@@ -495,7 +637,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       logging.info('No --data_dir: synthesizing the demo corpus into %s.', data_dir)
       demo_corpus.synthesize(data_dir, sample_rate=int(config.data.sample_rate))
   datasets = input_pipeline.make_datasets(config, data_dir)
-  if jax.process_index() == 0:  # What the gallery and generate --keep score clips against.
+  if jax.process_index() == 0:
+    _note_data_change(workdir, datasets, resumed=restore_step is not None)
+    # What the gallery and generate --keep score clips against.
     clip_score.store_training_profile(workdir, data_dir, config)
   windows_per_epoch = datasets.windows_per_epoch
   num_epochs = len(windows_per_epoch)
@@ -518,31 +662,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   abstract_state = jax.eval_shape(make_state)
   loop = _loop_state()
 
+  abstract_params = _abstract(abstract_state.params, rep)
+  abstract_train = {'step': _abstract(abstract_state.step, rep),
+                    'opt_state': _abstract(abstract_state.opt_state, rep),
+                    'rng': _abstract(abstract_state.rng, rep),
+                    'carry': _abstract(jax.eval_shape(init_carry, abstract_state.params),
+                                       data_sharded(mesh)),
+                    'loop': loop}
+
+  def restore(s):
+    if checkpoint_lib.has_train_state(manager, s):
+      return checkpoint_lib.restore_training(manager, s, abstract_params, abstract_train,
+                                             train_iter)
+    return checkpoint_lib.restore_params_into(manager, s, abstract_params), None
+
+  if restore_step is not None:
+    restore_step, restored = _restore_newest_intact(
+        manager, workdir, [s for s in manager.all_steps() if s <= restore_step]
+        if resume_from is None else [restore_step], restore, resume_from is not None)
   if restore_step is None:
+    train_iter = iter(datasets.train)  # A failed restore may have moved it.
     state = jax.jit(make_state, out_shardings=rep)()
     carry = init_carry(state.params)
+  elif restored[1] is not None:
+    params, train = restored
+    state = TrainState(step=train['step'], params=params, opt_state=train['opt_state'],
+                       rng=train['rng'], tx=abstract_state.tx)
+    carry, loop = train['carry'], {k: np.asarray(v) for k, v in train['loop'].items()}
+    logging.info('Resumed from checkpoint %d (%d of %d epochs done, %d steps into epoch %d).',
+                 restore_step, int(loop['epoch']), num_epochs, int(loop['epoch_steps']),
+                 min(int(loop['epoch']) + 1, num_epochs))
   else:
-    abstract_params = _abstract(abstract_state.params, rep)
-    if checkpoint_lib.has_train_state(manager, restore_step):
-      abstract_carry = _abstract(jax.eval_shape(init_carry, abstract_state.params),
-                                 data_sharded(mesh))
-      abstract_train = {'step': _abstract(abstract_state.step, rep),
-                        'opt_state': _abstract(abstract_state.opt_state, rep),
-                        'rng': _abstract(abstract_state.rng, rep),
-                        'carry': abstract_carry, 'loop': loop}
-      params, train = checkpoint_lib.restore_training(manager, restore_step, abstract_params,
-                                                      abstract_train, train_iter)
-      state = TrainState(step=train['step'], params=params, opt_state=train['opt_state'],
-                         rng=train['rng'], tx=abstract_state.tx)
-      carry, loop = train['carry'], {k: np.asarray(v) for k, v in train['loop'].items()}
-      logging.info('Resumed from checkpoint %d (epoch %d).', restore_step, int(loop['epoch']))
-    else:
-      params = checkpoint_lib.restore_params_into(manager, restore_step, abstract_params)
-      state = jax.jit(make_state, in_shardings=rep, out_shardings=rep)(params)
-      state = state.replace(step=jnp.asarray(restore_step, jnp.int32))
-      carry = init_carry(state.params)
-      logging.info('Starting from the parameters of checkpoint %d with a fresh optimizer.',
-                   restore_step)
+    state = jax.jit(make_state, in_shardings=rep, out_shardings=rep)(restored[0])
+    state = state.replace(step=jnp.asarray(restore_step, jnp.int32))
+    carry = init_carry(state.params)
+    logging.info('Starting from the parameters of checkpoint %d with a fresh optimizer.',
+                 restore_step)
 
   # ----- Monitoring -----------------------------------------------------------------
   monitor = t.monitor
@@ -552,7 +707,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     monitor = monitor[4:]
   mode = checkpoint_lib.MONITORS[monitor]
   improved = lambda v, best: math.isnan(best) or (v < best if mode == 'min' else v > best)
-  reporter = Reporter(workdir, config)
+  reporter = Reporter(workdir, config, restore_step or 0)
   gen_rng = jax.random.PRNGKey(int(t.seed) + 1)
   stop = {'signal': None}
   previous_handlers = _install_signal_handlers(stop)
@@ -579,6 +734,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         {'step': state.step, 'opt_state': state.opt_state, 'rng': state.rng, 'carry': carry,
          'loop': loop}, train_iter, config, metrics)
     last_saved = step
+
+  finished = _finished(loop, num_epochs, t) if restore_step is not None else None
+  if finished:
+    reporter.message(f'Checkpoint {restore_step} in {manager.directory}: {finished}')
+    manager.close()
+    reporter.close()
+    for s, h in previous_handlers.items():
+      signal.signal(s, h)
+    return {}
 
   # ----- Loop -----------------------------------------------------------------------
   pending = None  # The step dispatched last: (step, epoch, metrics on device).

@@ -35,6 +35,7 @@ from ml_collections import config_flags
 import optuna
 
 from configs import default as default_config
+from samplernn_jax import cli
 from samplernn_jax import search_space
 
 FLAGS = flags.FLAGS
@@ -423,6 +424,11 @@ def _define_flags():
                       '~/.cache/samplernn_jax/jax; an empty value turns the cache off.')
   flags.DEFINE_bool('report', False, 'Write STUDY_DIR/report.md and pictures, print the best '
                     'trial\'s samplernn-train command, and exit.')
+  # Listed in this program's --help (not only --helpfull).
+  cli.own_flags('config', 'study_dir', 'data_dir', 'space', 'trials', 'storage', 'study_name',
+                'objective', 'workers', 'pruner', 'pruner_startup_trials', 'pruner_warmup_steps',
+                'sampler', 'seed', 'clips', 'clip_seconds', 'heartbeat_seconds', 'grace_seconds',
+                'compilation_cache_dir', 'report')
 
 
 def _setup(f) -> tuple:
@@ -480,7 +486,7 @@ def main(argv):
   try:
     study, setup = _setup(f)
   except (TuneError, search_space.SpaceError) as e:
-    raise SystemExit(f'samplernn-tune: {e}') from None
+    cli.fail('samplernn-tune', e)
   if f.report:
     from samplernn_jax import tune_report
     path, command = tune_report.write(study, f.study_dir)
@@ -490,8 +496,7 @@ def main(argv):
     return
   if f.workers > 1:
     sys.exit(spawn_workers(f.workers, sys.argv, f.seed, f.sampler))
-  from samplernn_jax import backend, checkpoint
-  checkpoint.quiet_orbax_info_logs()
+  from samplernn_jax import backend
   backend.enable_compilation_cache(f.compilation_cache_dir)
   space, prune = setup
   objective = Objective(f.config, config_flags.get_config_filename(f['config']),
@@ -515,7 +520,7 @@ def run():
   """Console-script entry point."""
   _define_flags()
   flags.mark_flags_as_required(['study_dir'])
-  app.run(main)
+  cli.run(main, 'samplernn-tune')
 
 
 if __name__ == '__main__':

@@ -22,14 +22,17 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 jax.config.update('jax_default_matmul_precision', 'highest')
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-PRISM_FIXTURES = REPO.parent / 'shared' / 'fixtures' / 'prism'
+# In the repository (scripts/make_prism_fixtures.py writes them), so parity runs in any
+# clone; the shared folder beside the checkout is the fallback for older branches.
+PRISM_FIXTURE_DIRS = (REPO / 'tests' / 'testdata' / 'prism',
+                      REPO.parent / 'shared' / 'fixtures' / 'prism')
 
 
 def prism_case(name: str) -> pathlib.Path:
-  path = PRISM_FIXTURES / name
-  if not path.is_dir():
-    pytest.skip(f'PRiSM fixtures not found at {path}')
-  return path
+  for root in PRISM_FIXTURE_DIRS:
+    if (root / name).is_dir():
+      return root / name
+  pytest.skip(f'PRiSM fixture {name} not found in {[str(r) for r in PRISM_FIXTURE_DIRS]}')
 
 
 @pytest.fixture

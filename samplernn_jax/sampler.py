@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 
 from samplernn_jax import model as model_lib
+from samplernn_jax import quantization
 from samplernn_jax import backend as backend_lib
 
 
@@ -272,8 +273,8 @@ class Sampler:
     return _fold(params, self.spec)
 
   def silence_level(self) -> int:
-    """PRiSM's initial frame: ``q_levels // 2`` (the zero level of every quantizer)."""
-    return self.spec.model.q_levels // 2
+    """PRiSM's initial frame: ``quantization.silence_level``."""
+    return quantization.silence_level(self.spec.model.q_levels)
 
   def initial_state(self, params, seed_levels=None) -> GenerationState:
     """The state to generate from: silence, or every tier primed on the whole seed.

@@ -44,11 +44,8 @@ def component_times(config, repeats=3) -> dict:
 
   def frame_tiers(p, carry, x):
     def fn(m, x, carry):
-      cond = None
-      for j in reversed(range(len(m.frame_tiers))):
-        f = m.frame_sizes[j]
-        _, cond = m.frame_tiers[j](x[:, big - f:x.shape[1] - f], cond, carry[j])
-      return cond
+      _, h_BxNxD = m.frame_tiers_forward(x, carry)
+      return m.frame_tiers[0].upsampled(h_BxNxD)
     cond = model.apply({'params': p}, x, carry, method=fn)
     return jnp.sum(cond * 1e-3)
 

@@ -55,7 +55,7 @@ def benchmark_generation(model_config: ml_collections.ConfigDict, batch_size: in
 
 
 def main():
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from samplernn_jax import default_config as default  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--dim', type=int, default=1024)
   parser.add_argument('--batch_size', type=int, default=1)

@@ -10,7 +10,7 @@ import math
 import tempfile
 import time
 
-from configs import default
+from samplernn_jax import default_config as default
 from samplernn_jax import demo_corpus
 from samplernn_jax import input_pipeline
 

@@ -19,6 +19,7 @@ See README.bench.md.
 """
 
 import contextlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -52,8 +53,8 @@ def _source(fn: Callable) -> str:
 _SUITE = flags.DEFINE_enum('suite', 'quick', ['quick', 'full'],
                            'quick: tiny shapes, few steps (checks the harness); full: real shapes.')
 _CONFIGS = flags.DEFINE_list('configs', ['default', 'two_tier', 'small'],
-                             'Configs: a module of configs/ (default, two_tier, tiny, ...) or '
-                             "'small' (default with dim 256).")
+                             'Configs: files of configs/ by name (default, two_tier, small, tiny, '
+                             '...); small is the default at dim 256.')
 _PRISM_DIR = flags.DEFINE_string('prism_dir', None,
                                  'Checkout of PRiSM SampleRNN (commit f05a772) to measure as '
                                  'the reference; without it only this project runs.')
@@ -85,17 +86,18 @@ SUITES = {
 TABLE_HEADER = ['config', 'figure', 'this project', 'PRiSM (TF2)', 'ours / PRiSM']
 
 
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           'configs')
+
+
 def load_config(name: str) -> ml_collections.ConfigDict:
-  """A config by name: ``configs/NAME.py``, or ``small`` (default with dim 256)."""
-  import importlib  # pylint: disable=g-import-not-at-top
-  if name == 'small':
-    config = importlib.import_module('configs.default').get_config()
-    config.model.dim = 256
-    return config
-  try:
-    module = importlib.import_module(f'configs.{name}')
-  except ModuleNotFoundError:
-    raise app.UsageError(f"--configs: no configs/{name}.py (or 'small').") from None
+  """``configs/NAME.py``'s config, loaded by path as ``--config`` loads it."""
+  path = os.path.join(CONFIGS_DIR, f'{name}.py')
+  if not os.path.isfile(path):
+    raise app.UsageError(f'--configs: no configs/{name}.py.')
+  spec = importlib.util.spec_from_file_location(f'_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
   return module.get_config()
 
 

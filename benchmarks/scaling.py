@@ -214,7 +214,7 @@ def main(argv=None):
   import argparse  # pylint: disable=g-import-not-at-top
   from benchmarks import machine  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--config', default='default', help="A configs/ module, or 'small'.")
+  parser.add_argument('--config', default='default', help='A configs/ module: default, small, ...')
   parser.add_argument('--batch_size', type=int, help="Global batch (default: the config's).")
   parser.add_argument('--seq_len', type=int, help="Window length (default: the config's).")
   parser.add_argument('--dim', type=int, help="Model width (default: the config's).")

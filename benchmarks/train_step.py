@@ -65,13 +65,8 @@ def benchmark_train_step(config: ml_collections.ConfigDict, num_steps: int = 3) 
 
 
 def get_config(name: str):
-  from configs import default
-  config = default.get_config()
-  if name == 'small':
-    config.model.dim = 256
-  elif name != 'default':
-    raise ValueError(f'unknown benchmark config {name!r}; use default or small.')
-  return config
+  from benchmarks import run  # pylint: disable=g-import-not-at-top
+  return run.load_config(name)
 
 
 def main():

@@ -3,11 +3,11 @@
   samplernn-train --workdir=runs/demo --config=configs/demo.py
 """
 
-from configs import default
+from samplernn_jax import default_config
 
 
 def get_config():
-  config = default.get_config()
+  config = default_config.get_config()
   config.model.frame_sizes = (4, 16)  # Short frames: an 8 kHz pluck period spans 18-73 samples.
   config.model.dim = 128  # Narrow: tens of milliseconds per step on two CPU cores.
   config.model.num_rnn_layers = 1  # One GRU layer per frame tier.

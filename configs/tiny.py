@@ -1,10 +1,10 @@
 """A seconds-scale 3-tier model for tests."""
 
-from configs import default
+from samplernn_jax import default_config
 
 
 def get_config():
-  config = default.get_config()
+  config = default_config.get_config()
   config.model.frame_sizes = (2, 8)  # Small frames keep windows short.
   config.model.dim = 16  # Narrow layers: each step is milliseconds on a CPU.
   config.model.num_rnn_layers = 2  # Two layers so stacking and skips are exercised.

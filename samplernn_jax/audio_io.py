@@ -23,6 +23,26 @@ import soxr
 # What samplernn-prepare looks for in a directory; PyAV reads all of them.
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.oga', '.opus', '.mp3', '.m4a', '.aac',
                     '.mp4', '.webm', '.mka', '.aif', '.aiff', '.wma')
+# Of those, what libsndfile reads directly: what training reads (others go through
+# samplernn-prepare first).
+SOUNDFILE_EXTENSIONS = ('.wav', '.flac', '.ogg', '.aif', '.aiff')
+
+
+def find_audio(directory: str, extensions=AUDIO_EXTENSIONS, skip_dir=None) -> list:
+  """Sorted paths of the files under ``directory`` ending in ``extensions`` (any case).
+
+  Recursive; names starting with '.' (files and folders) are skipped, and so is every folder
+  for which ``skip_dir(root, subfolders)`` is true (with what is below it).
+  """
+  found = []
+  for root, dirs, names in os.walk(directory):
+    if root != directory and skip_dir is not None and skip_dir(root, dirs):
+      dirs[:] = []
+      continue
+    dirs[:] = [d for d in dirs if not d.startswith('.')]
+    found += [os.path.join(root, n) for n in names
+              if n.lower().endswith(extensions) and not n.startswith('.')]
+  return sorted(found)
 RESAMPLE_QUALITY = 'HQ'
 # libsndfile notes a WAV whose header promises more data than the file holds as
 # "data : 32000 (should be 15978)" and then silently reads the shorter file.

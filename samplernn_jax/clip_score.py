@@ -408,15 +408,7 @@ def audio_files(inputs: Sequence[str]) -> list:
   """Files given, and the audio files under directories given (sorted, dot-names skipped)."""
   out = []
   for item in inputs:
-    if not os.path.isdir(item):
-      out.append(item)
-      continue
-    found = []
-    for root, dirs, names in os.walk(item):
-      dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-      found += [os.path.join(root, n) for n in names
-                if n.lower().endswith(audio_io.AUDIO_EXTENSIONS) and not n.startswith('.')]
-    out += sorted(found)
+    out += audio_io.find_audio(item) if os.path.isdir(item) else [item]
   return out
 
 

@@ -69,13 +69,10 @@ class Clip:
 
 def find_clips(workdir: str) -> list:
   """Paths (relative to ``workdir``) of generated WAVs, sorted; data and dot-names skipped."""
-  found = []
-  for root, dirs, names in os.walk(workdir):
-    top = os.path.relpath(root, workdir) == '.'
-    dirs[:] = sorted(d for d in dirs if not d.startswith('.') and not (top and d in _NOT_CLIPS))
-    found += [os.path.relpath(os.path.join(root, n), workdir) for n in names
-              if n.endswith('.wav') and not n.startswith('.')]
-  return sorted(found)
+  skip = lambda root, _: (os.path.dirname(root) == workdir.rstrip(os.sep)
+                          and os.path.basename(root) in _NOT_CLIPS)
+  return sorted(os.path.relpath(p, workdir)
+                for p in audio_io.find_audio(workdir, ('.wav',), skip_dir=skip))
 
 
 def read_metrics(workdir: str) -> list:

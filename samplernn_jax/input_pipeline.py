@@ -62,8 +62,7 @@ import numpy as np
 from samplernn_jax import audio_io
 from samplernn_jax import quantization
 
-# Formats soundfile (libsndfile) reads; others go through samplernn-prepare first.
-AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.aif', '.aiff')
+AUDIO_SUFFIXES = audio_io.SOUNDFILE_EXTENSIONS
 # PRiSM's split seed (dataset.py: random.Random(4)), independent of the shuffle seed.
 SPLIT_SEED = 4
 
@@ -78,16 +77,12 @@ def find_audio_files(data_dir: str) -> list[str]:
     raise FileNotFoundError(
         f'data_dir {data_dir!r} is not a directory; expected a directory of audio files '
         f'({", ".join(AUDIO_SUFFIXES)}), for example the output of samplernn-prepare.')
-  files = []
-  for root, dirs, names in os.walk(data_dir):
-    dirs[:] = [d for d in dirs if not d.startswith('.')]
-    files += [os.path.join(root, n) for n in names
-              if n.lower().endswith(AUDIO_SUFFIXES) and not n.startswith('.')]
+  files = audio_io.find_audio(data_dir, AUDIO_SUFFIXES)
   if not files:
     raise ValueError(
         f'data_dir {data_dir!r} holds no audio files; expected files ending in '
         f'{", ".join(AUDIO_SUFFIXES)} (run samplernn-prepare to make them from others).')
-  return sorted(files)
+  return files
 
 
 def split_files(files: Sequence[str], val_frac: float) -> tuple[list[str], list[str]]:
@@ -167,7 +162,7 @@ class _GroupSource:
     with_windows = np.flatnonzero(windows_G)
     w = self._w
     length = num_windows * w.seq_len
-    silence = quantization.silence_level(w.q_type, w.q_levels)
+    silence = quantization.silence_level(w.q_levels)
     rows = index_GxB[g, self._rows]
     x_RxT = np.full((len(rows), w.big_frame + length), silence, self._dtype)
     for r, i in enumerate(rows):

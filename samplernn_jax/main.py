@@ -19,10 +19,10 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from configs import default as default_config
 from samplernn_jax import backend
 from samplernn_jax import cli
 from samplernn_jax import config as config_lib
+from samplernn_jax import default_config
 from samplernn_jax import train
 
 FLAGS = flags.FLAGS

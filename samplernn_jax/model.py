@@ -63,9 +63,7 @@ class FrameTier(nn.Module):
 
   def setup(self):
     self.input_proj = nn.Dense(self.dim, dtype=self.dtype, name='input_proj')
-    self.rnn = rnn.StackedRNN(self.rnn_type, self.dim, self.num_layers, self.skip_conn,
-                              self.learn_h0, self.dropout, self.dtype, self.axis_name,
-                              name='rnn')
+    self.rnn = self._stack(name='rnn')
     # PRiSM's conv1d_transpose with stride == width: each step's output h gives
     # h @ U[k] for positions k = 0..R-1. Stored [R, D_in, D_out].
     self.upsample = self.param(
@@ -79,11 +77,15 @@ class FrameTier(nn.Module):
                deterministic: bool = True):
     """Runs ``N = T / frame_size`` frames; returns ``(carry, cond_Bx(N*R)xD)``."""
     carry, h_BxNxD = self.rnn_outputs(samples_BxT, conditioning_BxNxD, carry, deterministic)
+    return carry, self.upsampled(h_BxNxD)
+
+  def upsampled(self, h_BxNxD):
+    """``R`` conditioning vectors per frame: ``[B, N*R, D]``."""
     batch, num_frames, _ = h_BxNxD.shape
     # One matmul for all R positions: [D, R*D].
     u_DxRD = jnp.transpose(self.upsample, (1, 0, 2)).reshape(self.dim, -1)
     out = rnn.matmul(h_BxNxD, u_DxRD, self.dtype)
-    return carry, out.reshape(batch, num_frames * self.upsample_ratio, self.dim)
+    return out.reshape(batch, num_frames * self.upsample_ratio, self.dim)
 
   def rnn_outputs(self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry,
                   deterministic: bool = True):
@@ -96,6 +98,57 @@ class FrameTier(nn.Module):
     if conditioning_BxNxD is not None:
       x_BxNxD = x_BxNxD + conditioning_BxNxD
     return self.rnn(x_BxNxD, carry, deterministic)
+
+  def _stack(self, **module_kwargs) -> rnn.StackedRNN:
+    return rnn.StackedRNN(self.rnn_type, self.dim, self.num_layers, self.skip_conn,
+                          self.learn_h0, self.dropout, self.dtype, self.axis_name,
+                          **module_kwargs)
+
+  # ----- The one-frame form (the sampler's): fold once, then step one frame at a time ----
+
+  def input_weight(self, params):
+    """``[D, G]``: what the conditioning from the tier above is multiplied by (layer 0's
+    input gates; the input projection's output is added to it first)."""
+    return self._stack(parent=None).first_layer_input(params['rnn'])[0]
+
+  def fold(self, params, below_w_DxG, fold_upsampling: bool = True) -> dict:
+    """The one-frame form of ``params`` (this tier's tree); pure, matrices in the matmul dtype.
+
+    ``below_w_DxG`` is what the upsampled output feeds (``SampleMLP.input_weight`` or the
+    lower tier's ``input_weight``), folded into the upsampling as ``U_k @ below_w`` (``up``,
+    ``[D, R*G]``). With ``fold_upsampling=False`` ``U`` and ``below_w`` stay apart (``up``
+    ``[D, R*D]`` and ``cond_w``): fewer bytes to stream per frame, more flops.
+    """
+    hp = jax.lax.Precision.HIGHEST
+    proj = params['input_proj']
+    folded = {'layers': self._stack(parent=None).fold(params['rnn'], proj['kernel'],
+                                                      proj['bias'])}
+    if fold_upsampling:
+      up = jnp.einsum('rde,eg->drg', params['upsample'], below_w_DxG, precision=hp)
+    else:
+      up = jnp.transpose(params['upsample'], (1, 0, 2))
+      folded['cond_w'] = below_w_DxG.astype(self.dtype)
+    folded['up'] = up.reshape(self.dim, -1).astype(self.dtype)
+    return folded
+
+  def step(self, folded, frame_Bxf, cond_BxG: Optional[jax.Array], carry):
+    """One frame: ``(carry, conditioning of the R frames below [B, R*G'])``.
+
+    ``cond_BxG``: this frame's conditioning from the tier above, already in gate space
+    (the tier above folded this tier's ``input_weight`` into it); None for the top tier.
+    """
+    layers = folded['layers']
+    x_Bxf = scale_frame_inputs(frame_Bxf, self.q_levels)
+    gates0 = rnn.matmul(x_Bxf, layers[0]['w_ih'], self.dtype) + layers[0]['b_ih']
+    if cond_BxG is not None:
+      gates0 = gates0 + cond_BxG
+    carry, out_BxD = self._stack(parent=None).step(layers, gates0, carry)
+    cond = rnn.matmul(out_BxD, folded['up'], self.dtype)
+    if 'cond_w' in folded:  # Unfolded: upsample, then project all R frames' inputs at once.
+      batch = cond.shape[0]
+      cond = rnn.matmul(cond.reshape(-1, self.dim), folded['cond_w'],
+                        self.dtype).reshape(batch, -1)
+    return carry, cond
 
 
 class SampleMLP(nn.Module):
@@ -159,6 +212,41 @@ class SampleMLP(nn.Module):
     hidden = nn.relu(_dense_2d(self.hidden2, hidden1_BxTxD))
     return _dense_2d(self.output_proj, hidden).astype(jnp.float32)
 
+  # ----- The one-sample form (the sampler's): fold once, then step one sample at a time --
+
+  def input_weight(self, params):
+    """``[D, D]``: what the conditioning from the lowest frame tier is multiplied by."""
+    return params['hidden1']['kernel']
+
+  def fold(self, params) -> dict:
+    """The one-sample form of ``params`` (this module's tree); pure.
+
+    The embedding, its ``F``-tap convolution and ``hidden1`` are linear up to ``hidden1``'s
+    ReLU, so tap ``k`` becomes one table ``E @ W_k @ W_1`` (``tables``, ``[F*Q, D]``, float32
+    rows to gather; ``hidden1``'s bias rides in tap 0's table).
+    """
+    hidden1 = params['hidden1']
+    tables = jnp.einsum('qe,fed,dh->fqh', params['embedding'], params['taps'], hidden1['kernel'],
+                        precision=jax.lax.Precision.HIGHEST)
+    tables = tables.at[0].add(hidden1['bias'])
+    return {'tables': tables.reshape(-1, self.dim),
+            'w2': params['hidden2']['kernel'].astype(self.dtype), 'b2': params['hidden2']['bias'],
+            'w3': params['output_proj']['kernel'].astype(self.dtype),
+            'b3': params['output_proj']['bias']}
+
+  def step(self, folded, window_BxF, hidden1_BxD):
+    """Logits ``[B, Q]`` of the sample after ``window_BxF`` (the last ``F`` samples), given its
+    conditioning already through ``hidden1`` (``hidden1_BxD``, from the folded upsampling)."""
+    # One gathered row per tap, summed as it is gathered: gathering [B, F, D] first and
+    # reducing over F wrote and re-read the rows (at batch 32, 1.5x slower per sample).
+    h = hidden1_BxD
+    for k in range(window_BxF.shape[1]):
+      h = h + jnp.take(folded['tables'], window_BxF[:, k] + k * self.q_levels, axis=0,
+                       mode='clip')
+    h = jax.nn.relu(h)
+    h = jax.nn.relu(rnn.matmul(h, folded['w2'], self.dtype) + folded['b2'])
+    return rnn.matmul(h, folded['w3'], self.dtype) + folded['b3']
+
 
 class SampleRNN(nn.Module):
   """The whole model; frame tier ``j`` (``frame_tier_j``) works on frames of ``frame_sizes[j]``."""
@@ -181,15 +269,27 @@ class SampleRNN(nn.Module):
     return self.frame_sizes[-1]
 
   def setup(self):
-    lower = (1,) + tuple(self.frame_sizes[:-1])
-    self.frame_tiers = [
-        FrameTier(frame_size=f, upsample_ratio=f // below, dim=self.dim, q_levels=self.q_levels,
-                  rnn_type=self.rnn_type, num_layers=self.num_rnn_layers,
-                  skip_conn=self.skip_conn, learn_h0=self.learn_h0, dropout=self.rnn_dropout,
-                  dtype=self.dtype, axis_name=self.axis_name, name=f'frame_tier_{j}')
-        for j, (f, below) in enumerate(zip(self.frame_sizes, lower))]
-    self.sample_mlp = SampleMLP(self.frame_sizes[0], self.dim, self.q_levels, self.dtype,
-                                self.axis_name, name='sample_mlp')
+    self.frame_tiers = [self._frame_tier(j, name=f'frame_tier_{j}')
+                        for j in range(len(self.frame_sizes))]
+    self.sample_mlp = self._sample_mlp(name='sample_mlp')
+
+  def _frame_tier(self, j: int, **module_kwargs) -> FrameTier:
+    f = self.frame_sizes[j]
+    below = self.frame_sizes[j - 1] if j > 0 else 1
+    return FrameTier(frame_size=f, upsample_ratio=f // below, dim=self.dim,
+                     q_levels=self.q_levels, rnn_type=self.rnn_type,
+                     num_layers=self.num_rnn_layers, skip_conn=self.skip_conn,
+                     learn_h0=self.learn_h0, dropout=self.rnn_dropout, dtype=self.dtype,
+                     axis_name=self.axis_name, **module_kwargs)
+
+  def _sample_mlp(self, **module_kwargs) -> SampleMLP:
+    return SampleMLP(self.frame_sizes[0], self.dim, self.q_levels, self.dtype, self.axis_name,
+                     **module_kwargs)
+
+  def step_modules(self) -> tuple:
+    """``(frame tiers, sample MLP)`` unbound: their ``step`` methods need no parameters."""
+    return (tuple(self._frame_tier(j, parent=None) for j in range(len(self.frame_sizes))),
+            self._sample_mlp(parent=None))
 
   def initial_carry(self, batch_size: int) -> tuple:
     """The reset state: zeros, or the learned h0 when ``learn_h0``; one entry per frame tier."""
@@ -206,27 +306,55 @@ class SampleRNN(nn.Module):
       ``(carry, logits_BxTxQ)`` with ``T = L - big_frame``; ``logits[:, t]`` predicts
       ``x[:, big_frame + t]``.
     """
+    new_carry, h_BxNxD = self.frame_tiers_forward(x_BxL, carry, deterministic)
+    f0 = self.frame_sizes[0]
+    lowest = self.frame_tiers[0]
+    ids_BxL = x_BxL[:, self.big_frame_size - f0:x_BxL.shape[1] - 1]
+    if self.is_initializing():
+      # The folded path reads hidden1's kernel, which only the plain path creates.
+      return new_carry, self.sample_mlp(ids_BxL, lowest.upsampled(h_BxNxD))
+    return new_carry, self.sample_mlp.from_frames(ids_BxL, h_BxNxD, lowest.upsample)
+
+  def frame_tiers_forward(self, x_BxL, carry, deterministic: bool = True):
+    """Every frame tier over the window, top down: ``(carry, h_BxNxD)``.
+
+    Each upper tier's upsampled output conditions the tier below; ``h_BxNxD`` is the
+    lowest tier's RNN output, one row per frame of ``f_0`` samples, before its upsampling
+    (which the sample MLP folds with ``hidden1``). The training forward, the sampler's
+    priming on a seed, the tests and the benchmarks all run the tiers through this.
+    """
     length = x_BxL.shape[1]
     big = self.big_frame_size
     new_carry = [None] * len(self.frame_tiers)
     conditioning = None
-    for j in reversed(range(1, len(self.frame_tiers))):
+    for j in reversed(range(len(self.frame_tiers))):
       f = self.frame_sizes[j]
-      new_carry[j], conditioning = self.frame_tiers[j](
-          x_BxL[:, big - f:length - f], conditioning, carry[j], deterministic)
-    f0 = self.frame_sizes[0]
-    lowest = self.frame_tiers[0]
-    frames_BxT = x_BxL[:, big - f0:length - f0]
-    ids_BxL = x_BxL[:, big - f0:length - 1]
-    if self.is_initializing():
-      # The folded path below reads parameters that only the plain path creates.
-      new_carry[0], conditioning = lowest(frames_BxT, conditioning, carry[0], deterministic)
-      logits = self.sample_mlp(ids_BxL, conditioning)
-    else:
-      new_carry[0], h_BxNxD = lowest.rnn_outputs(frames_BxT, conditioning, carry[0],
-                                                 deterministic)
-      logits = self.sample_mlp.from_frames(ids_BxL, h_BxNxD, lowest.upsample)
-    return tuple(new_carry), logits
+      frames_BxT = x_BxL[:, big - f:length - f]
+      if j > 0:
+        new_carry[j], conditioning = self.frame_tiers[j](frames_BxT, conditioning, carry[j],
+                                                         deterministic)
+      else:
+        new_carry[j], h_BxNxD = self.frame_tiers[j].rnn_outputs(frames_BxT, conditioning,
+                                                               carry[j], deterministic)
+    return tuple(new_carry), h_BxNxD
+
+  def fold(self, params, fold_upper_upsampling: bool = True) -> dict:
+    """The step form of the whole model: ``{'frame_tiers': [...], 'sample_mlp': ...}``.
+
+    Pure (``params`` is ``init_params``' tree). Each tier's upsampling is folded with what
+    it feeds (the sample MLP's ``hidden1`` for the lowest tier; the tier below's first-layer
+    input gates for the others, unless ``fold_upper_upsampling`` is False).
+    """
+    tiers, mlp = self.step_modules()
+    folded_tiers = []
+    for j, tier in enumerate(tiers):
+      if j == 0:
+        below_w = mlp.input_weight(params['sample_mlp'])
+      else:
+        below_w = tiers[j - 1].input_weight(params[f'frame_tier_{j - 1}'])
+      folded_tiers.append(tier.fold(params[f'frame_tier_{j}'], below_w,
+                                    fold_upsampling=j == 0 or fold_upper_upsampling))
+    return {'frame_tiers': folded_tiers, 'sample_mlp': mlp.fold(params['sample_mlp'])}
 
 
 def reset_carry(initial_carry, carry, reset_B):

@@ -219,13 +219,8 @@ def find_sources(inputs: list[str]) -> list[str]:
   found = []
   for item in inputs:
     if os.path.isdir(item):
-      for root, dirs, files in os.walk(item):
-        if root != item and MANIFEST_DIR in dirs:
-          dirs[:] = []  # Output of another samplernn-prepare run: chunks, not sources.
-          continue
-        dirs[:] = [d for d in dirs if not d.startswith('.')]
-        found += [os.path.join(root, f) for f in files
-                  if f.lower().endswith(audio_io.AUDIO_EXTENSIONS) and not f.startswith('.')]
+      # A folder holding another samplernn-prepare run's output has chunks, not sources.
+      found += audio_io.find_audio(item, skip_dir=lambda root, dirs: MANIFEST_DIR in dirs)
     elif os.path.isfile(item):
       found.append(item)
     else:

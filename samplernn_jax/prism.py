@@ -36,6 +36,7 @@ import numpy as np
 from samplernn_jax import checkpoint
 from samplernn_jax import cli
 from samplernn_jax import config as config_lib
+from samplernn_jax import default_config
 from samplernn_jax import model as model_lib
 
 _SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
@@ -44,8 +45,7 @@ _TIER_NAMES = ('frame_rnn', 'big_frame_rnn')  # frame_tier_0, frame_tier_1
 
 def config_from_prism(prism_config: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """This project's full config (defaults elsewhere) for a PRiSM JSON model config."""
-  from configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
+  config = default_config.get_config()
   m = config.model
   q_type = prism_config.get('q_type', 'mu-law')
   m.frame_sizes = tuple(int(f) for f in prism_config.get('frame_sizes', m.frame_sizes))

@@ -126,6 +126,10 @@ def decode(q, q_type: str, q_levels: int):
   return linear_decode(q, q_levels)
 
 
-def silence_level(q_type: str, q_levels: int) -> int:
-  """The level that decodes closest to 0.0: what a silent seed is made of."""
-  return int(encode(np.zeros(()), q_type, q_levels))
+def silence_level(q_levels: int) -> int:
+  """``q_levels // 2``: the level every quantizer here encodes 0.0 to (tested).
+
+  What silence is made of: PRiSM's initial frame when generating, and the padding before a
+  file's first window when training.
+  """
+  return int(q_levels) // 2

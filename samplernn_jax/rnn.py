@@ -25,7 +25,7 @@ from samplernn_jax import sharding
 Carry = Any
 
 RNN_TYPES = ('gru', 'lstm')
-_NUM_GATES = {'gru': 3, 'lstm': 4}
+NUM_GATES = {'gru': 3, 'lstm': 4}
 
 
 def matmul(x, w, dtype):
@@ -132,7 +132,7 @@ class RNNLayer(nn.Module):
   dtype: Any = jnp.float32
 
   def setup(self):
-    gates = _NUM_GATES[self.rnn_type] * self.dim
+    gates = NUM_GATES[self.rnn_type] * self.dim
     # Keras' initializers: Glorot-uniform input kernel, orthogonal recurrent kernel.
     self.w_ih = self.param('w_ih', nn.initializers.glorot_uniform(), (self.in_features, gates))
     self.w_hh = self.param('w_hh', nn.initializers.orthogonal(), (self.dim, gates))
@@ -218,17 +218,82 @@ class StackedRNN(nn.Module):
     for i, layer in enumerate(self.layers):
       w_ih = layer.w_ih
       if self.skip_conn and i == 0:
-        if use_dropout:
+        if use_dropout:  # Each half of concat(x, x) gets a mask of its own.
           h = jnp.concatenate([h, h], axis=-1)
         else:
-          # concat(x, x) @ W == x @ (W_top + W_bottom): half the projection's work.
-          w_ih = w_ih[:self.dim] + w_ih[self.dim:]
+          w_ih = self._summed_halves(w_ih)
       if use_dropout:
         h = self.input_dropout(h)
       layer_carry, h = layer.scan(layer.project_inputs(h, w_ih), carry[i])
       new_carry.append(layer_carry)
       if self.skip_conn:
         skip = self.skip_out[i](h)
+        out = skip if out is None else out + skip
+    return tuple(new_carry), (out if self.skip_conn else h)
+
+  # ----- The one-step form (the sampler's): fold once, then step one time step -----------
+
+  def _summed_halves(self, w_ih):
+    """PRiSM's first layer reads ``concat(x, x)``: ``concat(x, x) @ W == x @ (W_top + W_bot)``,
+    half the projection's work."""
+    return w_ih[:self.dim] + w_ih[self.dim:] if self.skip_conn else w_ih
+
+  def first_layer_input(self, params) -> tuple:
+    """``(W_IxG, b_G)``: what the first layer's input gates apply to the stack's input."""
+    layer = params['layer_0']
+    return (self._summed_halves(layer['w_ih']),
+            layer['b_ih'] if self.rnn_type == 'gru' else layer['b'])
+
+  def fold(self, params, in_w, in_b) -> list:
+    """The step form of ``params``: one dict per layer, matrices in the matmul dtype.
+
+    The stack's input is taken to be ``x @ in_w + in_b`` (the tier's input projection), so
+    layer 0's ``w_ih``/``b_ih`` are that projection composed with its input gates and a
+    frame costs one ``[f, G]`` matmul. Pure: ``params`` is this module's parameter tree.
+    """
+    hp = jax.lax.Precision.HIGHEST
+    w0, b0 = self.first_layer_input(params)
+    layers = []
+    for i in range(self.num_layers):
+      lp = params[f'layer_{i}']
+      if i == 0:
+        layer = {'w_ih': jnp.dot(in_w, w0, precision=hp),
+                 'b_ih': jnp.dot(in_b, w0, precision=hp) + b0}
+      else:
+        layer = {'w_ih': lp['w_ih'], 'b_ih': lp['b_ih'] if self.rnn_type == 'gru' else lp['b']}
+      layer['w_hh'] = lp['w_hh']
+      if self.rnn_type == 'gru':
+        layer['b_hh'] = lp['b_hh']
+      if self.skip_conn:
+        layer['skip_w'] = params[f'skip_out_{i}']['kernel']
+        if i == 0:
+          layer['skip_b'] = params[f'skip_out_{i}']['bias']
+      layers.append({k: v.astype(self.dtype) if k in ('w_ih', 'w_hh', 'skip_w') else v
+                     for k, v in layer.items()})
+    return layers
+
+  def step(self, layers, gates0_BxG, carry):
+    """One time step of the stack: ``(carry, out_BxD)``, as ``__call__`` computes per step.
+
+    ``gates0_BxG``: layer 0's input gates, ``x @ w_ih + b_ih`` of ``fold``'s layer 0 plus
+    whatever else feeds them (the conditioning from the tier above).
+    """
+    new_carry, out, h = [], None, None
+    xw = gates0_BxG
+    for i, layer in enumerate(layers):
+      if i > 0:
+        xw = matmul(h, layer['w_ih'], self.dtype) + layer['b_ih']
+      if self.rnn_type == 'gru':
+        h = gru_step(carry[i], xw, layer['w_hh'], layer['b_hh'], self.dtype)
+        new_carry.append(h)
+      else:
+        hc = lstm_step(carry[i], xw, layer['w_hh'], self.dtype)
+        h = hc[0]
+        new_carry.append(hc)
+      if self.skip_conn:
+        skip = matmul(h, layer['skip_w'], self.dtype)
+        if 'skip_b' in layer:
+          skip = skip + layer['skip_b']
         out = skip if out is None else out + skip
     return tuple(new_carry), (out if self.skip_conn else h)
 

@@ -6,7 +6,8 @@ back to the host until a chunk of ``chunk_size`` samples is done, and the carry 
 tier's RNN state, the last big frame of samples, the log-likelihood so far) is threaded
 from chunk to chunk, so one compiled function makes any length.
 
-Parameters are folded once, when they are loaded (``fold_params``), so that per sample
+Parameters are folded once, when they are loaded (``fold_params``; each module folds its
+own parameters beside its parallel form: ``SampleRNN.fold``), so that per sample
 only row gathers, a bias, ReLU, ``hidden2`` and the output layer remain:
 
 * the sample-level embedding, its ``F``-tap convolution and ``hidden1`` are linear up
@@ -36,8 +37,8 @@ import ml_collections
 import numpy as np
 
 from samplernn_jax import model as model_lib
+from samplernn_jax import quantization
 from samplernn_jax import backend as backend_lib
-from samplernn_jax import rnn
 
 
 # Loop bodies unrolled per scan iteration (the sample loop, a small body run most often, and
@@ -52,36 +53,23 @@ FRAME_UNROLL = backend_lib.sampler_options('cpu')['frame_unroll']
 
 
 class Spec(NamedTuple):
-  """The static (shape-defining) part of a model config: the compile cache key."""
-  frame_sizes: tuple
-  dim: int
-  q_levels: int
-  rnn_type: str
-  num_layers: int
-  skip_conn: bool
-  dtype: str
+  """The compile cache key: the model (its static description) and the loop shapes."""
+  model: model_lib.SampleRNN
   sample_unroll: int = SAMPLE_UNROLL
   frame_unroll: int = FRAME_UNROLL
   fold_upper_upsampling: bool = True
 
   @classmethod
   def from_config(cls, model_config: ml_collections.ConfigDict, **options) -> 'Spec':
-    return cls(tuple(int(f) for f in model_config.frame_sizes), int(model_config.dim),
-               int(model_config.q_levels), str(model_config.rnn_type),
-               int(model_config.num_rnn_layers), bool(model_config.skip_conn),
-               str(model_config.get('dtype', 'float32')), **options)
+    return cls(model_lib.from_config(model_config), **options)
+
+  @property
+  def frame_sizes(self) -> tuple:
+    return tuple(self.model.frame_sizes)
 
   @property
   def big_frame_size(self) -> int:
-    return self.frame_sizes[-1]
-
-  @property
-  def gates(self) -> int:
-    return (3 if self.rnn_type == 'gru' else 4) * self.dim
-
-  @property
-  def jnp_dtype(self):
-    return model_lib.DTYPES[self.dtype]
+    return self.model.big_frame_size
 
 
 @flax.struct.dataclass
@@ -94,68 +82,12 @@ class GenerationState:
 
 
 # ---------------------------------------------------------------------------------------
-# Folding
+# Folding: each module folds its own parameters (``fold`` beside its ``__call__``)
 # ---------------------------------------------------------------------------------------
-
-def _first_layer_input(tier_params, spec: Spec):
-  """``(W, b)`` of the first RNN layer's input half, with PRiSM's ``concat(x, x)`` summed."""
-  layer = tier_params['rnn']['layer_0']
-  w = layer['w_ih']
-  if spec.skip_conn:
-    w = w[:spec.dim] + w[spec.dim:]
-  b = layer['b_ih'] if spec.rnn_type == 'gru' else layer['b']
-  return w, b
-
 
 @functools.partial(jax.jit, static_argnames='spec')
 def _fold(params, spec: Spec):
-  hp = jax.lax.Precision.HIGHEST
-  n = len(spec.frame_sizes)
-  mlp = params['sample_mlp']
-  w1 = mlp['hidden1']['kernel']
-  tables = jnp.einsum('qe,fed,dh->fqh', mlp['embedding'], mlp['taps'], w1, precision=hp)
-  tables = tables.at[0].add(mlp['hidden1']['bias'])
-  folded = {'sample_mlp': {
-      'tables': tables.reshape(-1, spec.dim),
-      'w2': mlp['hidden2']['kernel'], 'b2': mlp['hidden2']['bias'],
-      'w3': mlp['output_proj']['kernel'], 'b3': mlp['output_proj']['bias']}}
-  for j in range(n):
-    tp = params[f'frame_tier_{j}']
-    w0, b0 = _first_layer_input(tp, spec)
-    layers = []
-    for i in range(spec.num_layers):
-      lp = tp['rnn'][f'layer_{i}']
-      layer = {'w_hh': lp['w_hh']}
-      if spec.rnn_type == 'gru':
-        layer['b_hh'] = lp['b_hh']
-      if i > 0:
-        layer['w_ih'] = lp['w_ih']
-        layer['b_ih'] = lp['b_ih'] if spec.rnn_type == 'gru' else lp['b']
-      if spec.skip_conn:
-        layer['skip_w'] = tp['rnn'][f'skip_out_{i}']['kernel']
-        if i == 0:
-          layer['skip_b'] = tp['rnn'][f'skip_out_{i}']['bias']
-      layers.append(layer)
-    # What the upsampled output feeds: hidden1 (lowest tier) or the lower tier's layer 0.
-    below_w = w1 if j == 0 else _first_layer_input(params[f'frame_tier_{j - 1}'], spec)[0]
-    folded[f'frame_tier_{j}'] = tier = {
-        'in_w': jnp.dot(tp['input_proj']['kernel'], w0, precision=hp),
-        'in_b': jnp.dot(tp['input_proj']['bias'], w0, precision=hp) + b0,
-        'layers': layers,
-    }
-    if j == 0 or spec.fold_upper_upsampling:
-      up = jnp.einsum('rde,eg->drg', tp['upsample'], below_w, precision=hp)
-    else:
-      up = jnp.transpose(tp['upsample'], (1, 0, 2))
-      tier['cond_w'] = below_w
-    tier['up'] = up.reshape(spec.dim, -1)
-  if spec.dtype != 'float32':
-    # Stored in the matmul dtype, so each frame streams half the bytes (the model casts
-    # its float32 weights to it on every call; the products are the same).
-    matrices = ('in_w', 'up', 'cond_w', 'w_hh', 'w_ih', 'skip_w', 'w2', 'w3')
-    folded = jax.tree_util.tree_map_with_path(
-        lambda path, a: a.astype(spec.jnp_dtype) if path[-1].key in matrices else a, folded)
-  return folded
+  return spec.model.fold(params, spec.fold_upper_upsampling)
 
 
 def fold_params(params, model_config: ml_collections.ConfigDict):
@@ -164,41 +96,11 @@ def fold_params(params, model_config: ml_collections.ConfigDict):
 
 
 # ---------------------------------------------------------------------------------------
-# One step of each tier
+# The per-sample loop of one lowest-tier frame
 # ---------------------------------------------------------------------------------------
 
-def _tier_step(tp, spec: Spec, frame_Bxf, cond_BxG, carry):
-  """One frame of a frame tier: ``(carry, conditioning for the R frames below [B, R*G'])``."""
-  dtype = spec.jnp_dtype
-  x_Bxf = model_lib.scale_frame_inputs(frame_Bxf, spec.q_levels)
-  xw = rnn.matmul(x_Bxf, tp['in_w'], dtype) + tp['in_b']
-  if cond_BxG is not None:
-    xw = xw + cond_BxG
-  new_carry, out, h = [], None, None
-  for i, layer in enumerate(tp['layers']):
-    if i > 0:
-      xw = rnn.matmul(h, layer['w_ih'], dtype) + layer['b_ih']
-    if spec.rnn_type == 'gru':
-      h = rnn.gru_step(carry[i], xw, layer['w_hh'], layer['b_hh'], dtype)
-      new_carry.append(h)
-    else:
-      hc = rnn.lstm_step(carry[i], xw, layer['w_hh'], dtype)
-      h = hc[0]
-      new_carry.append(hc)
-    if spec.skip_conn:
-      skip = rnn.matmul(h, layer['skip_w'], dtype)
-      if 'skip_b' in layer:
-        skip = skip + layer['skip_b']
-      out = skip if out is None else out + skip
-  out = out if spec.skip_conn else h
-  cond = rnn.matmul(out, tp['up'], dtype)
-  if 'cond_w' in tp:  # Unfolded: upsample, then project all R frames' inputs in one matmul.
-    batch = cond.shape[0]
-    cond = rnn.matmul(cond.reshape(-1, spec.dim), tp['cond_w'], dtype).reshape(batch, -1)
-  return tuple(new_carry), cond
-
-
-def _sample_frame(mp, spec: Spec, window_BxF, ll_B, hidden1_FxBxD, choose_xs, choose):
+def _sample_frame(mlp: model_lib.SampleMLP, folded_mlp, spec: Spec, window_BxF, ll_B,
+                  hidden1_FxBxD, choose_xs, choose):
   """The samples of one lowest-tier frame, one at a time.
 
   ``choose(logits_BxQ, x)`` picks each next sample from its scan input ``x`` (scaled
@@ -206,19 +108,9 @@ def _sample_frame(mp, spec: Spec, window_BxF, ll_B, hidden1_FxBxD, choose_xs, ch
   chosen samples is added to ``ll_B`` once per frame, outside the per-sample loop.
   Returns ``(window, ll, samples_BxF, logits_BxFxQ)``.
   """
-  dtype = spec.jnp_dtype
-  f = window_BxF.shape[1]
-
   def step(window, xs):
     hidden1_BxD, x = xs
-    # One gathered row per tap, summed as it is gathered: gathering [B, F, D] first and
-    # reducing over F wrote and re-read the rows (at batch 32, 1.5x slower per sample).
-    h = hidden1_BxD
-    for k in range(f):
-      h = h + jnp.take(mp['tables'], window[:, k] + k * spec.q_levels, axis=0, mode='clip')
-    h = jax.nn.relu(h)
-    h = jax.nn.relu(rnn.matmul(h, mp['w2'], dtype) + mp['b2'])
-    logits_BxQ = rnn.matmul(h, mp['w3'], dtype) + mp['b3']
+    logits_BxQ = mlp.step(folded_mlp, window, hidden1_BxD)
     sample_B = choose(logits_BxQ, x)
     window = jnp.concatenate([window[:, 1:], sample_B[:, None]], axis=1)
     return window, (sample_B, logits_BxQ)
@@ -257,12 +149,13 @@ def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_B
   below = spec.frame_sizes[j - 1] if j > 0 else 1
   ratio = f // below
   batch = context_BxC.shape[0]
+  tiers, mlp = spec.model.step_modules()
 
   def frame_step(c, xs):
     carry, context_Bxf, ll = c
     cond, r, forced_Bxf = xs
     frame_position = position + r * f
-    tier_carry, out = _tier_step(folded[f'frame_tier_{j}'], spec, context_Bxf, cond, carry[j])
+    tier_carry, out = tiers[j].step(folded['frame_tiers'][j], context_Bxf, cond, carry[j])
     carry = carry[:j] + (tier_carry,) + carry[j + 1:]
     out_RxBxG = jnp.swapaxes(out.reshape(batch, ratio, -1), 0, 1)
     if j == 0:
@@ -270,7 +163,7 @@ def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_B
         xs_FxBxQ, choose = noise_fn(frame_position), _sampled
       else:
         xs_FxBxQ, choose = forced_Bxf.T, _forced
-      _, ll, new_Bxf, logits = _sample_frame(folded['sample_mlp'], spec, context_Bxf, ll,
+      _, ll, new_Bxf, logits = _sample_frame(mlp, folded['sample_mlp'], spec, context_Bxf, ll,
                                              out_RxBxG, xs_FxBxQ, choose)
       if forced_Bxf is None:
         logits = None
@@ -297,7 +190,7 @@ def _noise_fn(rng, temperatures_B, spec: Spec):
   f0 = spec.frame_sizes[0]
 
   def noise(position):
-    g = jax.random.gumbel(jax.random.fold_in(rng, position), (f0, batch, spec.q_levels))
+    g = jax.random.gumbel(jax.random.fold_in(rng, position), (f0, batch, spec.model.q_levels))
     return g * temperatures_B[None, :, None]
   return noise
 
@@ -333,21 +226,11 @@ def _teacher_forced(folded, state: GenerationState, levels_BxT, spec: Spec):
 # Starting states: silence, or a primed seed
 # ---------------------------------------------------------------------------------------
 
-def _prime_tiers(m: model_lib.SampleRNN, x_BxL, carry):
-  """The frame tiers only (no sample MLP) over a window: the carry after it."""
-  big, length = m.big_frame_size, x_BxL.shape[1]
-  new_carry = [None] * len(m.frame_tiers)
-  conditioning = None
-  for j in reversed(range(len(m.frame_tiers))):
-    f = m.frame_sizes[j]
-    new_carry[j], conditioning = m.frame_tiers[j](x_BxL[:, big - f:length - f], conditioning,
-                                                  carry[j])
-  return tuple(new_carry)
-
-
 @functools.partial(jax.jit, static_argnames='model')
 def _prime_window(params, x_BxL, carry, model):
-  return model.apply({'params': params}, x_BxL, carry, method=_prime_tiers)
+  # The frame tiers only (no sample MLP): the carry after the window.
+  return model.apply({'params': params}, x_BxL, carry,
+                     method=model_lib.SampleRNN.frame_tiers_forward)[0]
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'batch_size'))
@@ -375,7 +258,7 @@ class Sampler:
     options.setdefault('frame_unroll', loops['frame_unroll'])
     options.setdefault('fold_upper_upsampling', batch_size > loops['unfolded_upper_max_batch'])
     self.spec = Spec.from_config(model_config, **options)
-    self.model = model_lib.from_config(model_config)
+    self.model = self.spec.model
     self.batch_size = int(batch_size)
     big = self.spec.big_frame_size
     if chunk_size < 1:
@@ -390,8 +273,8 @@ class Sampler:
     return _fold(params, self.spec)
 
   def silence_level(self) -> int:
-    """PRiSM's initial frame: ``q_levels // 2`` (the zero level of every quantizer)."""
-    return self.spec.q_levels // 2
+    """PRiSM's initial frame: ``quantization.silence_level``."""
+    return quantization.silence_level(self.spec.model.q_levels)
 
   def initial_state(self, params, seed_levels=None) -> GenerationState:
     """The state to generate from: silence, or every tier primed on the whole seed.

@@ -34,8 +34,8 @@ from absl import logging
 from ml_collections import config_flags
 import optuna
 
-from configs import default as default_config
 from samplernn_jax import cli
+from samplernn_jax import default_config
 from samplernn_jax import search_space
 
 FLAGS = flags.FLAGS

@@ -114,12 +114,12 @@ def test_sampler_flop_formula_matches_xla(fold_upper):
   carry = jax.eval_shape(lambda p: model.apply(
       {'params': p}, 1, method=model_lib.SampleRNN.initial_carry), params)
   total = m.dim * m.dim + m.dim * m.q_levels  # hidden2 + output, per sample.
+  tiers, _ = model.step_modules()
   for j, f in enumerate(m.frame_sizes):
     cond = None if j == len(m.frame_sizes) - 1 else jax.ShapeDtypeStruct((1, 3 * m.dim),
                                                                          jnp.float32)
-    step = functools.partial(sampler_lib._tier_step, spec=spec)  # pylint: disable=protected-access
-    compiled = jax.jit(lambda tp, x, c, h: step(tp, frame_Bxf=x, cond_BxG=c, carry=h)).lower(
-        folded[f'frame_tier_{j}'], jax.ShapeDtypeStruct((1, f), jnp.int32), cond,
+    compiled = jax.jit(tiers[j].step).lower(
+        folded['frame_tiers'][j], jax.ShapeDtypeStruct((1, f), jnp.int32), cond,
         carry[j]).compile()
     total += compiled.cost_analysis()['flops'] / 2 / f
   want = flops.executed_generate_flops_per_sample(m, fold_upper)

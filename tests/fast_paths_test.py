@@ -58,13 +58,10 @@ def test_gru_scan_matches_autodiff_of_the_step():
 def unfused_forward(m, x_BxL, carry):
   """The model as written in the paper: every tier's upsampling, then the sample MLP."""
   def fn(m, x_BxL, carry):
-    big, length = m.big_frame_size, x_BxL.shape[1]
-    conditioning = None
-    for j in reversed(range(len(m.frame_tiers))):
-      f = m.frame_sizes[j]
-      _, conditioning = m.frame_tiers[j](x_BxL[:, big - f:length - f], conditioning, carry[j])
+    _, h_BxNxD = m.frame_tiers_forward(x_BxL, carry)
     f0 = m.frame_sizes[0]
-    return m.sample_mlp(x_BxL[:, big - f0:length - 1], conditioning)
+    return m.sample_mlp(x_BxL[:, m.big_frame_size - f0:x_BxL.shape[1] - 1],
+                        m.frame_tiers[0].upsampled(h_BxNxD))
   return fn
 
 

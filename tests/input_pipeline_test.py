@@ -55,7 +55,7 @@ def test_windows_concatenate_back_to_the_files(tmp_path, config):
   assert [bool(w['epoch_end']) for w in windows] == [False] * 9 + [True]
   for w in first:
     assert w['x'].shape == (4, S + F) and w['x'].dtype == np.int32 and w['mask'].all()
-  silence = quantization.silence_level('mu-law', 256)
+  silence = quantization.silence_level(256)
   np.testing.assert_array_equal(first[0]['x'][:, :F], silence)  # PRiSM's zero pad.
   for prev, cur in zip(first, first[1:]):
     np.testing.assert_array_equal(cur['x'][:, :F], prev['x'][:, -F:])  # One big frame.
@@ -136,7 +136,7 @@ def test_validation_pads_its_last_group_with_masked_rows(tmp_path, config):
   windows = list(ds.val)
   assert len(windows) == 2 and [bool(w['epoch_end']) for w in windows] == [False, True]
   np.testing.assert_array_equal(windows[0]['mask'], [True, True, True, False])
-  silence = quantization.silence_level('mu-law', 256)
+  silence = quantization.silence_level(256)
   np.testing.assert_array_equal(windows[1]['x'][3], silence)
   assert_batches_equal(list(ds.val), windows)  # Unshuffled: every pass is the same.
 

@@ -44,7 +44,10 @@ def test_mu_law_matches_reference_formula():
   x = np.array([-1.0, -0.5, -0.01, 0.0, 0.01, 0.5, 1.0], np.float32)
   expected = ((np.sign(x) * np.log1p(255 * np.abs(x)) / np.log(256) + 1) / 2 * 255 + 0.5)
   np.testing.assert_array_equal(q.encode(x, 'mu-law', 256), expected.astype(np.int32))
-  assert q.silence_level('mu-law', 256) == 128
+  assert q.silence_level(256) == 128
+  for q_type, levels in (('mu-law', 256), ('a-law', 256), ('linear', 256), ('linear', 64),
+                         ('linear', 255)):
+    assert int(q.encode(np.zeros(()), q_type, levels)) == q.silence_level(levels), q_type
 
 
 @pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])

@@ -32,14 +32,10 @@ from samplernn_jax import audio_io
 from samplernn_jax import backend
 from samplernn_jax import checkpoint
 from samplernn_jax import cli
+from samplernn_jax import clip_score
+from samplernn_jax import gallery
 from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
-
-# Frames of this many seconds are what the curation scores look at.
-_SCORE_FRAME_SECONDS = 0.02
-# Below this RMS (about -50 dBFS) a frame counts as silent.
-_SILENCE_RMS = 10 ** (-50 / 20)
-
 
 # ---------------------------------------------------------------------------------------
 # Inputs: temperatures, names, seed audio
@@ -151,40 +147,17 @@ def check_sizes(num_seqs: int, num_samples: int, out_dir: str) -> None:
 # ---------------------------------------------------------------------------------------
 
 def score_sequences(levels_BxT: np.ndarray, mean_log_likelihood_B: np.ndarray, model_config,
-                    sample_rate: int) -> list:
-  """One dict per sequence: ``score`` and its parts; higher is better.
+                    sample_rate: int, profile: Optional[clip_score.Profile] = None) -> list:
+  """One dict per sequence: ``clip_score``'s score and parts; higher is better.
 
-  * ``non_silent``: share of 20 ms frames with RMS above -50 dBFS;
-  * ``stuck``: share of frames whose level barely moves (peak-to-peak <= 2 levels) away
-    from silence: a DC offset the model got stuck in;
-  * ``clipped``: share of samples at the lowest or highest level;
-  * ``log_likelihood``: the model's mean log p(x_t | x_<t) of its own output (nats),
-    scaled to [0, 1] as ``1 + ll / ln(q_levels)`` (``likelihood`` below).
-
-  ``score = non_silent - 2 * stuck - 2 * clipped + 0.5 * likelihood``.
+  ``profile``: the run's profile of its training audio (``clip_score.load_profile``);
+  without one only the penalties count. ``log_likelihood``, the model's mean
+  log p(x_t | x_<t) of its own output (nats), is reported but not scored: it is highest
+  for silence and stuck levels, and files scored later have none.
   """
-  q = int(model_config.q_levels)
-  audio = quantization.decode(levels_BxT, model_config.q_type, q)
-  frame = max(1, min(levels_BxT.shape[1], int(_SCORE_FRAME_SECONDS * sample_rate)))
-  n = max(1, levels_BxT.shape[1] // frame)
-  frames_audio = audio[:, :n * frame].reshape(audio.shape[0], n, frame)
-  frames_levels = levels_BxT[:, :n * frame].reshape(levels_BxT.shape[0], n, frame)
-  rms = np.sqrt(np.mean(frames_audio ** 2, axis=-1))
-  non_silent = rms > _SILENCE_RMS
-  flat = (frames_levels.max(-1) - frames_levels.min(-1)) <= 2
-  stuck = np.mean(flat & non_silent, axis=-1)
-  clipped = np.mean((levels_BxT == 0) | (levels_BxT == q - 1), axis=-1)
-  likelihood = np.clip(1.0 + np.asarray(mean_log_likelihood_B) / np.log(q), 0.0, 1.0)
-  scores = []
-  for i in range(levels_BxT.shape[0]):
-    parts = {'non_silent': float(np.mean(non_silent[i])), 'stuck': float(stuck[i]),
-             'clipped': float(clipped[i]),
-             'log_likelihood': float(mean_log_likelihood_B[i]),
-             'likelihood': float(likelihood[i])}
-    parts['score'] = (parts['non_silent'] - 2 * parts['stuck'] - 2 * parts['clipped']
-                      + 0.5 * parts['likelihood'])
-    scores.append(parts)
-  return scores
+  audio_BxT = quantization.decode(levels_BxT, model_config.q_type, model_config.q_levels)
+  return [dict(clip_score.score_audio(audio_T, sample_rate, profile), log_likelihood=float(ll))
+          for audio_T, ll in zip(audio_BxT, mean_log_likelihood_B)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -319,7 +292,7 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
       print(f'Writing the profile to {profile_dir} ...', file=sys.stderr)
       jax.profiler.stop_trace()
 
-  scores = score_sequences(levels, mean_ll, m, sample_rate)
+  scores = score_sequences(levels, mean_ll, m, sample_rate, clip_score.load_profile(workdir))
   order = sorted(range(num_seqs), key=lambda i: -scores[i]['score'])
   kept = sorted(order[:keep]) if keep else list(range(num_seqs))
   for i, s in enumerate(scores):
@@ -338,6 +311,8 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
     json.dump({'workdir': workdir, 'step': step, 'rng_seed': rng_seed, 'seed_audio': seed_audio,
                'duration': duration, 'ranking': order, 'sequences': scores}, f, indent=2)
   os.replace(scores_path + '.tmp', scores_path)
+  if out_dir.startswith(os.path.abspath(workdir) + os.sep):
+    gallery.refresh(workdir)  # Clips written into the run: its page lists them.
   return {'paths': paths, 'scores': scores, 'step': step, 'scores_path': scores_path,
           'samples_per_second': num_seqs * num_samples / elapsed,
           'x_real_time': x_real_time(num_samples, elapsed, sample_rate)}

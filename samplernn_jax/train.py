@@ -31,7 +31,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from samplernn_jax import checkpoint as checkpoint_lib
+from samplernn_jax import clip_score
 from samplernn_jax import config as config_lib
+from samplernn_jax import gallery
 from samplernn_jax import metrics as metrics_lib
 from samplernn_jax import model as model_lib
 from samplernn_jax import sharding
@@ -637,6 +639,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   datasets = input_pipeline.make_datasets(config, data_dir)
   if jax.process_index() == 0:
     _note_data_change(workdir, datasets, resumed=restore_step is not None)
+    # What the gallery and generate --keep score clips against.
+    clip_score.store_training_profile(workdir, data_dir, config)
   windows_per_epoch = datasets.windows_per_epoch
   num_epochs = len(windows_per_epoch)
   if not sum(windows_per_epoch):
@@ -810,11 +814,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if (epoch + 1) % max(int(t.checkpoint_every_epochs), 1) == 0 or early_stop or last_epoch:
           save({k: v for k, v in last_metrics.items() if k != 'learning_rate'})
           if clips_here and (t.checkpoint_policy == 'Always' or is_best):
-            for path, audio in generate_clips(state.params, config,
-                                              os.path.join(workdir, 'generated'), run_id,
-                                              epoch + 1, jax.random.fold_in(gen_rng, step)):
+            clips = generate_clips(state.params, config, os.path.join(workdir, 'generated'),
+                                   run_id, epoch + 1, jax.random.fold_in(gen_rng, step))
+            for path, audio in clips:
               logging.info('Generated %s', path)
               reporter.audio(f'generated/{os.path.basename(path)}', audio, step)
+            if clips:
+              gallery.refresh(workdir)  # The run's page lists the new clips.
         if early_stop:
           logging.info('Early stopping: %r has not improved for %d epochs.', monitor, patience)
           break

@@ -1,4 +1,4 @@
-"""The five commands as a user meets them: --help lists their own flags, every misuse ends
+"""The commands as a user meets them: --help lists their own flags, every misuse ends
 with one short message (no traceback) naming the flag or file, and a non-zero status.
 
 All subprocesses of the module run once, side by side, in a module fixture; the tests
@@ -25,7 +25,8 @@ from tests.sampler_test import random_params
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MODULES = {'samplernn-fetch': 'fetch', 'samplernn-prepare': 'prepare',
            'samplernn-train': 'main', 'samplernn-generate': 'generate',
-           'samplernn-import-prism': 'prism'}
+           'samplernn-import-prism': 'prism', 'samplernn-score': 'clip_score',
+           'samplernn-gallery': 'gallery'}
 # A command's own flags, which --help must list.
 OWN_FLAGS = {
     'samplernn-fetch': ['--batch_file', '--enable_file_urls', '--output_dir'],
@@ -33,6 +34,8 @@ OWN_FLAGS = {
     'samplernn-train': ['--config', '--workdir', '--data_dir', '--resume_from'],
     'samplernn-generate': ['--workdir', '--num_seqs', '--duration', '--overwrite'],
     'samplernn-import-prism': ['--checkpoint', '--config', '--workdir'],
+    'samplernn-score': ['--reference'],
+    'samplernn-gallery': ['--workdir', '--reference'],
 }
 OPEN_FILES = 4096  # The subprocesses' open-file limit, so that --num_seqs=100000 is refused.
 
@@ -131,6 +134,14 @@ def misuses(t: dict) -> dict:
                                                     f'--config={fixture}/prism.config.json',
                                                     f'--workdir={tmp}/imported'],
                          '/nope/model.ckpt-1'),
+      'score-no-reference': ('samplernn-score', [f'--reference={tmp}/nowhere', str(t['audio'])],
+                             'nowhere: not a directory'),
+      'score-no-files': ('samplernn-score', [f'--reference={t["audio"]}'], 'audio files'),
+      'score-bad-file': ('samplernn-score', [f'--reference={t["audio"]}',
+                                             f'{tmp}/out/clip_e=2_t=0.95.wav'],
+                         'clip_e=2_t=0.95.wav: not readable audio'),
+      'gallery-no-workdir': ('samplernn-gallery', [f'--workdir={tmp}/nowhere'],
+                             'nowhere: no such workdir'),
   }
 
 

@@ -55,7 +55,7 @@ def test_writes_seeded_clips_scores_and_pictures(workdir, tmp_path):
   assert not [f for f in files if f.startswith('.generating')]
   scores = json.loads((tmp_path / 'out' / 'clip_e=3_scores.json').read_text())
   assert len(scores['sequences']) == 2
-  assert {'score', 'non_silent', 'stuck', 'clipped', 'log_likelihood'} <= set(
+  assert {'score', 'closeness', 'silent', 'stuck', 'clipped', 'log_likelihood'} <= set(
       scores['sequences'][0])
   assert scores['sequences'][scores['ranking'][0]]['kept']
 

@@ -10,13 +10,14 @@ import os
 import pathlib
 import subprocess
 import sys
-import types
 
 import jax
 import optuna
 import pytest
 
+import samplernn_jax
 from samplernn_jax import checkpoint as checkpoint_lib
+from samplernn_jax import clip_score
 from samplernn_jax import demo_corpus
 from samplernn_jax import search_space
 from samplernn_jax import train as train_lib
@@ -219,7 +220,9 @@ def test_objective_refusals(monkeypatch):
   mixed = search_space.validate({'model.q_type': ['mu-law', 'linear']}, tiny())
   with pytest.raises(tune.TuneError, match='only comparable between models on the same'):
     tune.check_objective('val_bits', mixed)
-  monkeypatch.setitem(sys.modules, 'samplernn_jax.clip_score', None)  # Not installed.
+  # Not installed: neither importable nor already an attribute of the package.
+  monkeypatch.setitem(sys.modules, 'samplernn_jax.clip_score', None)
+  monkeypatch.delattr(samplernn_jax, 'clip_score', raising=False)
   with pytest.raises(tune.TuneError, match='clip_score is unavailable'):
     tune.check_objective('clip_score', mixed)
 
@@ -231,8 +234,7 @@ def test_clip_score_objective(tmp_path, corpus, monkeypatch):
   def score_paths(paths, reference):
     seen.update(paths=list(paths), reference=reference)
     return [{'path': p, 'score': 0.5 + i / 10} for i, p in enumerate(paths)]
-  monkeypatch.setitem(sys.modules, 'samplernn_jax.clip_score',
-                      types.SimpleNamespace(score_paths=score_paths))
+  monkeypatch.setattr(clip_score, 'score_paths', score_paths)
   study_dir = str(tmp_path / 'study')
   os.makedirs(study_dir)
   space = search_space.validate({'model.q_type': ['mu-law', 'linear']}, tiny())

@@ -165,6 +165,12 @@ def _reset(model, params, carry, reset_B):
   return model_lib.reset_carry(initial, carry, reset_B)
 
 
+def _data_axis(mesh: Mesh):
+  """The mesh axis the step reduces over; None on one device, where there is nothing to
+  split or reduce (single-device collectives would still copy their buffers on a CPU)."""
+  return sharding.DATA_AXIS if mesh.size > 1 else None
+
+
 def _per_device(body, mesh: Mesh, in_specs, out_specs):
   """``body`` run on each device's rows: ``jax.shard_map`` over 'data', jitted.
 
@@ -173,6 +179,8 @@ def _per_device(body, mesh: Mesh, in_specs, out_specs):
   Written per device, custom VJPs, ``lax.map`` over rows, reshapes and the carry stay on
   each device's rows (left to sharding propagation, XLA gathered them whole instead).
   """
+  if _data_axis(mesh) is None:
+    return body
   return jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
 
 
@@ -188,7 +196,8 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
   are averaged over devices once, and every device applies the same update. With equal
   rows per device that is the gradient of the global batch's mean loss, as on one device.
   """
-  model = model_lib.from_config(config.model, axis_name=sharding.DATA_AXIS)
+  axis = _data_axis(mesh)
+  model = model_lib.from_config(config.model, axis_name=axis)
   big = model.big_frame_size
 
   def train_step(state: TrainState, carry, batch):
@@ -204,10 +213,12 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
 
     # Differentiate this device's copy of the parameters, so its gradient is its own rows'
     # (summed once below) rather than reduced implicitly wherever a parameter is used.
-    params = jax.tree.map(lambda p: jax.lax.pcast(p, sharding.DATA_AXIS, to='varying'),
-                          state.params)
+    params = state.params
+    if axis is not None:
+      params = jax.tree.map(lambda p: jax.lax.pcast(p, axis, to='varying'), params)
     grads, (new_carry, metrics) = jax.grad(loss_fn, has_aux=True)(params)
-    grads, metrics = jax.lax.pmean((grads, metrics), sharding.DATA_AXIS)
+    if axis is not None:
+      grads, metrics = jax.lax.pmean((grads, metrics), axis)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics['grad_norm'] = optax.global_norm(grads)
@@ -227,7 +238,8 @@ def make_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
   ``sums`` (see ``metrics.weighted_sums``) add up over a pass; padding rows count zero.
   Each device evaluates its own rows; the sums are added over devices once.
   """
-  model = model_lib.from_config(config.model, axis_name=sharding.DATA_AXIS)
+  axis = _data_axis(mesh)
+  model = model_lib.from_config(config.model, axis_name=axis)
   big = model.big_frame_size
 
   def eval_step(params, carry, batch):
@@ -235,7 +247,7 @@ def make_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
     start = _reset(model, params, carry, batch['reset'])
     carry, logits = model.apply({'params': params}, x_BxL, start, deterministic=True)
     sums = metrics_lib.weighted_sums(logits, x_BxL[:, big:], batch['mask'])
-    return carry, jax.lax.psum(sums, sharding.DATA_AXIS)
+    return carry, sums if axis is None else jax.lax.psum(sums, axis)
 
   rows = P(sharding.DATA_AXIS)
   step = _per_device(eval_step, mesh, in_specs=(P(), rows, rows), out_specs=(rows, P()))

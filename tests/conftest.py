@@ -35,6 +35,26 @@ def prism_case(name: str) -> pathlib.Path:
   pytest.skip(f'PRiSM fixture {name} not found in {[str(r) for r in PRISM_FIXTURE_DIRS]}')
 
 
+@pytest.fixture(scope='module')
+def module_compilation_cache(tmp_path_factory):
+  """One persistent compilation cache for a test module, its subprocesses included.
+
+  Its tests compile the same tiny steps again and again (runs, resumes, workers): after the
+  first, they read the cache. Use with ``pytestmark = pytest.mark.usefixtures(...)``.
+  """
+  cache = str(tmp_path_factory.mktemp('jax_cache'))
+  old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update('jax_compilation_cache_dir', cache)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = cache
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  yield cache
+  jax.config.update('jax_compilation_cache_dir', old[0])
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', old[1])
+  os.environ.pop('JAX_COMPILATION_CACHE_DIR')
+  os.environ.pop('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS')
+
+
 @pytest.fixture
 def tiny_config():
   from configs import tiny

@@ -32,24 +32,9 @@ TRAIN_FLAGS = ['--config.train.log_every_steps=0', '--config.generate.max_genera
 State = optuna.trial.TrialState
 
 
-@pytest.fixture(scope='module', autouse=True)
-def compilation_cache(tmp_path_factory):
-  """One persistent cache for the module, worker processes included.
-
-  Every test trains the same tiny model at lr 1e-3 (the bad trial aside), so after the first
-  test the trials (and the two concurrent workers) compile nothing: they only read the cache.
-  """
-  cache = str(tmp_path_factory.mktemp('jax_cache'))
-  old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-  jax.config.update('jax_compilation_cache_dir', cache)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = cache
-  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
-  yield
-  jax.config.update('jax_compilation_cache_dir', old[0])
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', old[1])
-  os.environ.pop('JAX_COMPILATION_CACHE_DIR')
-  os.environ.pop('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS')
+# Every test trains the same tiny model at lr 1e-3 (the bad trial aside), so after the first
+# test the trials (and the two concurrent workers) compile nothing: they only read the cache.
+pytestmark = pytest.mark.usefixtures('module_compilation_cache')
 
 
 @pytest.fixture(scope='module')

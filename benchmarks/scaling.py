@@ -48,18 +48,22 @@ def shape_bytes(shape_text: str) -> int:
   return total
 
 
-def _loop_computations(hlo: str) -> set:
-  """Names of the computations that run inside a while loop (bodies and what they call)."""
-  calls = collections.defaultdict(set)
-  bodies = set()
+def _instructions(hlo: str):
+  """``(computation name, line)`` for every instruction line of an HLO module's text."""
   current = None
   for line in hlo.splitlines():
     m = _COMPUTATION.match(line)
     if m and not line.startswith(' '):
       current = m.group(1)
-      continue
-    if current is None:
-      continue
+    elif current is not None:
+      yield current, line
+
+
+def _loop_computations(hlo: str) -> set:
+  """Names of the computations that run inside a while loop (bodies and what they call)."""
+  calls = collections.defaultdict(set)
+  bodies = set()
+  for current, line in _instructions(hlo):
     for names in _CALLS.findall(line):
       for name in re.split(r'[,\s%]+', names):
         if name:
@@ -82,12 +86,7 @@ def collectives(hlo: str, num_devices: int) -> Dict[str, Dict[str, Any]]:
   out = {k: {'count': 0, 'payload_bytes': 0, 'ring_bytes_per_device': 0.0, 'in_loop': 0,
              'shapes': []} for k in COLLECTIVES}
   n = max(num_devices, 1)
-  current = None
-  for line in hlo.splitlines():
-    m = _COMPUTATION.match(line)
-    if m and not line.startswith(' '):
-      current = m.group(1)
-      continue
+  for current, line in _instructions(hlo):
     m = _INSTRUCTION.match(line)
     if not m:
       continue

@@ -619,6 +619,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   from samplernn_jax import input_pipeline  # grain; training only.
   config_lib.validate(config)  # Before anything is written: a typo leaves no workdir behind.
   workdir = os.path.abspath(workdir)
+  if data_dir is not None:
+    input_pipeline.find_audio_files(data_dir)  # A missing or empty folder: before any write.
   os.makedirs(workdir, exist_ok=True)
   t = config.train
   manager = checkpoint_lib.make_manager(workdir, checkpoint_lib.training_options(t))

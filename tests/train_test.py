@@ -158,6 +158,7 @@ def test_missing_or_empty_data_dir(tmp_path):
   (tmp_path / 'empty').mkdir()
   with pytest.raises(ValueError, match='holds no audio files'):
     train.train_and_evaluate(tiny(), str(tmp_path / 'run'), str(tmp_path / 'empty'))
+  assert not (tmp_path / 'run').exists()  # Refused before anything was written.
 
 
 @pytest.mark.parametrize('policy,keep,expected', [

@@ -17,7 +17,8 @@ import pytest
 
 from benchmarks import flops
 from benchmarks import run
-from configs import default
+from samplernn_jax import model as model_lib
+from tests.conftest import load_config
 
 
 def _run_cli(tmp_path, extra=()):
@@ -89,7 +90,7 @@ def test_markdown_is_written_and_printed_last(quick_tiny):
 
 
 def test_flop_formula_by_hand():
-  m = default.get_config().model  # D 1024, Q 256, frames (16, 64), 4 GRU layers.
+  m = load_config('default').model  # D 1024, Q 256, frames (16, 64), 4 GRU layers.
   d, q, gru = 1024, 256, 3
   mlp = 16 * q * d + 2 * d * d + d * q
   tier1 = (64 * d + 4 * gru * 2 * d * d + 4 * d * d) / 64
@@ -102,15 +103,11 @@ def test_flop_formula_by_hand():
 @pytest.mark.parametrize('fold_upper', [True, False])
 def test_sampler_flop_formula_matches_xla(fold_upper):
   """executed_generate_flops_per_sample against XLA's count of one frame of each tier."""
-  from samplernn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
-  from samplernn_jax import sampler as sampler_lib  # pylint: disable=g-import-not-at-top
-  m = default.get_config().model
+  m = load_config('default').model
   m.dim, m.frame_sizes = 128, (4, 8, 32)
-  spec = sampler_lib.Spec.from_config(m, fold_upper_upsampling=fold_upper)
   model = model_lib.from_config(m)
   params = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
-  folded = jax.eval_shape(functools.partial(sampler_lib._fold, spec=spec),  # pylint: disable=protected-access
-                          params)
+  folded = jax.eval_shape(functools.partial(model.fold, fold_upper_upsampling=fold_upper), params)
   carry = jax.eval_shape(lambda p: model.apply(
       {'params': p}, 1, method=model_lib.SampleRNN.initial_carry), params)
   total = m.dim * m.dim + m.dim * m.q_levels  # hidden2 + output, per sample.

@@ -19,8 +19,9 @@ import soundfile as sf
 
 from samplernn_jax import checkpoint
 from samplernn_jax import model as model_lib
+from tests.conftest import load_config
 from tests.conftest import prism_case
-from tests.sampler_test import random_params
+from tests.conftest import random_params
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MODULES = {'samplernn-fetch': 'fetch', 'samplernn-prepare': 'prepare',
@@ -72,9 +73,8 @@ def readonly_dir(tmp: pathlib.Path) -> str:
 @pytest.fixture(scope='module')
 def tree(tmp_path_factory):
   """A tiny checkpoint, a damaged copy, a few audio files and a read-only folder."""
-  from configs import tiny  # pylint: disable=g-import-not-at-top
   tmp = tmp_path_factory.mktemp('cli')
-  config = tiny.get_config()
+  config = load_config('tiny')
   params = random_params(model_lib.from_config(config.model))
   run = tmp / 'run'
   for step in (1, 2):

@@ -1,4 +1,7 @@
-"""Shared test helpers: the fixtures folder beside the checkout, tiny configs, numerics.
+"""Shared test helpers: configs by name, models with cheap parameters, PRiSM fixtures, numerics.
+
+Test modules import what they share from here (``from tests.conftest import ...``), never
+from one another.
 
 Float32 matmuls run at full precision in every test and its subprocesses: GPUs would
 otherwise use TF32 (10-bit mantissas) and miss the 1e-4 parity bounds. On a GPU, XLA is
@@ -9,6 +12,8 @@ import importlib.util
 import os
 import pathlib
 
+import ml_collections
+import numpy as np
 import pytest
 
 os.environ.setdefault('JAX_DEFAULT_MATMUL_PRECISION', 'highest')
@@ -17,7 +22,14 @@ if any(importlib.util.find_spec(p) for p in ('jax_cuda12_plugin', 'jax_cuda13_pl
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
                              + ' --xla_gpu_deterministic_ops=true').strip()
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+# JAX is imported only now, after the environment above is set.
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import jax.numpy as jnp
+
+from samplernn_jax import config as config_lib
+from samplernn_jax import model as model_lib
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 jax.config.update('jax_default_matmul_precision', 'highest')
 
@@ -55,7 +67,38 @@ def module_compilation_cache(tmp_path_factory):
   os.environ.pop('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS')
 
 
+def load_config(name: str) -> ml_collections.ConfigDict:
+  """``configs/NAME.py``'s config, loaded by path as ``--config`` loads it (``configs/`` is
+  not a package)."""
+  path = REPO / 'configs' / f'{name}.py'
+  spec = importlib.util.spec_from_file_location(f'_test_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
 @pytest.fixture
 def tiny_config():
-  from configs import tiny
-  return tiny.get_config()
+  """A fresh ``configs/tiny.py`` config per test, free to change."""
+  return load_config('tiny')
+
+
+def random_params(model: model_lib.SampleRNN, scale: float = 0.25):
+  """Gaussian parameters of the model's shapes: non-zero biases and h0 exercise every fold.
+
+  (Cheaper than ``init_params``, whose initializers take seconds to compile.)
+  """
+  shapes = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
+  rng = np.random.default_rng(0)
+  return jax.tree.map(
+      lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), jnp.float32), shapes)
+
+
+def make_model(config: ml_collections.ConfigDict, init: bool = False, **model_overrides):
+  """``(model, params, config)`` for ``config`` with ``config.model`` fields overridden
+  (in place) and validated. ``params``: ``random_params``, or ``init_params``' with ``init``."""
+  config.model.update(model_overrides)
+  config_lib.validate(config)
+  model = model_lib.from_config(config.model)
+  params = model_lib.init_params(model, jax.random.key(0)) if init else random_params(model)
+  return model, params, config

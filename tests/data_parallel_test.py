@@ -17,13 +17,13 @@ import pytest
 
 from benchmarks import scaling
 from samplernn_jax import config as config_lib
+from tests.conftest import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def small_config(batch_size: int):
-  from configs import tiny
-  config = tiny.get_config()
+  config = load_config('tiny')
   # Wide and long enough that the step's work dwarfs the optimizer's per-parameter update,
   # which every device repeats on the averaged gradient.
   config.model.dim = 64
@@ -81,9 +81,8 @@ print('OK')
 
 def steps_on(devices, num_steps=3, **model_overrides):
   """Parameters and last loss after ``num_steps`` fixed windows on a mesh over ``devices``."""
-  from configs import tiny
   from samplernn_jax import train
-  config = tiny.get_config()
+  config = load_config('tiny')
   config.model.update(model_overrides)
   config_lib.validate(config)
   rng = np.random.default_rng(0)
@@ -115,9 +114,9 @@ jax.config.update('jax_cpu_collectives_implementation', 'gloo')
 jax.distributed.initialize(coordinator_address='localhost:{port}', num_processes=2,
                            process_id={process_id})
 assert jax.process_count() == 2 and jax.device_count() == 2
-from configs import tiny
 from samplernn_jax import train
-config = tiny.get_config()
+from tests.conftest import load_config
+config = load_config('tiny')
 rng = np.random.default_rng(0)
 length = config.data.seq_len + config.model.frame_sizes[-1]
 mesh = train.make_mesh()

@@ -23,15 +23,15 @@ from samplernn_jax import model as model_lib
 from samplernn_jax import prepare
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
-from tests.sampler_test import random_params
+from tests.conftest import load_config
+from tests.conftest import random_params
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DURATION = 0.012  # tiny: 96 samples at 8 kHz.
 
 
 def tiny_config():
-  from configs import tiny  # pylint: disable=g-import-not-at-top
-  config = tiny.get_config()
+  config = load_config('tiny')
   config.generate.chunk_size = 48
   return config
 

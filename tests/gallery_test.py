@@ -20,6 +20,7 @@ from samplernn_jax import demo_corpus
 from samplernn_jax import gallery
 from samplernn_jax import generate
 from samplernn_jax import train
+from tests.conftest import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / 'tests' / 'artifacts'
@@ -28,10 +29,9 @@ ARTIFACTS = REPO / 'tests' / 'artifacts'
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
   """A workdir with a profile, metrics, two in-training clips and two generated ones."""
-  from configs import tiny  # pylint: disable=g-import-not-at-top
   corpus = str(tmp_path_factory.mktemp('corpus'))
   demo_corpus.synthesize(corpus, sample_rate=8000, num_files=6, seconds=0.2)
-  config = tiny.get_config()
+  config = load_config('tiny')
   config.train.num_epochs = 1
   config.train.log_every_steps = 5
   config.generate.max_generate_per_epoch = 2

@@ -10,13 +10,13 @@ import soundfile as sf
 from samplernn_jax import checkpoint
 from samplernn_jax import generate
 from samplernn_jax import model as model_lib
-from tests.sampler_test import random_params
+from tests.conftest import load_config
+from tests.conftest import random_params
 
 
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
-  from configs import tiny  # pylint: disable=g-import-not-at-top
-  config = tiny.get_config()
+  config = load_config('tiny')
   config.generate.chunk_size = 48
   path = str(tmp_path_factory.mktemp('run'))
   checkpoint.save_params(path, 3, random_params(model_lib.from_config(config.model)), config)

@@ -10,16 +10,8 @@ from samplernn_jax import config as config_lib
 from samplernn_jax import metrics
 from samplernn_jax import model as model_lib
 from samplernn_jax import rnn
-
-
-def make(tiny_config, **overrides):
-  for k, v in overrides.items():
-    setattr(tiny_config.model, k, v)
-  big = tiny_config.model.frame_sizes[-1]
-  tiny_config.data.seq_len = 4 * big
-  config_lib.validate(tiny_config)
-  m = model_lib.from_config(tiny_config.model)
-  return m, model_lib.init_params(m, jax.random.key(0)), tiny_config
+from tests.conftest import load_config
+from tests.conftest import make_model
 
 
 def random_window(rng, batch, length, q):
@@ -29,7 +21,7 @@ def random_window(rng, batch, length, q):
 @pytest.mark.parametrize('frame_sizes', [(4,), (2, 8), (2, 4, 16)])
 @pytest.mark.parametrize('rnn_type', ['gru', 'lstm'])
 def test_output_shapes(tiny_config, frame_sizes, rnn_type):
-  m, params, cfg = make(tiny_config, frame_sizes=frame_sizes, rnn_type=rnn_type)
+  m, params, cfg = make_model(tiny_config, init=True, frame_sizes=frame_sizes, rnn_type=rnn_type)
   seq_len, big = cfg.data.seq_len, frame_sizes[-1]
   x = random_window(0, 3, seq_len + big, 256)
   carry0 = m.apply({'params': params}, 3, method=model_lib.SampleRNN.initial_carry)
@@ -66,7 +58,8 @@ def _zeros_carry(rnn_type, layers, batch, dim):
 @pytest.mark.parametrize('frame_sizes', [(4,), (2, 8), (2, 4, 16)])
 def test_chained_windows_equal_one_long_window(tiny_config, frame_sizes):
   """Truncated BPTT: two windows with the carry passed on == one window twice as long."""
-  m, params, cfg = make(tiny_config, frame_sizes=frame_sizes, rnn_type='lstm', learn_h0=True)
+  m, params, cfg = make_model(tiny_config, init=True, frame_sizes=frame_sizes, rnn_type='lstm',
+                              learn_h0=True)
   seq_len, big = cfg.data.seq_len, frame_sizes[-1]
   x = random_window(1, 2, 2 * seq_len + big, 256)
   carry0 = m.apply({'params': params}, 2, method=model_lib.SampleRNN.initial_carry)
@@ -77,7 +70,7 @@ def test_chained_windows_equal_one_long_window(tiny_config, frame_sizes):
 
 
 def test_reset_carry_picks_per_sequence(tiny_config):
-  m, params, _ = make(tiny_config, learn_h0=True)
+  m, params, _ = make_model(tiny_config, init=True, learn_h0=True)
   params = jax.tree.map(lambda a: a + 0.5, params)
   init = m.apply({'params': params}, 2, method=model_lib.SampleRNN.initial_carry)
   other = jax.tree.map(lambda a: a * 0 + 7.0, init)
@@ -90,7 +83,8 @@ def test_reset_carry_picks_per_sequence(tiny_config):
 @pytest.mark.parametrize('rnn_type,skip_conn,learn_h0', [('gru', False, True),
                                                          ('lstm', True, True)])
 def test_gradients_reach_every_parameter(tiny_config, rnn_type, skip_conn, learn_h0):
-  m, params, cfg = make(tiny_config, rnn_type=rnn_type, skip_conn=skip_conn, learn_h0=learn_h0)
+  m, params, cfg = make_model(tiny_config, init=True, rnn_type=rnn_type, skip_conn=skip_conn,
+                              learn_h0=learn_h0)
   big = cfg.model.frame_sizes[-1]
   x = random_window(2, 2, cfg.data.seq_len + big, 256)
 
@@ -105,7 +99,7 @@ def test_gradients_reach_every_parameter(tiny_config, rnn_type, skip_conn, learn
 
 
 def test_dropout_is_active_only_in_training(tiny_config):
-  m, params, cfg = make(tiny_config, rnn_dropout=0.5)
+  m, params, cfg = make_model(tiny_config, init=True, rnn_dropout=0.5)
   x = random_window(3, 2, cfg.data.seq_len + cfg.model.frame_sizes[-1], 256)
   carry = m.apply({'params': params}, 2, method=model_lib.SampleRNN.initial_carry)
   _, a = m.apply({'params': params}, x, carry)
@@ -144,5 +138,4 @@ def test_seq_len_must_be_a_multiple_of_the_top_frame(tiny_config):
 
 @pytest.mark.parametrize('name', ['default', 'two_tier', 'iclr2017', 'tiny'])
 def test_shipped_configs_are_valid(name):
-  import importlib
-  config_lib.validate(importlib.import_module(f'configs.{name}').get_config())
+  config_lib.validate(load_config(name))

@@ -7,26 +7,11 @@ import numpy as np
 import pytest
 
 from samplernn_jax import model as model_lib
+from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
+from tests.conftest import load_config
+from tests.conftest import make_model
 from tests.conftest import prism_case
-
-
-def make(tiny_config, **overrides):
-  for k, v in overrides.items():
-    setattr(tiny_config.model, k, v)
-  m = model_lib.from_config(tiny_config.model)
-  return m, random_params(m), tiny_config
-
-
-def random_params(m, scale=0.25):
-  """Gaussian parameters of the model's shapes: non-zero biases and h0 exercise every fold.
-
-  (Cheaper than ``init_params``, whose initializers take seconds to compile.)
-  """
-  shapes = jax.eval_shape(lambda: model_lib.init_params(m, jax.random.key(0)))
-  rng = np.random.default_rng(0)
-  return jax.tree.map(
-      lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), jnp.float32), shapes)
 
 
 def random_levels(seed, batch, length, q):
@@ -57,7 +42,7 @@ def assert_teacher_forcing_matches_model(m, params, model_config, num_frames=3,
 ])
 def test_teacher_forcing_equals_parallel_forward(tiny_config, frame_sizes, rnn_type, skip_conn,
                                                  learn_h0):
-  m, params, cfg = make(tiny_config, frame_sizes=frame_sizes, rnn_type=rnn_type,
+  m, params, cfg = make_model(tiny_config, frame_sizes=frame_sizes, rnn_type=rnn_type,
                         skip_conn=skip_conn, learn_h0=learn_h0)
   # Both forms of the upper tiers' upsampling (folded at large batches, apart at small).
   folds = (False, True) if len(frame_sizes) > 1 else (False,)
@@ -82,8 +67,7 @@ N, CHUNK = 96, 48
 
 @pytest.fixture(scope='module')
 def gru_model():
-  from configs import tiny  # pylint: disable=g-import-not-at-top
-  return make(tiny.get_config(), learn_h0=True)
+  return make_model(load_config('tiny'), learn_h0=True)
 
 
 def test_same_rng_same_output_and_chunking_does_not_matter(gru_model):
@@ -111,7 +95,7 @@ def test_temperatures_are_per_sequence(gru_model):
   levels, mean_ll = sampler.generate(params, N, [1e-4, 1.0], 3, return_log_likelihood=True)
   # Near-zero temperature is greedy decoding: every sample is the model's argmax.
   big = m.big_frame_size
-  history = np.full((2, big), sampler.silence_level(), np.int32)
+  history = np.full((2, big), quantization.silence_level(m.q_levels), np.int32)
   logits = np.asarray(sampler.teacher_force(params, np.concatenate([history, levels], 1)))
   log_probs = np.asarray(jax.nn.log_softmax(logits, axis=-1))
   chosen = np.take_along_axis(log_probs, levels[..., None], -1)[..., 0]
@@ -132,7 +116,8 @@ def test_seed_primes_every_tier_on_the_whole_seed(gru_model, seed_length, monkey
   sampler = sampler_lib.Sampler(cfg.model, 2, CHUNK)
   seed = np.asarray(random_levels(5, 1, seed_length, 256))[0]
   state = sampler.initial_state(params, seed)
-  padded = np.concatenate([np.full(-seed_length % big, 128, np.int32), seed])
+  silence = quantization.silence_level(m.q_levels)
+  padded = np.concatenate([np.full(-seed_length % big, silence, np.int32), seed])
   x = jnp.asarray(np.broadcast_to(padded, (2, padded.shape[0])))
   carry0 = m.apply({'params': params}, 2, method=model_lib.SampleRNN.initial_carry)
   forward = jax.jit(lambda p, x, c: m.apply({'params': p}, x, c))

@@ -39,11 +39,11 @@ def auc(positives, negatives) -> float:
 def untrained_clips(num: int, num_samples: int, seed: int = 0) -> np.ndarray:
   """float32[num, num_samples]: a randomly initialized tiny SampleRNN at temperature 1."""
   import jax  # pylint: disable=g-import-not-at-top  (only this negative needs the model)
-  from configs import tiny  # pylint: disable=g-import-not-at-top
   from samplernn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   from samplernn_jax import quantization  # pylint: disable=g-import-not-at-top
   from samplernn_jax import sampler  # pylint: disable=g-import-not-at-top
-  m = tiny.get_config().model
+  from tests.conftest import load_config  # pylint: disable=g-import-not-at-top
+  m = load_config('tiny').model
   params = model_lib.init_params(model_lib.from_config(m), jax.random.key(seed))
   levels = sampler.generate(params, m, num_samples, [1.0] * num, jax.random.key(seed + 1),
                             chunk_size=4096)

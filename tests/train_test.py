@@ -24,6 +24,7 @@ import pytest
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import demo_corpus
 from samplernn_jax import train
+from tests.conftest import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 100
@@ -40,8 +41,7 @@ def corpus(tmp_path_factory):
 
 
 def tiny(**train_overrides):
-  from configs import tiny as tiny_config
-  config = tiny_config.get_config()
+  config = load_config('tiny')
   config.train.log_every_steps = 0
   config.train.learning_rate = 3e-3  # Learns visibly within 200 steps.
   config.generate.max_generate_per_epoch = 0

@@ -23,6 +23,7 @@ from samplernn_jax import search_space
 from samplernn_jax import train as train_lib
 from samplernn_jax import tune
 from samplernn_jax import tune_report
+from tests.conftest import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(REPO / 'configs' / 'tiny.py')
@@ -45,8 +46,7 @@ def corpus(tmp_path_factory):
 
 
 def tiny(**train):
-  from configs import tiny as tiny_config
-  config = tiny_config.get_config()
+  config = load_config('tiny')
   config.train.log_every_steps = 0
   config.train.eval_every_steps = 25
   config.generate.max_generate_per_epoch = 0
@@ -237,11 +237,10 @@ def test_clip_score_objective(tmp_path, corpus, monkeypatch):
 
 
 def test_shipped_spaces_fit_their_configs():
-  from configs import default
   comparisons = search_space.load(str(REPO / 'configs' / 'spaces' / 'comparisons.py'),
-                                  default.get_config())
+                                  load_config('default'))
   assert comparisons['model.frame_sizes'].choices == ('(16,)', '(16, 64)')
-  assert search_space.to_config(default.get_config(), {'model.frame_sizes': '(16,)'}
+  assert search_space.to_config(load_config('default'), {'model.frame_sizes': '(16,)'}
                                 ).model.frame_sizes == (16,)
   assert [len(v) for v in tune.grid(comparisons).values()] == [2, 2, 2, 2]
   small = search_space.load(str(REPO / 'configs' / 'spaces' / 'small.py'), tiny())

@@ -14,8 +14,8 @@ A training window ``x_BxL`` holds ``L = seq_len + big_frame`` samples and yields
 for its last ``seq_len`` samples, exactly as PRiSM slices its inputs. The RNN carry of
 every tier is an explicit input and output, so consecutive windows chain exactly.
 
-The same parameters drive the sampler (``sampler.py``), which folds them into one-frame
-step functions; a frame tier called on a single frame computes the same step.
+Each module also has a one-frame form beside its parallel one (``fold`` once, then
+``step``), on the same parameters: the sampler (``sampler.py``) runs it.
 """
 
 from typing import Any, Optional, Sequence
@@ -341,9 +341,15 @@ class SampleRNN(nn.Module):
   def fold(self, params, fold_upper_upsampling: bool = True) -> dict:
     """The step form of the whole model: ``{'frame_tiers': [...], 'sample_mlp': ...}``.
 
-    Pure (``params`` is ``init_params``' tree). Each tier's upsampling is folded with what
-    it feeds (the sample MLP's ``hidden1`` for the lowest tier; the tier below's first-layer
-    input gates for the others, unless ``fold_upper_upsampling`` is False).
+    Pure (``params`` is ``init_params``' tree); the sampler folds once per checkpoint. Each
+    tier's upsampling is folded with what it feeds (the sample MLP's ``hidden1`` for the
+    lowest tier; the tier below's first-layer input gates for the others, unless
+    ``fold_upper_upsampling`` is False), and each tier's input projection with its first
+    layer's input gates. So a tier frame starts with one ``[f, G]`` matmul plus the
+    conditioning, and per sample only row gathers, a bias, ReLU, ``hidden2`` and the output
+    layer remain. Unfolded, an upper tier streams ``U`` and ``W_ih`` (fewer bytes: better
+    while a frame is bound by memory traffic, at small batches); folded, ``U_k @ W_ih``
+    (fewer flops: better at large batches). See ``backend.sampler_options``.
     """
     tiers, mlp = self.step_modules()
     folded_tiers = []

@@ -6,19 +6,8 @@ back to the host until a chunk of ``chunk_size`` samples is done, and the carry 
 tier's RNN state, the last big frame of samples, the log-likelihood so far) is threaded
 from chunk to chunk, so one compiled function makes any length.
 
-Parameters are folded once, when they are loaded (``fold_params``; each module folds its
-own parameters beside its parallel form: ``SampleRNN.fold``), so that per sample
-only row gathers, a bias, ReLU, ``hidden2`` and the output layer remain:
-
-* the sample-level embedding, its ``F``-tap convolution and ``hidden1`` are linear up
-  to ``hidden1``'s ReLU, so tap ``k`` becomes one table ``E @ W_k @ W_1`` (``[F, Q, D]``;
-  ``hidden1``'s bias rides in tap 0's table);
-* the lowest frame tier's upsampling feeds only ``hidden1``: ``U_k @ W_1``;
-* an upper tier's upsampling feeds only the tier below's first RNN layer input
-  (through that tier's input sum): ``U_k @ W_ih`` (at large batches; at small ones,
-  bound by memory traffic, ``U`` and ``W_ih`` stay apart as they are fewer bytes); the
-  tier below's input projection is folded the same way (``W_in @ W_ih``), so each tier
-  frame starts with one ``[f, G]`` matmul plus the conditioning.
+The scans run the model's one-frame form: ``SampleRNN.fold`` (once per checkpoint:
+``Sampler.fold``) and each tier's ``step``; ``model.py`` says what is folded and why.
 
 Sampling is PRiSM's: ``categorical(log_softmax(logits) / temperature)``, with one
 temperature per sequence, as ``argmax(logits + temperature * gumbel)``. The noise of
@@ -27,7 +16,6 @@ so the output does not depend on how a run is cut into chunks.
 """
 
 import functools
-import math
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import flax
@@ -36,40 +24,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from samplernn_jax import backend
 from samplernn_jax import model as model_lib
 from samplernn_jax import quantization
-from samplernn_jax import backend as backend_lib
-
-
-# Loop bodies unrolled per scan iteration (the sample loop, a small body run most often, and
-# the frame loops), and the largest batch at which an upper tier's upsampling is left
-# unfolded: per backend, with their reasons, in ``backend.py``. Unfolded, ``U`` [D, R*D]
-# and ``W_ih`` [D, G] are 29 MB at the default config; folded, ``U_k @ W_ih`` is [D, R*G]
-# (50 MB, R = 4). At small batches each frame is bound by streaming weights from memory, so
-# fewer bytes win; at large batches the folded form's fewer flops win (it saves the
-# [B*R, D] @ [D, G] matmul).
-SAMPLE_UNROLL = backend_lib.sampler_options('cpu')['sample_unroll']
-FRAME_UNROLL = backend_lib.sampler_options('cpu')['frame_unroll']
 
 
 class Spec(NamedTuple):
-  """The compile cache key: the model (its static description) and the loop shapes."""
+  """The compile cache key: the model and the loop shapes (``backend.sampler_options``)."""
   model: model_lib.SampleRNN
-  sample_unroll: int = SAMPLE_UNROLL
-  frame_unroll: int = FRAME_UNROLL
-  fold_upper_upsampling: bool = True
-
-  @classmethod
-  def from_config(cls, model_config: ml_collections.ConfigDict, **options) -> 'Spec':
-    return cls(model_lib.from_config(model_config), **options)
-
-  @property
-  def frame_sizes(self) -> tuple:
-    return tuple(self.model.frame_sizes)
-
-  @property
-  def big_frame_size(self) -> int:
-    return self.model.big_frame_size
+  sample_unroll: int  # Per-sample loop steps per scan iteration.
+  frame_unroll: int  # Frame loop steps per scan iteration.
+  fold_upper_upsampling: bool  # See ``SampleRNN.fold``.
 
 
 @flax.struct.dataclass
@@ -82,32 +47,18 @@ class GenerationState:
 
 
 # ---------------------------------------------------------------------------------------
-# Folding: each module folds its own parameters (``fold`` beside its ``__call__``)
+# The nested scans
 # ---------------------------------------------------------------------------------------
 
-@functools.partial(jax.jit, static_argnames='spec')
-def _fold(params, spec: Spec):
-  return spec.model.fold(params, spec.fold_upper_upsampling)
+def _sample_frame(spec: Spec, folded_mlp, window_BxF, ll_B, hidden1_FxBxD, choose_xs, choose):
+  """The samples of one lowest-tier frame, one at a time: ``(ll, samples_BxF, logits_BxFxQ)``.
 
-
-def fold_params(params, model_config: ml_collections.ConfigDict):
-  """The generation-time form of ``params`` (see the module docstring). Jitted."""
-  return _fold(params, Spec.from_config(model_config))
-
-
-# ---------------------------------------------------------------------------------------
-# The per-sample loop of one lowest-tier frame
-# ---------------------------------------------------------------------------------------
-
-def _sample_frame(mlp: model_lib.SampleMLP, folded_mlp, spec: Spec, window_BxF, ll_B,
-                  hidden1_FxBxD, choose_xs, choose):
-  """The samples of one lowest-tier frame, one at a time.
-
-  ``choose(logits_BxQ, x)`` picks each next sample from its scan input ``x`` (scaled
-  Gumbel noise, or the given sample under teacher forcing). The log-likelihood of the
-  chosen samples is added to ``ll_B`` once per frame, outside the per-sample loop.
-  Returns ``(window, ll, samples_BxF, logits_BxFxQ)``.
+  ``choose(logits_BxQ, x)`` picks each next sample from its scan input ``x``. The
+  log-likelihood of the chosen samples is added to ``ll_B`` once per frame, outside the
+  per-sample loop.
   """
+  mlp = spec.model.step_modules()[1]
+
   def step(window, xs):
     hidden1_BxD, x = xs
     logits_BxQ = mlp.step(folded_mlp, window, hidden1_BxD)
@@ -115,16 +66,11 @@ def _sample_frame(mlp: model_lib.SampleMLP, folded_mlp, spec: Spec, window_BxF, 
     window = jnp.concatenate([window[:, 1:], sample_B[:, None]], axis=1)
     return window, (sample_B, logits_BxQ)
 
-  window, (samples_FxB, logits_FxBxQ) = jax.lax.scan(
+  _, (samples_FxB, logits_FxBxQ) = jax.lax.scan(
       step, window_BxF, (hidden1_FxBxD, choose_xs), unroll=spec.sample_unroll)
   log_probs = jax.nn.log_softmax(logits_FxBxQ, axis=-1)
   ll_B = ll_B + jnp.take_along_axis(log_probs, samples_FxB[..., None], axis=-1)[..., 0].sum(0)
-  return window, ll_B, samples_FxB.T, jnp.swapaxes(logits_FxBxQ, 0, 1)
-
-
-def _forced(logits_BxQ, sample_B):
-  del logits_BxQ
-  return sample_B
+  return ll_B, samples_FxB.T, jnp.swapaxes(logits_FxBxQ, 0, 1)
 
 
 def _sampled(logits_BxQ, scaled_noise_BxQ):
@@ -133,51 +79,44 @@ def _sampled(logits_BxQ, scaled_noise_BxQ):
   return jnp.argmax(logits_BxQ + scaled_noise_BxQ, axis=-1).astype(jnp.int32)
 
 
-# ---------------------------------------------------------------------------------------
-# The nested scans
-# ---------------------------------------------------------------------------------------
+def _forced(logits_BxQ, sample_B):
+  del logits_BxQ
+  return sample_B
+
 
 def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_BxC, carry, ll_B,
-              position, noise_fn, forced_RxBxf):
+              position, frame_inputs: Callable, keep_logits: bool):
   """Runs ``num_frames`` consecutive frames of tier ``j`` and every tier below.
 
   ``context_BxC`` ends with the samples just before the first frame (``C >= f_j``);
   ``cond_RxBxG`` is the folded conditioning from the tier above (None for the top tier).
-  Returns ``(carry, ll, samples_Bx(num_frames*f_j), logits or None)``.
+  ``frame_inputs(p)`` gives the lowest-tier frame that starts at absolute sample ``p`` its
+  per-sample scan inputs and their ``choose`` (see ``_sample_frame``). Returns ``(carry, ll,
+  samples_Bx(num_frames*f_j), logits_Bx(num_frames*f_j)xQ if keep_logits else None)``.
   """
-  f = spec.frame_sizes[j]
-  below = spec.frame_sizes[j - 1] if j > 0 else 1
-  ratio = f // below
+  tier = spec.model.step_modules()[0][j]
+  f, ratio = tier.frame_size, tier.upsample_ratio
   batch = context_BxC.shape[0]
-  tiers, mlp = spec.model.step_modules()
 
   def frame_step(c, xs):
     carry, context_Bxf, ll = c
-    cond, r, forced_Bxf = xs
+    cond, r = xs
     frame_position = position + r * f
-    tier_carry, out = tiers[j].step(folded['frame_tiers'][j], context_Bxf, cond, carry[j])
+    tier_carry, out = tier.step(folded['frame_tiers'][j], context_Bxf, cond, carry[j])
     carry = carry[:j] + (tier_carry,) + carry[j + 1:]
     out_RxBxG = jnp.swapaxes(out.reshape(batch, ratio, -1), 0, 1)
     if j == 0:
-      if forced_Bxf is None:
-        xs_FxBxQ, choose = noise_fn(frame_position), _sampled
-      else:
-        xs_FxBxQ, choose = forced_Bxf.T, _forced
-      _, ll, new_Bxf, logits = _sample_frame(mlp, folded['sample_mlp'], spec, context_Bxf, ll,
-                                             out_RxBxG, xs_FxBxQ, choose)
-      if forced_Bxf is None:
-        logits = None
+      ll, new_Bxf, logits = _sample_frame(spec, folded['sample_mlp'], context_Bxf, ll, out_RxBxG,
+                                          *frame_inputs(frame_position))
+      logits = logits if keep_logits else None
     else:
-      forced_below = None
-      if forced_Bxf is not None:
-        forced_below = jnp.swapaxes(forced_Bxf.reshape(batch, ratio, below), 0, 1)
       carry, ll, new_Bxf, logits = _run_tier(folded, spec, j - 1, out_RxBxG, ratio, context_Bxf,
-                                             carry, ll, frame_position, noise_fn, forced_below)
+                                             carry, ll, frame_position, frame_inputs, keep_logits)
     return (carry, new_Bxf, ll), (new_Bxf, logits)
 
   (carry, _, ll_B), (new_RxBxf, logits) = jax.lax.scan(
       frame_step, (carry, context_BxC[:, -f:], ll_B),
-      (cond_RxBxG, jnp.arange(num_frames, dtype=jnp.int32), forced_RxBxf),
+      (cond_RxBxG, jnp.arange(num_frames, dtype=jnp.int32)),
       unroll=min(num_frames, spec.frame_unroll))
   samples = jnp.swapaxes(new_RxBxf, 0, 1).reshape(batch, num_frames * f)
   if logits is not None:
@@ -185,46 +124,46 @@ def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_B
   return carry, ll_B, samples, logits
 
 
-def _noise_fn(rng, temperatures_B, spec: Spec):
-  batch = temperatures_B.shape[0]
-  f0 = spec.frame_sizes[0]
-
-  def noise(position):
-    g = jax.random.gumbel(jax.random.fold_in(rng, position), (f0, batch, spec.model.q_levels))
-    return g * temperatures_B[None, :, None]
-  return noise
+def _run(folded, spec: Spec, state: GenerationState, num_samples: int,
+         frame_inputs: Callable, keep_logits: bool = False):
+  """``num_samples`` (whole big frames) after ``state``: ``(state, samples_BxT, logits)``."""
+  big = spec.model.big_frame_size
+  carry, ll, samples, logits = _run_tier(
+      folded, spec, len(spec.model.frame_sizes) - 1, None, num_samples // big, state.history_BxS,
+      state.rnn_carry, state.log_likelihood_B, state.position, frame_inputs, keep_logits)
+  state = GenerationState(rnn_carry=carry, history_BxS=samples[:, -big:], log_likelihood_B=ll,
+                          position=state.position + num_samples)
+  return state, samples, logits
 
 
 @functools.partial(jax.jit, static_argnames=('spec', 'num_samples'), donate_argnames='state')
 def _generate_chunk(folded, state: GenerationState, temperatures_B, rng, spec: Spec,
                     num_samples: int):
   """``num_samples`` (a multiple of the big frame) new samples: ``(state, samples_BxT)``."""
-  big = spec.big_frame_size
-  top = len(spec.frame_sizes) - 1
-  noise_fn = _noise_fn(rng, temperatures_B.astype(jnp.float32), spec)
-  carry, ll, samples, _ = _run_tier(folded, spec, top, None, num_samples // big,
-                                    state.history_BxS, state.rnn_carry, state.log_likelihood_B,
-                                    state.position, noise_fn, None)
-  new_state = GenerationState(rnn_carry=carry, history_BxS=samples[:, -big:],
-                              log_likelihood_B=ll, position=state.position + num_samples)
-  return new_state, samples
+  shape = (spec.model.frame_sizes[0], temperatures_B.shape[0], spec.model.q_levels)
+  temperatures_B = temperatures_B.astype(jnp.float32)
+
+  def noise(position):
+    gumbel = jax.random.gumbel(jax.random.fold_in(rng, position), shape)
+    return gumbel * temperatures_B[None, :, None], _sampled
+  return _run(folded, spec, state, num_samples, noise)[:2]
 
 
 @functools.partial(jax.jit, static_argnames='spec')
 def _teacher_forced(folded, state: GenerationState, levels_BxT, spec: Spec):
-  big = spec.big_frame_size
-  top = len(spec.frame_sizes) - 1
-  batch, length = levels_BxT.shape
-  forced = jnp.swapaxes(levels_BxT.reshape(batch, length // big, big), 0, 1)
-  carry, ll, _, logits = _run_tier(folded, spec, top, None, length // big, state.history_BxS,
-                                   state.rnn_carry, state.log_likelihood_B, state.position,
-                                   None, forced)
-  return GenerationState(carry, levels_BxT[:, -big:], ll, state.position + length), logits
+  f0 = spec.model.frame_sizes[0]
+
+  def given(position):
+    start = position - state.position
+    return jax.lax.dynamic_slice_in_dim(levels_BxT, start, f0, axis=1).T, _forced
+  _, _, logits = _run(folded, spec, state, levels_BxT.shape[1], given, keep_logits=True)
+  return logits
 
 
-# ---------------------------------------------------------------------------------------
-# Starting states: silence, or a primed seed
-# ---------------------------------------------------------------------------------------
+@functools.partial(jax.jit, static_argnames='spec')
+def _fold(params, spec: Spec):
+  return spec.model.fold(params, spec.fold_upper_upsampling)
+
 
 @functools.partial(jax.jit, static_argnames='model')
 def _prime_window(params, x_BxL, carry, model):
@@ -237,6 +176,10 @@ def _prime_window(params, x_BxL, carry, model):
 def _initial_carry(params, model, batch_size):
   return model.apply({'params': params}, batch_size, method=model_lib.SampleRNN.initial_carry)
 
+
+# ---------------------------------------------------------------------------------------
+# The API
+# ---------------------------------------------------------------------------------------
 
 class Sampler:
   """Generates batches of sequences from any checkpoint of one model config.
@@ -251,30 +194,21 @@ class Sampler:
 
   def __init__(self, model_config: ml_collections.ConfigDict, batch_size: int,
                chunk_size: int = 16384, **options):
-    """``options``: ``Spec`` overrides that change speed, not results (``sample_unroll``,
-    ``frame_unroll``, ``fold_upper_upsampling``)."""
-    loops = backend_lib.sampler_options()
-    options.setdefault('sample_unroll', loops['sample_unroll'])
-    options.setdefault('frame_unroll', loops['frame_unroll'])
-    options.setdefault('fold_upper_upsampling', batch_size > loops['unfolded_upper_max_batch'])
-    self.spec = Spec.from_config(model_config, **options)
+    """``options``: ``Spec`` fields that change speed, not results (default: the backend's)."""
+    loops = backend.sampler_options()
+    spec = dict(sample_unroll=loops['sample_unroll'], frame_unroll=loops['frame_unroll'],
+                fold_upper_upsampling=batch_size > loops['unfolded_upper_max_batch'])
+    self.spec = Spec(model_lib.from_config(model_config), **{**spec, **options})
     self.model = self.spec.model
     self.batch_size = int(batch_size)
-    big = self.spec.big_frame_size
     if chunk_size < 1:
       raise ValueError(f'chunk_size={chunk_size} must be positive.')
+    big = self.model.big_frame_size
     self.chunk_size = -(-int(chunk_size) // big) * big  # Rounded up to whole big frames.
 
-  @property
-  def big_frame_size(self) -> int:
-    return self.spec.big_frame_size
-
   def fold(self, params):
+    """The model's one-frame form of ``params`` (``SampleRNN.fold``), jitted."""
     return _fold(params, self.spec)
-
-  def silence_level(self) -> int:
-    """PRiSM's initial frame: ``quantization.silence_level``."""
-    return quantization.silence_level(self.spec.model.q_levels)
 
   def initial_state(self, params, seed_levels=None) -> GenerationState:
     """The state to generate from: silence, or every tier primed on the whole seed.
@@ -283,35 +217,26 @@ class Sampler:
     It is left-padded with silence to whole big frames; the tiers run over it in
     parallel (chained windows), and generation continues after its last sample.
     """
-    big, batch = self.big_frame_size, self.batch_size
-    carry = _initial_carry(params, self.model, batch)
-    if seed_levels is None:
-      history = jnp.full((batch, big), self.silence_level(), jnp.int32)
-    else:
+    big, batch = self.model.big_frame_size, self.batch_size
+    silence = quantization.silence_level(self.model.q_levels)
+    seed = np.full((batch, big), silence, np.int32)
+    if seed_levels is not None:
       seed = np.asarray(seed_levels, np.int32)
       if seed.ndim == 1:
         seed = np.broadcast_to(seed, (batch, seed.shape[0]))
       if seed.shape[0] != batch or seed.shape[1] < big:
         raise ValueError(f'seed_levels has shape {seed.shape}; need [{batch}, T] or [T] with '
                          f'T >= {big} (one top-tier frame).')
-      pad = -seed.shape[1] % big
-      seed = np.concatenate([np.full((batch, pad), self.silence_level(), np.int32), seed], 1)
-      window = self.PRIME_WINDOW_FRAMES * big
-      # Window i reads frames [i*W, (i+1)*W] (one frame of overlap, as training windows do).
-      for start in range(0, seed.shape[1] - big, window):
-        x = jnp.asarray(seed[:, start:min(start + window, seed.shape[1] - big) + big])
-        carry = _prime_window(params, x, carry, self.model)
-      history = jnp.asarray(seed[:, -big:])
-    return GenerationState(rnn_carry=carry, history_BxS=history,
+      seed = np.concatenate([np.full((batch, -seed.shape[1] % big), silence, np.int32), seed], 1)
+    carry = _initial_carry(params, self.model, batch)
+    window = self.PRIME_WINDOW_FRAMES * big
+    # Window i reads frames [i*W, (i+1)*W] (one frame of overlap, as training windows do).
+    for start in range(0, seed.shape[1] - big, window):
+      x = jnp.asarray(seed[:, start:min(start + window, seed.shape[1] - big) + big])
+      carry = _prime_window(params, x, carry, self.model)
+    return GenerationState(rnn_carry=carry, history_BxS=jnp.asarray(seed[:, -big:]),
                            log_likelihood_B=jnp.zeros((batch,), jnp.float32),
                            position=jnp.zeros((), jnp.int32))
-
-  def chunk_lengths(self, num_samples: int) -> list:
-    """Equal chunks of whole big frames, at most ``chunk_size``, covering ``num_samples``."""
-    big = self.big_frame_size
-    num_chunks = max(1, -(-num_samples // self.chunk_size))
-    per_chunk = -(-math.ceil(num_samples / num_chunks) // big) * big
-    return [per_chunk] * num_chunks
 
   def generate(self, params, num_samples: int, temperatures: Sequence[float], rng,
                seed_levels=None, callback: Optional[Callable[[np.ndarray, int], Any]] = None,
@@ -342,16 +267,18 @@ class Sampler:
     state = self.initial_state(params, seed_levels)
     temps = jnp.asarray(temps)
     out = np.empty((self.batch_size, num_samples), np.int32)
+    # Equal chunks of whole big frames, at most chunk_size, covering num_samples.
+    big, num_chunks = self.model.big_frame_size, -(-num_samples // self.chunk_size)
+    length = -(-num_samples // num_chunks // big) * big
     done, pending = 0, None
-    for length in self.chunk_lengths(num_samples):
+    for _ in range(num_chunks):
       state, samples = _generate_chunk(folded, state, temps, rng, self.spec, length)
       if pending is not None:  # Copy out the previous chunk while this one runs.
         done = self._deliver(pending, out, done, callback)
       pending = samples
     done = self._deliver(pending, out, done, callback)
     if return_log_likelihood:
-      total = max(1, state.position.item())
-      return out, np.asarray(state.log_likelihood_B) / total
+      return out, np.asarray(state.log_likelihood_B) / max(1, state.position.item())
     return out
 
   @staticmethod
@@ -362,19 +289,16 @@ class Sampler:
       callback(chunk, done)
     return done + chunk.shape[1]
 
-  def teacher_force(self, params, levels_BxL, folded=None):
+  def teacher_force(self, params, levels_BxL):
     """Logits ``[B, L - S, Q]`` of the step functions fed ``levels_BxL`` (S = big frame).
 
     The first big frame is the history; the same numbers as ``SampleRNN.__call__`` on the
     window from the initial carry. For tests of the step functions.
     """
-    big = self.big_frame_size
     levels = jnp.asarray(levels_BxL, jnp.int32)
-    folded = self.fold(params) if folded is None else folded
-    state = self.initial_state(params, None)
-    state = state.replace(history_BxS=levels[:, :big])
-    _, logits = _teacher_forced(folded, state, levels[:, big:], self.spec)
-    return logits
+    big = self.model.big_frame_size
+    state = self.initial_state(params).replace(history_BxS=levels[:, :big])
+    return _teacher_forced(self.fold(params), state, levels[:, big:], self.spec)
 
 
 def generate(params, model_config: ml_collections.ConfigDict, num_samples: int,

@@ -10,6 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from samplernn_jax import metrics
 from samplernn_jax import model as model_lib
 from samplernn_jax import sampler as sampler_lib
 
@@ -21,14 +22,14 @@ def _random_params(model_config, seed=0):
 
 def benchmark_generation(model_config: ml_collections.ConfigDict, batch_size: int,
                          num_samples: int, chunk_size: int = None, repeats: int = 3,
-                         return_details: bool = False):
+                         return_details: bool = False, sample_rate: int = 16000):
   """Total samples per second (all sequences) generating ``num_samples`` per sequence.
 
   Random parameters. The first call (compilation + one run) is excluded; the best of
   ``repeats`` timed runs (which reuse the compiled chunk function) is reported, since on a
   shared machine the slower runs measure the neighbours. With ``return_details`` returns a
   dict with ``samples_per_second``, ``compile_seconds`` (first call minus the fastest run),
-  ``all_samples_per_second`` and more.
+  ``all_samples_per_second``, ``x_real_time`` (at ``sample_rate``) and more.
   """
   params = _random_params(model_config)
   big = int(model_config.frame_sizes[-1])
@@ -50,7 +51,7 @@ def benchmark_generation(model_config: ml_collections.ConfigDict, batch_size: in
     return {'samples_per_second': sps, 'seconds': run, 'compile_seconds': max(0.0, first - run),
             'all_samples_per_second': [batch_size * num_samples / r for r in runs],
             'batch_size': batch_size, 'num_samples': num_samples,
-            'x_real_time': sps / batch_size / 16000.0}  # Audio s per wall s, one sequence.
+            'x_real_time': metrics.x_real_time(num_samples, run, sample_rate)}
   return sps
 
 
@@ -69,11 +70,13 @@ def main():
   config.model.rnn_type = args.rnn_type
   config.model.frame_sizes = tuple(int(f) for f in args.frame_sizes.split(','))
   config.model.dtype = args.dtype
-  r = benchmark_generation(config.model, args.batch_size, args.num_samples, return_details=True)
+  r = benchmark_generation(config.model, args.batch_size, args.num_samples, return_details=True,
+                           sample_rate=config.data.sample_rate)
   print(f'dim={args.dim} batch={args.batch_size} {args.rnn_type} {config.model.frame_sizes}: '
         f'{r["samples_per_second"]:.0f} samples/s total, '
         f'{r["samples_per_second"] / args.batch_size:.0f} per sequence '
-        f'({r["x_real_time"]:.2f}x real time at 16 kHz), compile {r["compile_seconds"]:.1f} s')
+        f'({r["x_real_time"]:.2f}x real time at {config.data.sample_rate} Hz), '
+        f'compile {r["compile_seconds"]:.1f} s')
 
 
 if __name__ == '__main__':

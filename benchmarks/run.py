@@ -15,7 +15,8 @@ hits both sides alike. Ratios are ``ours / reference`` for every figure; through
 higher-is-better (``x_real_time`` too: audio seconds per wall second of one sequence,
 "0.81x real time"), times lower-is-better (``ratio_higher_is_better`` in the JSON says
 which). Writes ``--out``.json and ``--out``.md; the table is printed last.
-See README.bench.md.
+``scripts/benchmark.sh`` runs the full suite against a PRiSM checkout; README.md,
+"Benchmarks", says what each figure means.
 """
 
 import contextlib
@@ -39,6 +40,7 @@ from benchmarks import machine
 from benchmarks import reference as reference_lib
 from benchmarks import scaling
 from samplernn_jax import config as config_lib
+from samplernn_jax import metrics
 from samplernn_jax import model as model_lib
 from samplernn_jax.demo_corpus import synthesize
 from samplernn_jax import sampler as sampler_lib
@@ -255,7 +257,7 @@ def bench_generate(config, suite, prism, peak: float, profile_dir: Optional[str]
     def summary(rounds, compile_sec, side):
       per_seq = _median(rounds, 'samples_per_sec_per_sequence')
       return {'samples_per_sec_per_sequence': per_seq, 'samples_per_sec_total': per_seq * batch,
-              'x_real_time': per_seq / sample_rate,  # Audio s per wall s, one sequence.
+              'x_real_time': metrics.x_real_time(per_seq, 1.0, sample_rate),  # per_seq in 1 s.
               'achieved_flops_per_sec': per_sample * per_seq * batch,
               'executed_flops_per_sec': executed[side] * per_seq * batch,
               'fraction_of_peak': executed[side] * per_seq * batch / peak,
@@ -317,7 +319,7 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
               profile_dir: Optional[str] = None, rounds: Optional[int] = None,
               data_dir: Optional[str] = None,
               parts=('train', 'generate', 'pipeline')) -> Dict[str, Any]:
-  """Measures every config; returns the results (see README.bench.md for the layout)."""
+  """Measures every config; returns the results (``--out``.json; README.md, "Benchmarks")."""
   suite = dict(SUITES[suite_name])
   if rounds:
     suite['rounds'] = rounds

@@ -34,6 +34,7 @@ from samplernn_jax import checkpoint
 from samplernn_jax import cli
 from samplernn_jax import clip_score
 from samplernn_jax import gallery
+from samplernn_jax import metrics
 from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
 
@@ -268,8 +269,8 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
       f.flush()
     written[0] = done + levels_BxC.shape[1]
     bar.update(levels_BxC.shape[1])
-    bar.set_postfix_str(f'{x_real_time(written[0], time.perf_counter() - start, sample_rate):.2f}'
-                        'x real time')
+    speed = metrics.x_real_time(written[0], time.perf_counter() - start, sample_rate)
+    bar.set_postfix_str(f'{speed:.2f}x real time')
 
   try:
     if profile_dir:
@@ -315,13 +316,7 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
     gallery.refresh(workdir)  # Clips written into the run: its page lists them.
   return {'paths': paths, 'scores': scores, 'step': step, 'scores_path': scores_path,
           'samples_per_second': num_seqs * num_samples / elapsed,
-          'x_real_time': x_real_time(num_samples, elapsed, sample_rate)}
-
-
-def x_real_time(samples_per_sequence: int, seconds: float, sample_rate: int) -> float:
-  """Generation speed as this project states it everywhere: audio seconds per wall second
-  of one sequence ("0.81x real time"; above 1 is faster than real time)."""
-  return samples_per_sequence / sample_rate / max(seconds, 1e-9)
+          'x_real_time': metrics.x_real_time(num_samples, elapsed, sample_rate)}
 
 
 # ---------------------------------------------------------------------------------------

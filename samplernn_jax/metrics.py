@@ -1,4 +1,5 @@
-"""The training objective and what is reported: cross-entropy, bits per sample, accuracy."""
+"""The training objective and what is reported: cross-entropy, bits per sample, accuracy;
+and generation speed, as x real time."""
 
 import jax
 import jax.numpy as jnp
@@ -41,3 +42,9 @@ def from_sums(sums) -> dict:
   count = max(float(sums['count']), 1.0)
   loss = float(sums['nll']) / count
   return {'loss': loss, 'bits_per_sample': loss / _LOG2, 'accuracy': float(sums['hits']) / count}
+
+
+def x_real_time(samples_per_sequence: float, seconds: float, sample_rate: int) -> float:
+  """Generation speed as this project states it everywhere: audio seconds per wall second
+  of one sequence ("0.81x real time"; above 1 is faster than real time)."""
+  return samples_per_sequence / sample_rate / max(seconds, 1e-9)

@@ -250,7 +250,7 @@ def _training_chunks(workdir: str, profile, gallery_dir: str) -> list:
   sources = list(profile.examples) if profile else []
   demo = os.path.join(workdir, 'demo_corpus')
   if not sources and os.path.isdir(demo):
-    sources = [os.path.join(demo, n) for n in sorted(os.listdir(demo)) if n.endswith('.wav')]
+    sources = audio_io.find_audio(demo, ('.wav',))
   chunks_dir = os.path.join(gallery_dir, 'chunks')
   os.makedirs(chunks_dir, exist_ok=True)
   copies = []

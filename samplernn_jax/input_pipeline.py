@@ -62,7 +62,6 @@ import numpy as np
 from samplernn_jax import audio_io
 from samplernn_jax import quantization
 
-AUDIO_SUFFIXES = audio_io.SOUNDFILE_EXTENSIONS
 # PRiSM's split seed (dataset.py: random.Random(4)), independent of the shuffle seed.
 SPLIT_SEED = 4
 
@@ -71,17 +70,18 @@ def find_audio_files(data_dir: str) -> list[str]:
   """Sorted paths of the audio files under ``data_dir`` (recursive; dot-names skipped).
 
   Raises FileNotFoundError if ``data_dir`` is not a directory, ValueError if it
-  holds no file ending in one of AUDIO_SUFFIXES.
+  holds no file that training reads (``audio_io.SOUNDFILE_EXTENSIONS``).
   """
+  suffixes = ', '.join(audio_io.SOUNDFILE_EXTENSIONS)
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(
         f'data_dir {data_dir!r} is not a directory; expected a directory of audio files '
-        f'({", ".join(AUDIO_SUFFIXES)}), for example the output of samplernn-prepare.')
-  files = audio_io.find_audio(data_dir, AUDIO_SUFFIXES)
+        f'({suffixes}), for example the output of samplernn-prepare.')
+  files = audio_io.find_audio(data_dir, audio_io.SOUNDFILE_EXTENSIONS)
   if not files:
     raise ValueError(
         f'data_dir {data_dir!r} holds no audio files; expected files ending in '
-        f'{", ".join(AUDIO_SUFFIXES)} (run samplernn-prepare to make them from others).')
+        f'{suffixes} (run samplernn-prepare to make them from others).')
   return files
 
 

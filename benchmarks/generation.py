@@ -8,7 +8,6 @@ import time
 
 import jax
 import ml_collections
-import numpy as np
 
 from samplernn_jax import metrics
 from samplernn_jax import model as model_lib

@@ -376,9 +376,8 @@ def _plot(levels_BxT: np.ndarray, kept: Sequence[int], plan: _Plan) -> None:
   m = plan.config.model
   for i in kept:
     audio_T = quantization.decode(levels_BxT[i], m.q_type, m.q_levels)
-    path = plan.paths[i][:-len('.wav')] + '.png'
-    gallery.plot_clip(audio_T, plan.sample_rate, path, figsize=gallery.LARGE_FIGSIZE,
-                      title=os.path.basename(path))
+    gallery.plot_clip(audio_T, plan.sample_rate, plan.paths[i][:-len('.wav')] + '.png',
+                      figsize=gallery.LARGE_FIGSIZE, title=os.path.basename(plan.paths[i]))
 
 
 def _write_json_atomic(path: str, obj: dict) -> None:

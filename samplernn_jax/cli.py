@@ -1,9 +1,10 @@
-"""What every ``samplernn-*`` command shares: its own flags in ``--help``, quiet logs, and
-one line on stderr (no traceback) for every mistake a person can fix.
+"""What every ``samplernn-*`` command shares: its own flags in ``--help``, the ``--config``
+flag, quiet logs, and one line on stderr (no traceback) for every mistake a person can fix.
 
-A command module defines its flags inside ``run()`` with ``**cli.program()`` (so that
-importing it defines nothing and two commands' ``--workdir`` never collide) and ends with
-``cli.run(main, 'samplernn-NAME')``.
+A command is a module of ``samplernn_jax.commands``: flags defined at module level,
+``main(argv)`` that raises on a mistake, and ``run()`` that is ``cli.run(main,
+'samplernn-NAME')``. Only a program imports a command module (library code never does), so
+two commands' flags of one name (``--workdir``) never meet in one process.
 """
 
 import ast
@@ -13,25 +14,68 @@ import os
 import re
 import sys
 import tempfile
-from typing import Callable
+from typing import Callable, Optional
 
 from absl import app
 from absl import flags
 
 
-def program() -> dict:
-  """Keyword arguments that register a flag under the running program.
+def _own_flags_in_help(module_name: str) -> None:
+  """Lists the flags that ``module_name`` defined in this program's ``--help``.
 
-  absl's ``--help`` lists the flags of the module named ``sys.argv[0]`` only; flags defined
-  in a library module would show under ``--helpfull`` alone, among Orbax's and absl's.
+  absl's ``--help`` lists the flags of the module named ``sys.argv[0]`` only: a console
+  script's path, not the command module, whose flags would show under ``--helpfull`` alone,
+  among Orbax's and absl's. (Run as ``python -m``, the module is ``__main__`` and absl
+  already files its flags under ``sys.argv[0]``.)
   """
-  return {'module_name': sys.argv[0]}
+  if module_name == '__main__':
+    return
+  for flag in flags.FLAGS.get_flags_for_module(module_name):
+    flags.FLAGS.register_flag_by_module(sys.argv[0], flag)
 
 
-def own_flags(*names: str) -> None:
-  """Lists flags defined by a helper (e.g. ``config_flags``) in this program's ``--help``."""
-  for name in names:
-    flags.FLAGS.register_flag_by_module(sys.argv[0], flags.FLAGS[name])
+# ---------------------------------------------------------------------------------------
+# --config
+# ---------------------------------------------------------------------------------------
+
+# A command defines ``config_flags.DEFINE_config_file('config', None, ...)`` and passes its
+# default file to ``run``. With a default, config_flags would load it, with the
+# ``--config.x=y`` overrides it finds in sys.argv, as the flag is defined: at import, where
+# a typo is a traceback. ``run`` names the default on the command line instead, so absl's
+# parse loads it, and a mistake is reported as one line.
+_CONFIG_ARG = re.compile(r'^--?config(=|$)')
+
+
+def _with_default_config(argv: list, config_file: str) -> list:
+  if any(_CONFIG_ARG.match(arg) for arg in argv[1:]):
+    return argv
+  # First: config_flags refuses an override that comes before --config.
+  return [argv[0], f'--config={config_file}', *argv[1:]]
+
+
+def loaded_config(holder: flags.FlagHolder):
+  """The ``--config`` of ``holder``, or ValueError naming a file that does not load."""
+  try:
+    config = holder.value
+    config.keys()  # A file that failed to load raises on first use.
+  except OSError:
+    path = flags.FLAGS[holder.name].config_filename
+    raise ValueError(f'--{holder.name}={path}: no such config file; pass one of configs/*.py, '
+                     'e.g. --config=configs/demo.py.') from None
+  return config
+
+
+def _flag_error(error: Exception, argv: list) -> str:
+  """A flag absl could not parse, a config file that does not load, or ``--config.a.b``
+  naming no field, in one line."""
+  text = describe(error)
+  for arg in argv[1:]:
+    name = arg.split('=', 1)[0]
+    if name.startswith('--config.') and f"'{name.rsplit('.', 1)[-1]}'" in text:
+      return f'{name}: no such config field ({text})'
+  if any(_CONFIG_ARG.match(arg) for arg in argv[1:]):
+    return f'--config: cannot load it ({text})'
+  return f'bad flags: {text}'
 
 
 # ---------------------------------------------------------------------------------------
@@ -147,7 +191,7 @@ def describe(error: BaseException) -> str:
   return ' '.join(text.split()) or type(error).__name__
 
 
-def fail(program_name: str, error) -> None:
+def _fail(program_name: str, error) -> None:
   """Prints ``program_name: message`` on stderr and exits with status 1."""
   message = error if isinstance(error, str) else describe(error)
   print(f'{program_name}: {message}', file=sys.stderr, flush=True)
@@ -168,12 +212,18 @@ def check_writable(directory: str, flag: str) -> None:
 
 
 def run(main: Callable, program_name: str,
-        errors: tuple = (FileNotFoundError, ValueError, OSError)) -> None:
+        errors: tuple = (FileNotFoundError, ValueError, OSError),
+        config_file: Optional[str] = None) -> None:
   """``app.run(main)`` with quiet logs; ``errors`` end the program with one line.
 
-  Anything else is a bug and keeps its traceback.
+  ``config_file``: the default of the command's ``--config`` (see above). Anything else
+  is a bug and keeps its traceback.
   """
   quiet_logs()
+  _own_flags_in_help(main.__module__)
+  if config_file is not None:
+    sys.argv = _with_default_config(sys.argv, config_file)
+    flags.FLAGS['config'].default_as_str = repr(config_file)  # What --help shows.
 
   def parse(argv):
     try:
@@ -187,17 +237,17 @@ def run(main: Callable, program_name: str,
       os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
       sys.exit(0)
     except flags.Error as e:  # A missing, unknown or malformed flag.
-      fail(program_name, f'{describe(e)} (see --help).')
+      _fail(program_name, f'{describe(e)} (see --help).')
     except Exception as e:  # pylint: disable=broad-except
       # A --config file that does not load, or --config.x.y naming no field: the error
       # comes from the file or ml_collections, never from this program.
-      fail(program_name, f'bad flags: {describe(e)}')
+      _fail(program_name, _flag_error(e, argv))
 
   def guarded(argv):
     try:
       return main(argv)
     except app.UsageError as e:
-      fail(program_name, f'{e} (see --help).')  # Not absl's usage text: one line.
+      _fail(program_name, f'{e} (see --help).')  # Not absl's usage text: one line.
     except errors as e:
-      fail(program_name, e)
+      _fail(program_name, e)
   app.run(guarded, flags_parser=parse)

@@ -24,25 +24,17 @@ enough to sink a clip. *Penalties* are hard defects counted on the raw samples:
 that are nearly all DC: a level the model got stuck at) and ``clipped`` (share of samples
 at full scale); silence and clipping count only beyond what the reference itself has.
 ``score = closeness - penalty``, floored at -1 (unreadable files get -1).
-
-    samplernn-score --reference=runs/demo runs/demo/generated
-    samplernn-score --reference=chunks/ my_clip.wav other_clips/
-
-prints one JSON object a line per audio file: ``path``, ``score`` and the parts.
+``samplernn-score`` prints it for audio files.
 """
 
 import dataclasses
 import json
 import os
-import sys
 from typing import Optional, Sequence
 
-from absl import app
-from absl import flags
 import numpy as np
 
 from samplernn_jax import audio_io
-from samplernn_jax import cli
 
 PROFILE_FILE = 'clip_profile.json'
 # Reference audio is cut into segments of this length: about a phrase, and many per file.
@@ -410,39 +402,3 @@ def audio_files(inputs: Sequence[str]) -> list:
   for item in inputs:
     out += audio_io.find_audio(item) if os.path.isdir(item) else [item]
   return out
-
-
-# ---------------------------------------------------------------------------------------
-# samplernn-score
-# ---------------------------------------------------------------------------------------
-
-def _define_flags():
-  flags.DEFINE_string('reference', None, 'A workdir (its stored profile of the training '
-                      'audio) or a folder of audio to profile.', **cli.program())
-
-
-def _main(argv):
-  inputs = argv[1:]
-  if not inputs:
-    raise app.UsageError('pass audio files or folders to score after the flags')
-  profile = reference_profile(flags.FLAGS.reference)
-  failed = 0
-  for path in audio_files(inputs):
-    result = score_file(path, profile)
-    if 'error' in result:
-      failed += 1
-      print(f'samplernn-score: {path}: {result["error"]}', file=sys.stderr)
-      continue
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                      for k, v in result.items()}), flush=True)
-  sys.exit(1 if failed else 0)
-
-
-def run():
-  _define_flags()
-  flags.mark_flags_as_required(['reference'])
-  cli.run(_main, 'samplernn-score')
-
-
-if __name__ == '__main__':
-  run()

@@ -1,7 +1,4 @@
-r"""samplernn-fetch: download the audio of playlists or single URLs with yt-dlp.
-
-  samplernn-fetch --output_dir=downloads URL [URL ...]
-  samplernn-fetch --output_dir=downloads --batch_file=urls.txt
+"""The audio of playlists or single URLs, downloaded with yt-dlp (``samplernn-fetch``).
 
 Downloads the best audio-only stream of every item (``--format``, default
 'bestaudio/best': a site with no audio-only stream gives its best stream with
@@ -13,8 +10,7 @@ mp3, ...) and samplernn-prepare decodes them with PyAV.
 * ``{output_dir}/download-archive.txt`` records every finished item, so a re-run
   skips them and only fetches what is new or failed before.
 * An item that fails (unavailable, geo-blocked, network error) is reported and
-  skipped; the others still download. A summary ends the run, and the exit status
-  is 1 if anything failed.
+  skipped; the others still download. The ``Report`` lists what was done and what failed.
 """
 
 import dataclasses
@@ -22,11 +18,7 @@ import os
 import re
 import sys
 
-from absl import app
-from absl import flags
 import yt_dlp
-
-from samplernn_jax import cli
 
 ARCHIVE_NAME = 'download-archive.txt'
 _ARCHIVED = 'has already been recorded in the archive'
@@ -122,53 +114,3 @@ def read_batch_file(path: str) -> list[str]:
   except OSError as e:
     raise FileNotFoundError(f'--batch_file={path}: cannot read it ({e.strerror}); pass a '
                             'text file of URLs, one a line.') from None
-
-
-def _define_flags() -> None:
-  # Defined when run as a program, not on import: see cli.program.
-  program = cli.program()
-  flags.DEFINE_string('output_dir', 'downloads', 'Directory for the downloads.', **program)
-  flags.DEFINE_list('urls', [], 'URLs of items or playlists, comma-separated; '
-                    'more may follow as positional arguments.', **program)
-  flags.DEFINE_string('batch_file', None, 'A file of URLs, one a line (# comments).',
-                      **program)
-  flags.DEFINE_string('format', 'bestaudio/best', 'yt-dlp format selector.', **program)
-  flags.DEFINE_bool('enable_file_urls', False, 'Accept file:// URLs (off by default, as in '
-                    "yt-dlp); yt-dlp's spelling --enable-file-urls works too.", **program)
-
-
-# yt-dlp's own hints spell its options with dashes; accept them for ours.
-_DASHED = {'--enable-file-urls': '--enable_file_urls',
-           '--no-enable-file-urls': '--noenable_file_urls',
-           '--batch-file': '--batch_file', '--output-dir': '--output_dir'}
-
-
-def _undash(argv: list[str]) -> list[str]:
-  out = []
-  for arg in argv:
-    name, eq, value = arg.partition('=')
-    out.append(_DASHED.get(name, name) + eq + value)
-  return out
-
-
-def main(argv):
-  f = flags.FLAGS
-  urls = list(f.urls) + list(argv[1:])
-  if f.batch_file:
-    urls += read_batch_file(f.batch_file)
-  if not urls:
-    raise app.UsageError('Give URLs as arguments, with --urls or with --batch_file.')
-  report = fetch(urls, f.output_dir, f.format, f.enable_file_urls)
-  print(report.summary())
-  if report.errors:
-    sys.exit(1)
-
-
-def run():
-  _define_flags()
-  sys.argv = _undash(sys.argv)
-  cli.run(main, 'samplernn-fetch')
-
-
-if __name__ == '__main__':
-  run()

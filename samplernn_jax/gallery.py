@@ -1,4 +1,4 @@
-"""samplernn-gallery: a run's listening room, one offline page at ``WORKDIR/gallery/index.html``.
+"""A run's listening room, one offline page at ``WORKDIR/gallery/index.html``.
 
     samplernn-gallery --workdir=runs/demo
 
@@ -27,14 +27,11 @@ import shutil
 from typing import Optional
 import urllib.parse
 
-from absl import app
-from absl import flags
 from absl import logging
 import jinja2
 import numpy as np
 
 from samplernn_jax import audio_io
-from samplernn_jax import cli
 from samplernn_jax import clip_score
 
 GALLERY_DIR = 'gallery'
@@ -44,8 +41,10 @@ _NOT_CLIPS = frozenset({'checkpoints', 'tensorboard', 'demo_corpus', GALLERY_DIR
 # PRiSM's names: ..._e=STEP(i)_t=TEMP.wav (training writes the epoch there instead).
 _NAME_RE = re.compile(r'_e=(\d+)(?:\((\d+)\))?_t=([0-9.eE+-]+)\.wav$')
 NUM_TRAINING_CHUNKS = 3
-# Pictures: small, since a run may have hundreds of clips.
+# Pictures: small, since a run may have hundreds of clips; larger for a picture on its own
+# (samplernn-generate --plot).
 _CLIP_FIGSIZE = (4.8, 2.4)
+LARGE_FIGSIZE = (9.6, 4.8)
 _DPI = 72
 
 
@@ -135,10 +134,13 @@ def _figure(figsize):
   return Figure(figsize=figsize, dpi=_DPI)
 
 
-def plot_clip(audio_N: np.ndarray, sample_rate: int, path: str) -> None:
-  """A small waveform-over-spectrogram PNG."""
-  fig = _figure(_CLIP_FIGSIZE)
+def plot_clip(audio_N: np.ndarray, sample_rate: int, path: str,
+              figsize: tuple = _CLIP_FIGSIZE, title: Optional[str] = None) -> None:
+  """A waveform-over-spectrogram PNG at ``path``, small unless ``figsize`` says otherwise."""
+  fig = _figure(figsize)
   top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={'height_ratios': [1, 2]})
+  if title:
+    top.set_title(title, fontsize=8)
   seconds = audio_N.shape[0] / sample_rate
   top.plot(np.arange(audio_N.shape[0]) / sample_rate, audio_N, linewidth=0.4, color='#335')
   top.set_ylim(-1, 1)
@@ -335,33 +337,3 @@ def refresh(workdir: str) -> Optional[str]:
     logging.warning('Could not rebuild the gallery of %s: %s: %s', workdir,
                     type(e).__name__, e)
     return None
-
-
-# ---------------------------------------------------------------------------------------
-# samplernn-gallery
-# ---------------------------------------------------------------------------------------
-
-def _define_flags():
-  program = cli.program()
-  flags.DEFINE_string('workdir', None, 'Run folder (training or samplernn-generate output).',
-                      **program)
-  flags.DEFINE_string('reference', None, 'Folder of training audio to profile when the '
-                      'workdir stores no profile (runs trained before profiles, imports).',
-                      **program)
-
-
-def _main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  index = build(flags.FLAGS.workdir, flags.FLAGS.reference)
-  print(f'Wrote {index}\nOpen file://{urllib.parse.quote(index)} in a browser.')
-
-
-def run():
-  _define_flags()
-  flags.mark_flags_as_required(['workdir'])
-  cli.run(_main, 'samplernn-gallery')
-
-
-if __name__ == '__main__':
-  run()

@@ -1,12 +1,8 @@
-r"""samplernn-prepare: cut audio files into equal training chunks, as PRiSM's chunk_audio.py.
+"""Audio files cut into equal training chunks, as PRiSM's chunk_audio.py cuts them.
 
-  samplernn-prepare --input=downloads --output_dir=chunks \
-      [--sample_rate=16000] [--chunk_length_ms=8000] [--overlap_ms=1000] \
-      [--silence_thresh_db=-64] [--num_workers=N]
-
-Each source (a file, or every audio file found under a directory) is decoded
-(audio_io: soundfile, else PyAV), mixed to mono, resampled with soxr to
-``--sample_rate`` and cut into chunks exactly where chunk_audio.py cuts them:
+What ``samplernn-prepare`` runs. Each source (a file, or every audio file found under a
+directory) is decoded (audio_io: soundfile, else PyAV), mixed to mono, resampled with soxr
+to ``--sample_rate`` and cut into chunks exactly where chunk_audio.py cuts them:
 
 * chunk k spans [k * (chunk - overlap), k * (chunk - overlap) + chunk) milliseconds,
   positions converted to samples as pydub does (``int(ms * rate / 1000)``);
@@ -34,10 +30,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-import sys
 
-from absl import app
-from absl import flags
 import numpy as np
 import tqdm
 
@@ -309,42 +302,3 @@ def problem(results: list[Result]) -> str | None:
     return ('no chunk was written: every file is shorter than one chunk or silent; lower '
             '--chunk_length_ms or --silence_thresh_db.')
   return None
-
-
-def _define_flags() -> None:
-  # Defined when run as a program, not on import, so importing this module next to
-  # other programs' flags (the trainer's --output_dir, say) cannot collide.
-  program = cli.program()
-  flags.DEFINE_list('input', [], 'Audio files and/or directories (searched recursively), '
-                    'comma-separated; more may follow as positional arguments.', **program)
-  flags.DEFINE_string('output_dir', 'chunks', 'Directory for the chunks.', **program)
-  flags.DEFINE_integer('sample_rate', 16000, 'Sample rate of the chunks (Hz).', **program)
-  flags.DEFINE_integer('chunk_length_ms', 8000, 'Chunk length (ms).', **program)
-  flags.DEFINE_integer('overlap_ms', 1000, 'Overlap of consecutive chunks (ms).', **program)
-  flags.DEFINE_float('silence_thresh_db', -64.0,
-                     'dBFS at or below which a half-chunk stretch is silence.', **program)
-  flags.DEFINE_integer('num_workers', os.cpu_count() or 1,
-                       'Processes decoding files in parallel (1: inline).', **program)
-
-
-def main(argv):
-  f = flags.FLAGS
-  inputs = list(f.input) + list(argv[1:])
-  if not inputs:
-    raise app.UsageError('Name audio files or directories with --input.')
-  settings = Settings(f.sample_rate, f.chunk_length_ms, f.overlap_ms, f.silence_thresh_db)
-  # A bar only for people watching: in a log it is noise before the summary.
-  results = prepare(inputs, f.output_dir, settings, f.num_workers, progress=sys.stderr.isatty())
-  print(summary(results, f.output_dir))
-  reason = problem(results)
-  if reason:
-    cli.fail('samplernn-prepare', reason)
-
-
-def run():
-  _define_flags()
-  cli.run(main, 'samplernn-prepare')
-
-
-if __name__ == '__main__':
-  run()

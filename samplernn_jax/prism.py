@@ -27,14 +27,11 @@ import os
 import sys
 from typing import Any, Callable, Dict, Mapping
 
-from absl import app
-from absl import flags
 import jax
 import ml_collections
 import numpy as np
 
 from samplernn_jax import checkpoint
-from samplernn_jax import cli
 from samplernn_jax import config as config_lib
 from samplernn_jax import default_config
 from samplernn_jax import model as model_lib
@@ -189,6 +186,12 @@ def convert(variables: Mapping[str, np.ndarray], config: ml_collections.ConfigDi
   return params
 
 
+def checkpoint_step(checkpoint_path: str) -> int:
+  """The N of a checkpoint prefix ``.../model.ckpt-N``; 0 for a prefix not named so."""
+  tail = checkpoint_path.rsplit('-', 1)[-1]
+  return int(tail) if tail.isdigit() else 0
+
+
 def import_checkpoint(checkpoint_path: str, config_path: str, workdir: str, step: int = 0):
   """Converts a PRiSM checkpoint + JSON config into an Orbax checkpoint in ``workdir``."""
   config = load_prism_config(config_path)
@@ -198,36 +201,3 @@ def import_checkpoint(checkpoint_path: str, config_path: str, workdir: str, step
     raise ValueError(f'{checkpoint_path}: {e}') from None
   checkpoint.save_params(workdir, step, params, config)
   return params, config
-
-
-# ---------------------------------------------------------------------------------------
-# samplernn-import-prism
-# ---------------------------------------------------------------------------------------
-
-def _main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  f = flags.FLAGS
-  step = f.step
-  if step is None:
-    tail = f.checkpoint.rsplit('-', 1)[-1]
-    step = int(tail) if tail.isdigit() else 0
-  _, config = import_checkpoint(f.checkpoint, f.config, f.workdir, step)
-  print(f'Imported {f.checkpoint} -> {f.workdir} (step {step}; '
-        f'{len(config.model.frame_sizes) + 1}-tier {config.model.rnn_type}, '
-        f'dim {config.model.dim}).')
-
-
-def run():
-  """``samplernn-import-prism``; flags are defined here so importing this module defines none."""
-  program = cli.program()
-  flags.DEFINE_string('checkpoint', None,
-                      'PRiSM checkpoint prefix, e.g. logdir/default/DATE/model.ckpt-100.',
-                      **program)
-  flags.DEFINE_string('config', None, "PRiSM's JSON model config (default.config.json).",
-                      **program)
-  flags.DEFINE_string('workdir', None, 'Where to write the Orbax checkpoint.', **program)
-  flags.DEFINE_integer('step', None, 'Step to store it under; default: the N of model.ckpt-N.',
-                       **program)
-  flags.mark_flags_as_required(['checkpoint', 'config', 'workdir'])
-  cli.run(_main, 'samplernn-import-prism', (ValueError, OSError, ImportError))

@@ -458,7 +458,7 @@ def generate_clips(params, config: ml_collections.ConfigDict, out_dir: str, run_
   temperatures as PRiSM (the last one repeats). Returns ``[(path, float audio)]``.
   """
   # Generation only; generate.py holds PRiSM's temperature padding and file naming.
-  from samplernn_jax import audio_io, generate, quantization, sampler
+  from samplernn_jax import audio_io, clips as generate, quantization, sampler
   g = config.generate
   count = int(g.max_generate_per_epoch)
   if count <= 0:

@@ -1,7 +1,4 @@
-"""``samplernn-tune``: a hyper-parameter search on Optuna; every trial is a normal run.
-
-  samplernn-tune --study_dir=S --config=configs/tiny.py --space=configs/spaces/small.py --trials=8
-  samplernn-tune --study_dir=S --report
+"""A hyper-parameter search on Optuna (``samplernn-tune``); every trial is a normal run.
 
 The study lives in a database (``--storage``, default ``sqlite:///S/study.db``); trial N
 trains with ``train.train_and_evaluate`` (what ``samplernn-train`` runs) in
@@ -23,22 +20,15 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
 import warnings
-from typing import Optional
+from typing import Optional, Sequence
 
-from absl import app
-from absl import flags
 from absl import logging
-from ml_collections import config_flags
 import optuna
 
-from samplernn_jax import cli
-from samplernn_jax import default_config
 from samplernn_jax import search_space
 
-FLAGS = flags.FLAGS
 OBJECTIVES = {'val_bits': 'minimize', 'clip_score': 'maximize'}
 PRUNERS = ('median', 'hyperband', 'none')
 SAMPLERS = ('tpe', 'random', 'grid')
@@ -47,6 +37,14 @@ Retry = optuna.storages.RetryHeartbeatStaleTrialCallback
 
 class TuneError(ValueError):
   """Input that cannot start a search; the message says what to change."""
+
+
+class Interrupted(BaseException):
+  """SIGINT or SIGTERM stopped a worker; its trial is checkpointed and left running.
+
+  Not an Exception, so that Optuna does not record the trial as failed: its heartbeat
+  stops, and the next worker resumes it once it is stale.
+  """
 
 
 # ---------------------------------------------------------------------------------------
@@ -238,11 +236,9 @@ class Objective:
       with _signal_watch() as interrupted:
         train.train_and_evaluate(config, workdir, self.data_dir, on_eval=self._reporter(trial))
         if interrupted():
-          print(f'samplernn-tune: stopped by a signal; trial {trial.number} ({workdir}) is '
-                'checkpointed and goes to the next worker once its heartbeat is stale.',
-                flush=True)
-          # Leave the trial RUNNING (no tell): its heartbeat stops, and a retry resumes it.
-          raise SystemExit(0)
+          raise Interrupted(f'stopped by a signal; trial {trial.number} ({workdir}) is '
+                            'checkpointed and goes to the next worker once its heartbeat is '
+                            'stale.')
       return self._value(trial, workdir)
     except optuna.TrialPruned:
       raise
@@ -278,8 +274,8 @@ class Objective:
         raise ValueError(f'{workdir}: no validation ran; --objective=val_bits needs '
                          'validation files (config.data.val_frac > 0).')
       return min(b for _, b in history)
-    from samplernn_jax import clip_score, generate
-    result = generate.generate_files(workdir, os.path.join(workdir, 'tune_clips', 'clip.wav'),
+    from samplernn_jax import clip_score, clips
+    result = clips.generate_files(workdir, os.path.join(workdir, 'tune_clips', 'clip.wav'),
                                      num_seqs=self.clips, duration=self.clip_seconds,
                                      progress=False)
     scores = clip_score.score_paths(result['paths'], reference=workdir)
@@ -354,22 +350,21 @@ def work(study: optuna.Study, objective: Objective, num_trials: int, study_dir: 
     time.sleep(poll_seconds)
 
 
-def spawn_workers(count: int, argv: list, seed: Optional[int], sampler: str) -> int:
-  """Runs ``count`` copies of this command as single workers; returns the worst exit status.
+def spawn_workers(count: int, worker_argv: list, seed: Optional[int], sampler: str) -> int:
+  """Runs ``count`` processes of ``worker_argv`` (this command, less ``--workers`` and
+  ``--seed``) as single workers; returns the worst exit status.
 
   With ``seed``, worker i samples with ``seed + i``: one seed in every worker would have them
   all propose the same parameters. Not for the grid, whose seed fixes the order of the
   combinations that all workers number alike.
   """
-  args = [a for a in argv[1:] if not a.startswith(('--workers', '--seed'))]
   env = dict(os.environ)
   # Workers sharing one accelerator must not each reserve most of its memory up front.
   env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
   procs = []
   for i in range(count):
     seed_arg = [] if seed is None else [f'--seed={seed if sampler == "grid" else seed + i}']
-    procs.append(subprocess.Popen(
-        [sys.executable, '-m', 'samplernn_jax.tune', *args, *seed_arg, '--workers=1'], env=env))
+    procs.append(subprocess.Popen([*worker_argv, *seed_arg, '--workers=1'], env=env))
 
   def forward(signum, frame):
     for p in procs:
@@ -384,144 +379,74 @@ def spawn_workers(count: int, argv: list, seed: Optional[int], sampler: str) -> 
 
 
 # ---------------------------------------------------------------------------------------
-# Command line
+# Starting a search: every input checked before the database is made
 # ---------------------------------------------------------------------------------------
 
-def _define_flags():
-  config_flags.DEFINE_config_file(
-      'config', os.path.abspath(default_config.__file__), 'Base training configuration; the '
-      'space overrides some of its fields in each trial.', lock_config=True)
-  flags.DEFINE_string('study_dir', None, 'Folder of the study: trials/NNNN/ runs, study.db '
-                      '(default storage), report.md.')
-  flags.DEFINE_string('data_dir', None, 'Directory of audio files; absent: the demo corpus.')
-  flags.DEFINE_string('space', None, 'Python file whose get_space() maps config fields '
-                      '(model.dim) to optuna distributions or lists of choices.')
-  flags.DEFINE_integer('trials', 10, 'Finished trials the study should hold.')
-  flags.DEFINE_string('storage', None, 'Optuna database URL (sqlite:///..., postgresql://..., '
-                      'mysql://...); default sqlite:///STUDY_DIR/study.db.')
-  flags.DEFINE_string('study_name', None, 'Study name in the storage; default: the basename '
-                      'of --study_dir.')
-  flags.DEFINE_enum('objective', 'val_bits', list(OBJECTIVES), 'val_bits: best validation '
-                    'bits/sample (minimized); clip_score: curation score of clips generated at '
-                    'the end (maximized).')
-  flags.DEFINE_integer('workers', 1, 'Worker processes on this machine.')
-  flags.DEFINE_enum('pruner', 'median', list(PRUNERS), 'Stops trials whose validation falls '
-                    'behind.')
-  flags.DEFINE_integer('pruner_startup_trials', 5, 'Median pruner: trials that finish before '
-                       'any is pruned.')
-  flags.DEFINE_integer('pruner_warmup_steps', 0, 'Train steps before a trial may be pruned.')
-  flags.DEFINE_enum('sampler', 'tpe', list(SAMPLERS), 'How trials pick values; grid runs '
-                    'every combination of the listed choices once.')
-  flags.DEFINE_integer('seed', None, 'Seed of the sampler (worker i of --workers: seed + i); '
-                       'give workers on other machines seeds of their own.')
-  flags.DEFINE_integer('clips', 4, 'clip_score: clips generated per trial.')
-  flags.DEFINE_float('clip_seconds', 2.0, 'clip_score: seconds per clip.')
-  flags.DEFINE_integer('heartbeat_seconds', 20, 'Seconds between a worker\'s heartbeats.')
-  flags.DEFINE_integer('grace_seconds', 60, 'A running trial without a heartbeat for this long '
-                       'is failed and re-queued (resumed by the next worker).')
-  flags.DEFINE_string('compilation_cache_dir', None, 'Where compiled steps are kept, so trials '
-                      'of one shape compile once; default $JAX_COMPILATION_CACHE_DIR or '
-                      '~/.cache/samplernn_jax/jax; an empty value turns the cache off.')
-  flags.DEFINE_bool('report', False, 'Write STUDY_DIR/report.md and pictures, print the best '
-                    'trial\'s samplernn-train command, and exit.')
-  # Listed in this program's --help (not only --helpfull).
-  cli.own_flags('config', 'study_dir', 'data_dir', 'space', 'trials', 'storage', 'study_name',
-                'objective', 'workers', 'pruner', 'pruner_startup_trials', 'pruner_warmup_steps',
-                'sampler', 'seed', 'clips', 'clip_seconds', 'heartbeat_seconds', 'grace_seconds',
-                'compilation_cache_dir', 'report')
+def load_study(study_dir: str, storage: Optional[str], study_name: str) -> optuna.Study:
+  """The study of ``study_dir`` (or of the ``storage`` URL), for its report; or TuneError."""
+  url = storage or default_storage(study_dir)
+  if not storage and not os.path.exists(os.path.join(os.path.abspath(study_dir), 'study.db')):
+    raise TuneError(f'--study_dir={study_dir}: no study.db here; pass --storage.')
+  try:
+    return optuna.load_study(study_name=study_name, storage=make_storage(url))
+  except KeyError:
+    raise TuneError(f'no study {study_name!r} in {url}; pass --study_name.') from None
 
 
-def _setup(f) -> tuple:
-  """Everything checked before any trial (and before the database is made): the study, and
-  ``(space, prune)`` unless ``--report``."""
-  study_dir = os.path.abspath(f.study_dir)
-  url = f.storage or default_storage(study_dir)
-  study_name = f.study_name or os.path.basename(study_dir)
-  if f.report:
-    if not f.storage and not os.path.exists(os.path.join(study_dir, 'study.db')):
-      raise TuneError(f'--study_dir={f.study_dir}: no study.db here; pass --storage.')
-    try:
-      return optuna.load_study(study_name=study_name, storage=make_storage(url)), None
-    except KeyError:
-      raise TuneError(f'no study {study_name!r} in {url}; pass --study_name.') from None
-  if not f.space:
+def load_space(space_file: Optional[str], config, fixed: Sequence[str], objective: str,
+               data_dir: Optional[str]) -> search_space.Space:
+  """The space of ``space_file`` less the ``fixed`` fields; TuneError or SpaceError if it
+  cannot drive a search toward ``objective``.
+
+  A field set on the command line (``fixed``) is a decision already made: it leaves the
+  space, so one SPACE file serves e.g. a study per quantization (--config.model.q_type=...).
+  """
+  if not space_file:
     raise TuneError('pass --space=FILE (e.g. configs/spaces/small.py).')
-  if f.data_dir is not None and not os.path.isdir(f.data_dir):
-    raise TuneError(f'--data_dir={f.data_dir}: not a directory.')
-  space = search_space.load(f.space, f.config)
-  # A field set on the command line is a decision already made: it leaves the space, so
-  # one SPACE file serves e.g. a study per quantization (--config.model.q_type=linear).
-  fixed = sorted(set(space) & set(config_flags.get_override_values(f['config'])))
+  if data_dir is not None and not os.path.isdir(data_dir):
+    raise TuneError(f'--data_dir={data_dir}: not a directory.')
+  space = search_space.load(space_file, config)
+  fixed = sorted(set(space) & set(fixed))
   for name in fixed:
     del space[name]
   if fixed:
     logging.info('Fixed by --config overrides, not searched: %s', ', '.join(fixed))
   if not space:
-    raise TuneError(f'--space={f.space}: every field is fixed by a --config override; '
+    raise TuneError(f'--space={space_file}: every field is fixed by a --config override; '
                     'nothing is left to search.')
-  check_objective(f.objective, space)
-  prune = f.pruner != 'none'
-  if prune and f.objective == 'clip_score' and any(
+  check_objective(objective, space)
+  return space
+
+
+def can_prune(pruner: str, objective: str, space: search_space.Space) -> bool:
+  """Whether trials may be pruned: not when the pruner's validation bits do not compare."""
+  if pruner == 'none':
+    return False
+  if objective == 'clip_score' and any(
       search_space.varies(space, k) for k in search_space.QUANTIZATION_FIELDS):
     logging.warning('Not pruning: the pruner compares validation bits, which differ between '
                     'quantizations this space mixes.')
-    prune = False
-  sampler = make_sampler(f.sampler, space, f.seed)
+    return False
+  return True
+
+
+def start_study(study_dir: str, storage: Optional[str], study_name: str, *,
+                space: search_space.Space, objective: str, pruner, sampler: str,
+                seed: Optional[int], heartbeat_seconds: int = 20,
+                grace_seconds: int = 60) -> optuna.Study:
+  """Creates or joins the study, with a ``sampler`` (name) seeded for this worker."""
+  optuna_sampler = make_sampler(sampler, space, seed)  # The grid refuses ranges here.
   os.makedirs(study_dir, exist_ok=True)
-  study = open_study(make_storage(url, f.heartbeat_seconds, f.grace_seconds), study_name,
-                     f.objective, make_pruner(f.pruner if prune else 'none',
-                                              f.pruner_startup_trials, f.pruner_warmup_steps),
-                     sampler)
+  study = open_study(make_storage(storage or default_storage(study_dir), heartbeat_seconds,
+                                  grace_seconds),
+                     study_name, objective, pruner, optuna_sampler)
   held = len(study.get_trials(deepcopy=False))
-  if f.seed is not None and held and f.sampler != 'grid':
+  if seed is not None and held and sampler != 'grid':
     # A restarted worker with its old seed would propose its first values again.
-    study.sampler = make_sampler(f.sampler, space, f.seed + 1000 * held)
-  return study, (space, prune)
+    study.sampler = make_sampler(sampler, space, seed + 1000 * held)
+  return study
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  f = FLAGS
-  try:
-    study, setup = _setup(f)
-  except (TuneError, search_space.SpaceError) as e:
-    cli.fail('samplernn-tune', e)
-  if f.report:
-    from samplernn_jax import tune_report
-    path, command = tune_report.write(study, f.study_dir)
-    print(f'Report: {path}')
-    if command:
-      print(f'Train the best trial longer:\n  {command}')
-    return
-  if f.workers > 1:
-    sys.exit(spawn_workers(f.workers, sys.argv, f.seed, f.sampler))
-  from samplernn_jax import backend
-  backend.enable_compilation_cache(f.compilation_cache_dir)
-  space, prune = setup
-  objective = Objective(f.config, config_flags.get_config_filename(f['config']),
-                        config_flags.get_override_values(f['config']), space, f.study_dir,
-                        f.data_dir, f.objective, f.clips, f.clip_seconds, prune)
-  optuna.logging.set_verbosity(optuna.logging.INFO)
-  trials = f.trials
-  if f.sampler == 'grid':
-    combinations = math.prod(len(v) for v in grid(space).values())
-    if trials > combinations:
-      logging.warning('--trials=%d: the grid has %d combinations; running each once.', trials,
-                      combinations)
-      trials = combinations
-  work(study, objective, trials, f.study_dir)
-  n = trial_counts(study)
-  print(f'samplernn-tune: the study holds {n["finished"]} finished trials; '
-        f'report with --study_dir={f.study_dir} --report.', flush=True)
-
-
-def run():
-  """Console-script entry point."""
-  _define_flags()
-  flags.mark_flags_as_required(['study_dir'])
-  cli.run(main, 'samplernn-tune')
-
-
-if __name__ == '__main__':
-  run()
+def grid_size(space: search_space.Space) -> int:
+  """The grid's combinations: more trials than this would repeat one."""
+  return math.prod(len(v) for v in grid(space).values())

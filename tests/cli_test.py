@@ -24,9 +24,10 @@ from tests.conftest import prism_case
 from tests.conftest import random_params
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# Each in its own process: two command modules in one would both define --workdir.
 MODULES = {'samplernn-fetch': 'fetch', 'samplernn-prepare': 'prepare',
-           'samplernn-train': 'main', 'samplernn-generate': 'generate',
-           'samplernn-import-prism': 'prism', 'samplernn-score': 'clip_score',
+           'samplernn-train': 'train', 'samplernn-generate': 'generate',
+           'samplernn-import-prism': 'import_prism', 'samplernn-score': 'score',
            'samplernn-gallery': 'gallery'}
 # A command's own flags, which --help must list.
 OWN_FLAGS = {
@@ -46,7 +47,7 @@ def command(name: str) -> list:
   script = os.path.join(os.path.dirname(sys.executable), name)
   if os.path.exists(script):
     return [script]
-  return [sys.executable, '-c', f'from samplernn_jax import {MODULES[name]} as m; m.run()']
+  return [sys.executable, '-m', f'samplernn_jax.commands.{MODULES[name]}']
 
 
 def run_command(argv: list, cwd: str) -> subprocess.CompletedProcess:

@@ -82,7 +82,7 @@ def test_score_paths(corpus, tmp_path):
 
 
 def _score_command(*args):
-  return subprocess.run([sys.executable, '-m', 'samplernn_jax.clip_score', *args],
+  return subprocess.run([sys.executable, '-m', 'samplernn_jax.commands.score', *args],
                         capture_output=True, text=True, timeout=120)
 
 

@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 
 from samplernn_jax import checkpoint
+from samplernn_jax import clips
 from samplernn_jax import demo_corpus
-from samplernn_jax import generate
 from samplernn_jax import input_pipeline
 from samplernn_jax import model as model_lib
 from samplernn_jax import prepare
@@ -57,7 +57,7 @@ def test_existing_clips_are_kept_until_their_replacement_is_complete(run_dir, tm
   target = tmp_path / 'clip_e=2_t=0.95.wav'
   target.write_bytes(b'an earlier clip')
   with pytest.raises(ValueError, match='clip_e=2_t=0.95.wav exists; pass --overwrite'):
-    generate.generate_files(str(run_dir), out, duration=DURATION, progress=False)
+    clips.generate_files(str(run_dir), out, duration=DURATION, progress=False)
   assert target.read_bytes() == b'an earlier clip'
 
   # A run that fails after its first chunk leaves the old clip and keeps the partial one.
@@ -70,7 +70,7 @@ def test_existing_clips_are_kept_until_their_replacement_is_complete(run_dir, tm
     return real(self, *args, callback=stop, **kwargs)
   monkeypatch.setattr(sampler_lib.Sampler, 'generate', fail_after_first_chunk)
   with pytest.raises(RuntimeError):
-    generate.generate_files(str(run_dir), out, duration=DURATION, progress=False,
+    clips.generate_files(str(run_dir), out, duration=DURATION, progress=False,
                             overwrite=True)
   assert target.read_bytes() == b'an earlier clip'
   (scratch,) = [p for p in tmp_path.iterdir() if p.name.startswith('.generating-')]
@@ -78,7 +78,7 @@ def test_existing_clips_are_kept_until_their_replacement_is_complete(run_dir, tm
   shutil.rmtree(scratch)
 
   monkeypatch.setattr(sampler_lib.Sampler, 'generate', real)
-  result = generate.generate_files(str(run_dir), out, duration=DURATION, progress=False,
+  result = clips.generate_files(str(run_dir), out, duration=DURATION, progress=False,
                                    overwrite=True)
   assert result['paths'] == [str(target)] and sf.info(str(target)).frames == 96
   assert not [p for p in tmp_path.iterdir() if p.name.startswith('.generating-')]
@@ -87,12 +87,12 @@ def test_existing_clips_are_kept_until_their_replacement_is_complete(run_dir, tm
 
 def test_sizes_that_cannot_fit_are_refused_before_anything_starts(tmp_path):
   with pytest.raises(ValueError, match=r'--num_seqs=10000000 .*ulimit -n'):
-    generate.check_sizes(10_000_000, 100, str(tmp_path))
+    clips.check_sizes(10_000_000, 100, str(tmp_path))
   with pytest.raises(ValueError, match='of memory.*lower --num_seqs or --duration'):
-    generate.check_sizes(1, 10**15, str(tmp_path))
-  generate.check_sizes(4, 8000, str(tmp_path))  # A small run passes.
+    clips.check_sizes(1, 10**15, str(tmp_path))
+  clips.check_sizes(4, 8000, str(tmp_path))  # A small run passes.
   with pytest.raises(ValueError, match='finite'):
-    generate.generate_files(str(tmp_path), str(tmp_path / 'a.wav'), duration=float('inf'))
+    clips.generate_files(str(tmp_path), str(tmp_path / 'a.wav'), duration=float('inf'))
 
 
 def _damage(workdir: pathlib.Path, step: int, how: str) -> None:
@@ -295,7 +295,7 @@ def test_killed_prepare_leaves_no_workers_and_its_partials_are_cleaned(tmp_path)
     sf.write(src / f's{i}.wav', _noise(3.0, seed=i), 8000)
   out = tmp_path / 'out'
   parent = subprocess.Popen(
-      [sys.executable, '-c', 'from samplernn_jax import prepare; prepare.run()',
+      [sys.executable, '-c', 'from samplernn_jax.commands import prepare; prepare.run()',
        f'--input={src}', f'--output_dir={out}', '--num_workers=2', '--chunk_length_ms=100',
        '--overlap_ms=0'], cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 60

@@ -16,9 +16,9 @@ import time
 import pytest
 
 from samplernn_jax import clip_score
+from samplernn_jax import clips
 from samplernn_jax import demo_corpus
 from samplernn_jax import gallery
-from samplernn_jax import generate
 from samplernn_jax import train
 from tests.conftest import load_config
 
@@ -38,7 +38,7 @@ def run(tmp_path_factory):
   config.generate.output_file_dur = 0.25
   workdir = str(tmp_path_factory.mktemp('runs') / 'tiny')
   train.train_and_evaluate(config, workdir, corpus)
-  generate.generate_files(workdir, os.path.join(workdir, 'samples', 'clip.wav'), num_seqs=2,
+  clips.generate_files(workdir, os.path.join(workdir, 'samples', 'clip.wav'), num_seqs=2,
                           duration=0.25, temperatures=[0.9, 1.1], progress=False)
   return workdir
 
@@ -78,7 +78,7 @@ def _clips(workdir):
 def test_page_is_rebuilt_after_generation(run, tmp_path):
   before = _page(run)
   time.sleep(1.1)  # The page's build time has whole seconds.
-  generate.generate_files(run, os.path.join(run, 'later', 'more.wav'), duration=0.1,
+  clips.generate_files(run, os.path.join(run, 'later', 'more.wav'), duration=0.1,
                           progress=False)
   after = _page(run)
   assert 'data-path="later/more_e=50_t=0.95.wav"' in after
@@ -86,7 +86,7 @@ def test_page_is_rebuilt_after_generation(run, tmp_path):
   built = lambda page: page.split('<time id="built">')[1].split('<')[0]
   assert built(after) > built(before)
   # Output outside the workdir leaves the page alone.
-  generate.generate_files(run, str(tmp_path / 'elsewhere.wav'), duration=0.1, progress=False)
+  clips.generate_files(run, str(tmp_path / 'elsewhere.wav'), duration=0.1, progress=False)
   assert _page(run) == after
   shutil.rmtree(os.path.join(run, 'later'))
   gallery.build(run)
@@ -109,7 +109,7 @@ def test_a_run_without_clips_or_metrics_still_renders(tmp_path):
 
 
 def test_gallery_command(run, tmp_path):
-  command = [sys.executable, '-m', 'samplernn_jax.gallery']
+  command = [sys.executable, '-m', 'samplernn_jax.commands.gallery']
   proc = subprocess.run([*command, f'--workdir={run}'], capture_output=True, text=True,
                         timeout=120)
   assert proc.returncode == 0, proc.stderr

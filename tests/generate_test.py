@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from samplernn_jax import checkpoint
-from samplernn_jax import generate
+from samplernn_jax import clips
 from samplernn_jax import model as model_lib
 from tests.conftest import load_config
 from tests.conftest import random_params
@@ -28,10 +28,10 @@ DURATION = 0.012
 
 
 def test_prism_names_and_temperatures():
-  assert generate.pad_temperatures([0.9], 3) == [0.9, 0.9, 0.9]
-  assert generate.pad_temperatures([0.9, 1.0, 1.1], 2) == [0.9, 1.0]
-  assert generate.output_paths('out/a.wav', 7, [0.95]) == ['out/a_e=7_t=0.95.wav']
-  assert generate.output_paths('out/a.wav', 7, [0.9, 1.0]) == ['out/a_e=7(0)_t=0.9.wav',
+  assert clips.pad_temperatures([0.9], 3) == [0.9, 0.9, 0.9]
+  assert clips.pad_temperatures([0.9, 1.0, 1.1], 2) == [0.9, 1.0]
+  assert clips.output_paths('out/a.wav', 7, [0.95]) == ['out/a_e=7_t=0.95.wav']
+  assert clips.output_paths('out/a.wav', 7, [0.9, 1.0]) == ['out/a_e=7(0)_t=0.9.wav',
                                                               'out/a_e=7(1)_t=1.0.wav']
 
 
@@ -40,7 +40,7 @@ def test_writes_seeded_clips_scores_and_pictures(workdir, tmp_path):
   t = np.arange(4410) / 44100.0
   stereo = np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], 1) * 0.5
   sf.write(seed, stereo, 44100)
-  result = generate.generate_files(
+  result = clips.generate_files(
       workdir, str(tmp_path / 'out' / 'clip.wav'), num_seqs=2, duration=DURATION,
       temperatures=[0.9], seed_audio=str(seed), keep=1, plot=True, progress=False)
   assert result['step'] == 3
@@ -68,26 +68,26 @@ def test_writes_seeded_clips_scores_and_pictures(workdir, tmp_path):
 ])
 def test_errors_before_any_work(workdir, tmp_path, kwargs, message):
   with pytest.raises((ValueError, FileNotFoundError), match=message):
-    generate.generate_files(workdir, str(tmp_path / 'a.wav'), progress=False, **kwargs)
+    clips.generate_files(workdir, str(tmp_path / 'a.wav'), progress=False, **kwargs)
   assert not os.path.exists(tmp_path / 'a_e=3_t=0.95.wav')
 
 
 def test_bad_seeds_and_workdirs_are_named(workdir, tmp_path):
   with pytest.raises(FileNotFoundError, match='nowhere: no such workdir'):
-    generate.generate_files(str(tmp_path / 'nowhere'), str(tmp_path / 'a.wav'))
+    clips.generate_files(str(tmp_path / 'nowhere'), str(tmp_path / 'a.wav'))
   short = tmp_path / 'short.wav'
   sf.write(short, np.zeros(3), 8000)
   with pytest.raises(ValueError, match='short.wav: the seed has 3 samples.*8 samples'):
-    generate.generate_files(workdir, str(tmp_path / 'a.wav'), seed_audio=str(short))
+    clips.generate_files(workdir, str(tmp_path / 'a.wav'), seed_audio=str(short))
   junk = tmp_path / 'junk.wav'
   junk.write_bytes(b'not audio at all')
   with pytest.raises(ValueError, match='junk.wav: cannot decode'):
-    generate.generate_files(workdir, str(tmp_path / 'a.wav'), seed_audio=str(junk))
+    clips.generate_files(workdir, str(tmp_path / 'a.wav'), seed_audio=str(junk))
 
 
 def test_temperatures_default_to_the_run_config(workdir, tmp_path):
   # tiny's config.generate.temperatures is (0.95,), stored with the checkpoint.
-  result = generate.generate_files(workdir, str(tmp_path / 'c.wav'), num_seqs=2,
+  result = clips.generate_files(workdir, str(tmp_path / 'c.wav'), num_seqs=2,
                                    duration=DURATION, progress=False)
   assert [os.path.basename(p) for p in result['paths']] == ['c_e=3(0)_t=0.95.wav',
                                                            'c_e=3(1)_t=0.95.wav']

@@ -85,7 +85,7 @@ def test_command_line_import(tmp_path):
   import sys
   d = prism_case('gru_mulaw')
   out = subprocess.run(
-      [sys.executable, '-c', 'from samplernn_jax import prism; prism.run()',
+      [sys.executable, '-c', 'from samplernn_jax.commands import import_prism; import_prism.run()',
        f'--checkpoint={d}/model.ckpt-1', f'--config={d}/prism.config.json',
        f'--workdir={tmp_path}/run'], capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr

@@ -68,7 +68,7 @@ def study_in(study_dir, space, objective='val_bits', pruner=None, heartbeat=(20,
 
 
 def run_cli(*args, env=None, **kwargs):
-  return subprocess.run([sys.executable, '-m', 'samplernn_jax.tune', *args], cwd=REPO, env=env,
+  return subprocess.run([sys.executable, '-m', 'samplernn_jax.commands.tune', *args], cwd=REPO, env=env,
                         capture_output=True, text=True, **kwargs)
 
 
@@ -93,7 +93,7 @@ def test_killed_worker_trial_is_retried_from_its_checkpoint(tmp_path, corpus, mo
           '--config.train.num_epochs=4', '--config.train.log_every_steps=1',
           '--config.train.checkpoint_every_steps=10', f'--data_dir={corpus}',
           f'--space={space_file}', '--trials=1', '--heartbeat_seconds=1', '--grace_seconds=2']
-  proc = subprocess.Popen([sys.executable, '-m', 'samplernn_jax.tune', *args], cwd=REPO,
+  proc = subprocess.Popen([sys.executable, '-m', 'samplernn_jax.commands.tune', *args], cwd=REPO,
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
   for line in proc.stdout:
     if '(30),' in line:  # Global step 30: checkpoints at 10, 20, 30 are written or on the way.

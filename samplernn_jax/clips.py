@@ -1,35 +1,29 @@
-"""samplernn-generate: WAV files from a checkpoint, optionally seeded, scored and plotted.
+"""Writing clips: names, temperatures, seeds, sizes, scores, and the chunked write.
 
-    samplernn-generate --workdir=runs/piano --output=out/piano.wav --num_seqs=8 \
-        --duration=10 --temperature=0.95,0.9
-
-The model config comes from the checkpoint. Files are named like PRiSM's generate.py:
-``out/piano_e=STEP(i)_t=TEMP.wav`` (``out/piano_e=STEP_t=TEMP.wav`` for one sequence).
-Every chunk is appended to the files as soon as it is generated, in a scratch folder
-``.generating-*`` beside the output; complete clips are moved into place at the end (with
-``--keep=K`` only the best ``K`` by score), so an existing file is never replaced by a
-partial one, and a stopped run keeps what it made in that folder. Existing names stop
-the run before any work unless ``--overwrite`` is given.
+``generate_files`` is what ``samplernn-generate`` runs. Files are named like PRiSM's
+generate.py: ``out/piano_e=STEP(i)_t=TEMP.wav`` (``out/piano_e=STEP_t=TEMP.wav`` for one
+sequence). Every chunk is appended to the files as soon as it is generated, in a scratch
+folder ``.generating-*`` beside the output; complete clips are moved into place at the end
+(with ``keep`` only the best by score), so an existing file is never replaced by a partial
+one, and a stopped run keeps what it made in that folder.
 """
 
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from absl import app
-from absl import flags
-from absl import logging
 import jax
+import ml_collections
 import numpy as np
 import soundfile as sf
 import tqdm
 
 from samplernn_jax import audio_io
-from samplernn_jax import backend
 from samplernn_jax import checkpoint
 from samplernn_jax import cli
 from samplernn_jax import clip_score
@@ -162,31 +156,7 @@ def score_sequences(levels_BxT: np.ndarray, mean_log_likelihood_B: np.ndarray, m
 
 
 # ---------------------------------------------------------------------------------------
-# Pictures
-# ---------------------------------------------------------------------------------------
-
-def plot_clip(audio: np.ndarray, sample_rate: int, path: str) -> None:
-  """Waveform over spectrogram, as a PNG at ``path``."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
-  t = np.arange(audio.shape[0]) / sample_rate
-  top.plot(t, audio, linewidth=0.3)
-  top.set_ylim(-1, 1)
-  top.set_ylabel('amplitude')
-  top.set_title(os.path.basename(path))
-  nfft = min(1024, max(16, 2 ** int(np.log2(max(16, audio.shape[0] // 8)))))
-  bottom.specgram(audio + 1e-9, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap='magma')
-  bottom.set_xlabel('seconds')
-  bottom.set_ylabel('Hz')
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------
-# The run
+# The run: check, plan, sample into a scratch folder, curate, move into place
 # ---------------------------------------------------------------------------------------
 
 def generate_files(workdir: str, output: str, step: Optional[int] = None, num_seqs: int = 1,
@@ -208,6 +178,43 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
   Returns ``{'paths': [kept wav paths], 'scores': [every sequence's score dict], 'step': N,
   'samples_per_second': total, 'x_real_time': audio seconds per wall second per sequence}``.
   """
+  out_dir = _check_request(workdir, output, num_seqs=num_seqs, duration=duration, keep=keep,
+                           temperatures=temperatures, seed_audio=seed_audio)
+  plan = _plan(workdir, output, out_dir, step=step, num_seqs=num_seqs, duration=duration,
+               temperatures=temperatures, seed_audio=seed_audio, seed_offset=seed_offset,
+               chunk_size=chunk_size, overwrite=overwrite)
+  sampler = sampler_lib.Sampler(plan.config.model, num_seqs, plan.chunk_size)
+  # Nothing is final until complete (and, with keep, scored): write to a scratch folder.
+  scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir)
+  scratch_paths = [os.path.join(scratch, os.path.basename(p)) for p in plan.paths]
+  levels_BxT, mean_ll_B, elapsed = _sample_into(
+      scratch, scratch_paths, sampler, plan, rng_seed=rng_seed, profile_dir=profile_dir,
+      progress=progress, desc=f'{num_seqs} x {duration:g} s')
+
+  scores = score_sequences(levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate,
+                           clip_score.load_profile(workdir))
+  order, kept = _curate(scores, plan, keep)
+  for i in kept:
+    os.replace(scratch_paths[i], plan.paths[i])
+  shutil.rmtree(scratch)
+  if plot:
+    _plot(levels_BxT, kept, plan)
+  scores_path = f'{_stem(output)}_e={plan.step}_scores.json'
+  _write_json_atomic(scores_path, {
+      'workdir': workdir, 'step': plan.step, 'rng_seed': rng_seed, 'seed_audio': seed_audio,
+      'duration': duration, 'ranking': order, 'sequences': scores})
+  if out_dir.startswith(os.path.abspath(workdir) + os.sep):
+    gallery.refresh(workdir)  # Clips written into the run: its page lists them.
+  return {'paths': [plan.paths[i] for i in kept], 'scores': scores, 'step': plan.step,
+          'scores_path': scores_path,
+          'samples_per_second': num_seqs * plan.num_samples / elapsed,
+          'x_real_time': metrics.x_real_time(plan.num_samples, elapsed, plan.sample_rate)}
+
+
+def _check_request(workdir: str, output: str, *, num_seqs: int, duration: float,
+                   keep: Optional[int], temperatures: Optional[Sequence[float]],
+                   seed_audio: Optional[str]) -> str:
+  """The checks that need no checkpoint; returns the (writable) folder of ``output``."""
   if num_seqs < 1:
     raise ValueError(f'--num_seqs={num_seqs} must be at least 1.')
   if not 0 < duration < float('inf'):
@@ -223,171 +230,153 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
     raise FileNotFoundError(f'{seed_audio}: seed audio file not found.')
   out_dir = os.path.dirname(os.path.abspath(output))
   cli.check_writable(out_dir, '--output')
+  return out_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """A request resolved against its checkpoint, every part of it checked."""
+  params: Any
+  config: ml_collections.ConfigDict
+  step: int
+  temperatures: list  # One per sequence.
+  num_samples: int  # Per sequence.
+  paths: list  # The clips' final paths, one per sequence.
+  seed_levels: Optional[np.ndarray]
+  chunk_size: int
+
+  @property
+  def sample_rate(self) -> int:
+    return int(self.config.data.sample_rate)
+
+
+def _plan(workdir: str, output: str, out_dir: str, *, step: Optional[int], num_seqs: int,
+          duration: float, temperatures: Optional[Sequence[float]], seed_audio: Optional[str],
+          seed_offset: int, chunk_size: Optional[int], overwrite: bool) -> _Plan:
+  """Loads the checkpoint and settles temperatures, sizes, names and seed; raises on any
+  that cannot work (an existing clip without ``overwrite`` among them)."""
   params, config, step = checkpoint.restore_params(workdir, step)
   if temperatures is None:
     temperatures = tuple(config.generate.get('temperatures', (0.95,)))
   temps = pad_temperatures(temperatures, num_seqs)
   sample_rate = int(config.data.sample_rate)
-  m = config.model
   num_samples = max(1, int(round(duration * sample_rate)))
   check_sizes(num_seqs, num_samples, out_dir)
-  final_paths = output_paths(output, step, temps)
-  existing = [p for p in final_paths if os.path.exists(p)]
+  paths = output_paths(output, step, temps)
+  existing = [p for p in paths if os.path.exists(p)]
   if existing and not overwrite:
     more = f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''
     raise ValueError(f'{existing[0]}{more} exists; pass --overwrite to replace it once the '
                      'new clip is complete, or choose another --output.')
   seed_levels = None
   if seed_audio is not None:
-    seed_levels = load_seed_levels(seed_audio, m, sample_rate, seed_offset)
-  chunk_size = int(chunk_size or config.generate.get('chunk_size', 16384))
+    seed_levels = load_seed_levels(seed_audio, config.model, sample_rate, seed_offset)
+  return _Plan(params=params, config=config, step=step, temperatures=temps,
+               num_samples=num_samples, paths=paths, seed_levels=seed_levels,
+               chunk_size=int(chunk_size or config.generate.get('chunk_size', 16384)))
 
-  # Nothing is final until complete (and, with --keep, scored): write to a scratch folder.
-  scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir)
-  write_paths = [os.path.join(scratch, os.path.basename(p)) for p in final_paths]
-  sampler = sampler_lib.Sampler(m, num_seqs, chunk_size)
+
+class _ChunkWriter:
+  """The sampler's callback: appends every chunk to the clips' files, shows the speed."""
+
+  def __init__(self, files: list, plan: _Plan, progress: bool, desc: str):
+    self._files, self._plan = files, plan
+    self._bar = tqdm.tqdm(
+        total=plan.num_samples, unit='sample', unit_scale=True, disable=not progress,
+        desc=desc, dynamic_ncols=True,
+        # tqdm's own rate would be a second speed; the postfix is the one.
+        bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]')
+    self._start = time.perf_counter()
+    self.written = 0  # Samples per sequence in the files.
+    self.elapsed = 0.0  # Seconds from the start to close().
+
+  def __call__(self, levels_BxC: np.ndarray, done: int) -> None:
+    m = self._plan.config.model
+    audio_BxC = quantization.decode(levels_BxC, m.q_type, m.q_levels)
+    for f, audio_C in zip(self._files, audio_BxC):
+      f.write(audio_C)
+      f.flush()
+    self.written = done + levels_BxC.shape[1]
+    self._bar.update(levels_BxC.shape[1])
+    speed = metrics.x_real_time(self.written, time.perf_counter() - self._start,
+                                self._plan.sample_rate)
+    self._bar.set_postfix_str(f'{speed:.2f}x real time')
+
+  def close(self) -> None:
+    self.elapsed = time.perf_counter() - self._start
+    self._bar.close()
+    for f in self._files:
+      f.close()
+
+
+def _open_wavs(paths: Sequence[str], sample_rate: int) -> list:
+  """16-bit mono WAV files open for writing; none stays open if one fails."""
   files = []
   try:
-    files = [sf.SoundFile(p, 'w', samplerate=sample_rate, channels=1, subtype='PCM_16')
-             for p in write_paths]
+    for path in paths:
+      files.append(sf.SoundFile(path, 'w', samplerate=sample_rate, channels=1,
+                                subtype='PCM_16'))
   except (sf.LibsndfileError, OSError):
     for f in files:
       f.close()
+    raise
+  return files
+
+
+def _sample_into(scratch: str, paths: Sequence[str], sampler: sampler_lib.Sampler,
+                 plan: _Plan, *, rng_seed: int, profile_dir: Optional[str], progress: bool,
+                 desc: str) -> tuple:
+  """Samples the clips into ``paths`` (in ``scratch``) chunk by chunk.
+
+  Returns ``(levels_BxT, mean_log_likelihood_B, seconds)``. A failure removes ``scratch``
+  when nothing was written yet, and otherwise leaves the partial clips there.
+  """
+  try:
+    writer = _ChunkWriter(_open_wavs(paths, plan.sample_rate), plan, progress, desc)
+  except BaseException:
     shutil.rmtree(scratch, ignore_errors=True)
     raise
-  bar = tqdm.tqdm(total=num_samples, unit='sample', unit_scale=True, disable=not progress,
-                  desc=f'{num_seqs} x {duration:g} s', dynamic_ncols=True,
-                  # tqdm's own rate would be a second speed; the postfix is the one.
-                  bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]')
-  start = time.perf_counter()
-  written = [0]
-
-  def write_chunk(levels_BxC, done):
-    audio = quantization.decode(levels_BxC, m.q_type, m.q_levels)
-    for f, a in zip(files, audio):
-      f.write(a)
-      f.flush()
-    written[0] = done + levels_BxC.shape[1]
-    bar.update(levels_BxC.shape[1])
-    speed = metrics.x_real_time(written[0], time.perf_counter() - start, sample_rate)
-    bar.set_postfix_str(f'{speed:.2f}x real time')
-
   try:
     if profile_dir:
       jax.profiler.start_trace(profile_dir)
-    levels, mean_ll = sampler.generate(params, num_samples, temps, jax.random.key(rng_seed),
-                                       seed_levels=seed_levels, callback=write_chunk,
-                                       return_log_likelihood=True)
+    levels_BxT, mean_ll_B = sampler.generate(
+        plan.params, plan.num_samples, plan.temperatures, jax.random.key(rng_seed),
+        seed_levels=plan.seed_levels, callback=writer, return_log_likelihood=True)
   except BaseException:
-    if not written[0]:
+    if not writer.written:
       shutil.rmtree(scratch, ignore_errors=True)  # Only empty headers: nothing to keep.
     else:
       print(f'Stopped; the partial clips are in {scratch}', file=sys.stderr)
     raise
   finally:
-    elapsed = time.perf_counter() - start
-    bar.close()
-    for f in files:
-      f.close()
+    writer.close()
     if profile_dir:
       print(f'Writing the profile to {profile_dir} ...', file=sys.stderr)
       jax.profiler.stop_trace()
+  return levels_BxT, mean_ll_B, writer.elapsed
 
-  scores = score_sequences(levels, mean_ll, m, sample_rate, clip_score.load_profile(workdir))
-  order = sorted(range(num_seqs), key=lambda i: -scores[i]['score'])
-  kept = sorted(order[:keep]) if keep else list(range(num_seqs))
+
+def _curate(scores: list, plan: _Plan, keep: Optional[int]) -> tuple:
+  """``(ranking, kept indices)``: the best ``keep`` by score, or all; notes each sequence's
+  index, temperature, file and whether it is kept in its score dict."""
+  order = sorted(range(len(scores)), key=lambda i: -scores[i]['score'])
+  kept = sorted(order[:keep]) if keep else list(range(len(scores)))
   for i, s in enumerate(scores):
-    s.update(index=i, temperature=temps[i], kept=i in kept,
-             file=os.path.basename(final_paths[i]))
+    s.update(index=i, temperature=plan.temperatures[i], kept=i in kept,
+             file=os.path.basename(plan.paths[i]))
+  return order, kept
+
+
+def _plot(levels_BxT: np.ndarray, kept: Sequence[int], plan: _Plan) -> None:
+  """A waveform-over-spectrogram PNG beside each kept clip (the gallery's picture, larger)."""
+  m = plan.config.model
   for i in kept:
-    os.replace(write_paths[i], final_paths[i])
-  shutil.rmtree(scratch)
-  paths = [final_paths[i] for i in kept]
-  if plot:
-    for i in kept:
-      audio = quantization.decode(levels[i], m.q_type, m.q_levels)
-      plot_clip(audio, sample_rate, final_paths[i][:-len('.wav')] + '.png')
-  scores_path = f'{_stem(output)}_e={step}_scores.json'
-  with open(scores_path + '.tmp', 'w') as f:
-    json.dump({'workdir': workdir, 'step': step, 'rng_seed': rng_seed, 'seed_audio': seed_audio,
-               'duration': duration, 'ranking': order, 'sequences': scores}, f, indent=2)
-  os.replace(scores_path + '.tmp', scores_path)
-  if out_dir.startswith(os.path.abspath(workdir) + os.sep):
-    gallery.refresh(workdir)  # Clips written into the run: its page lists them.
-  return {'paths': paths, 'scores': scores, 'step': step, 'scores_path': scores_path,
-          'samples_per_second': num_seqs * num_samples / elapsed,
-          'x_real_time': metrics.x_real_time(num_samples, elapsed, sample_rate)}
+    audio_T = quantization.decode(levels_BxT[i], m.q_type, m.q_levels)
+    gallery.plot_clip(audio_T, plan.sample_rate, plan.paths[i][:-len('.wav')] + '.png',
+                      figsize=gallery.LARGE_FIGSIZE, title=os.path.basename(plan.paths[i]))
 
 
-# ---------------------------------------------------------------------------------------
-# samplernn-generate
-# ---------------------------------------------------------------------------------------
-
-# Defined when the command runs, not on import: the library functions above are also
-# imported by training and tests, whose programs define flags of the same names.
-def _define_flags():
-  program = cli.program()
-  flags.DEFINE_string('workdir', None, 'Run folder holding checkpoints/ (training or '
-                      'samplernn-import-prism wrote it).', **program)
-  flags.DEFINE_integer('step', None, 'Checkpoint step to load; default: the latest.',
-                       **program)
-  flags.DEFINE_string('output', 'generated.wav', 'Output path; each file is named '
-                      '{stem}_e={step}({i})_t={temperature}.wav like PRiSM.', **program)
-  flags.DEFINE_integer('num_seqs', 1, 'Sequences generated side by side (one batch).',
-                       **program)
-  flags.DEFINE_float('duration', 3.0, 'Seconds of audio per sequence.', **program)
-  flags.DEFINE_list('temperature', None, 'Sampling temperatures, one per sequence; padded '
-                    'with the last value or truncated. Default: the run\'s '
-                    'config.generate.temperatures.', **program)
-  flags.DEFINE_string('seed_audio', None, 'Audio to prime every tier on (any length >= one '
-                      'top frame); generation continues after its end.', **program)
-  flags.DEFINE_integer('seed_offset', 0, 'Skip this many samples (at the model sample rate) '
-                       'at the start of the seed audio.', **program)
-  flags.DEFINE_integer('rng_seed', 0, 'Random seed of the sampling.', **program)
-  flags.DEFINE_integer('keep', None, 'Write only the best KEEP sequences by score (all are '
-                       'scored in {stem}_e={step}_scores.json).', **program)
-  flags.DEFINE_bool('plot', False, 'Write a waveform + spectrogram PNG beside each clip.',
-                    **program)
-  flags.DEFINE_string('profile_dir', None, 'Write a jax.profiler trace of the generation '
-                      'here (open with TensorBoard or Perfetto).', **program)
-  flags.DEFINE_integer('chunk_size', None, 'Samples per compiled call; default: '
-                       'config.generate.chunk_size.', **program)
-  flags.DEFINE_bool('overwrite', False, 'Replace clips of the same names (each only once '
-                    'its new version is complete); without it, existing names stop the run.',
-                    **program)
-  flags.DEFINE_string('compilation_cache_dir', None, 'Where compiled samplers are kept so the '
-                      'next run skips compiling; default $JAX_COMPILATION_CACHE_DIR or '
-                      '~/.cache/samplernn_jax/jax; an empty value turns the cache off.',
-                      **program)
-
-
-def _main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  f = flags.FLAGS
-  backend.enable_compilation_cache(f.compilation_cache_dir)
-  try:
-    temps = None if f.temperature is None else [float(t) for t in f.temperature]
-  except ValueError:
-    raise app.UsageError(f'--temperature={",".join(f.temperature)}: not a list of '
-                         'numbers.') from None
-  result = generate_files(
-      f.workdir, f.output, step=f.step, num_seqs=f.num_seqs, duration=f.duration,
-      temperatures=temps, seed_audio=f.seed_audio, seed_offset=f.seed_offset,
-      rng_seed=f.rng_seed, keep=f.keep, plot=f.plot, profile_dir=f.profile_dir,
-      chunk_size=f.chunk_size, overwrite=f.overwrite)
-  for path in result['paths']:
-    print(f'Generated sample output to {path}')
-  print(f'Scores: {result["scores_path"]} ({result["x_real_time"]:.2f}x real time per '
-        f'sequence, {result["samples_per_second"]:,.0f} samples/s in all, compilation '
-        'included)')
-
-
-def run():
-  _define_flags()
-  flags.mark_flags_as_required(['workdir'])
-  cli.run(_main, 'samplernn-generate')
-
-
-if __name__ == '__main__':
-  run()
+def _write_json_atomic(path: str, obj: dict) -> None:
+  with open(path + '.tmp', 'w') as f:
+    json.dump(obj, f, indent=2)
+  os.replace(path + '.tmp', path)

@@ -1,0 +1,79 @@
+"""``samplernn-train``: trains SampleRNN in a workdir (resuming what is there).
+
+  samplernn-train --workdir=runs/demo --config=configs/demo.py
+  samplernn-train --workdir=runs/piano --data_dir=chunks/ --config.train.batch_size=32
+  python -m samplernn_jax.commands.train ...   # The same, without the console script.
+
+``--config`` defaults to ``configs/default.py`` (PRiSM's defaults); any field is overridden
+with ``--config.<section>.<field>=value``. Without ``--data_dir`` the demo corpus is
+synthesized into the workdir. Multi-host: pass ``--coordinator_address``,
+``--num_processes`` and ``--process_id`` (or set JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES, JAX_PROCESS_ID) on every host.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from samplernn_jax import backend
+from samplernn_jax import cli
+from samplernn_jax import config as config_lib
+from samplernn_jax import default_config
+from samplernn_jax import train as train_lib
+
+FLAGS = flags.FLAGS
+
+# No default here: cli.run supplies it (see cli on --config).
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Training configuration file (configs/*.py); override any field with '
+    '--config.SECTION.FIELD=VALUE.',
+    lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and audio; an existing '
+                    'one is resumed.', required=True)
+flags.DEFINE_string('data_dir', None, 'Directory of audio files; if absent, the demo corpus '
+                    'is synthesized into WORKDIR/demo_corpus.')
+flags.DEFINE_integer('resume_from', None, 'Resume from this checkpoint step instead of the '
+                     'latest (newer checkpoints are deleted).')
+flags.DEFINE_string('coordinator_address', os.environ.get('JAX_COORDINATOR_ADDRESS'),
+                    'host:port of process 0, for multi-host training.')
+flags.DEFINE_integer('num_processes', None, 'Processes in all, for multi-host training.')
+flags.DEFINE_integer('process_id', None, "This process's index, for multi-host training.")
+flags.DEFINE_string('compilation_cache_dir', None, 'Where compiled steps are kept so the next '
+                    'run skips compiling; default $JAX_COMPILATION_CACHE_DIR or '
+                    '~/.cache/samplernn_jax/jax; an empty value turns the cache off.')
+
+
+def _env_int(name: str):
+  value = os.environ.get(name)
+  return int(value) if value else None
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  config = config_lib.validate(cli.loaded_config(_CONFIG))
+  backend.enable_compilation_cache(FLAGS.compilation_cache_dir)
+  num_processes = FLAGS.num_processes or _env_int('JAX_NUM_PROCESSES')
+  process_id = FLAGS.process_id if FLAGS.process_id is not None else _env_int('JAX_PROCESS_ID')
+  if FLAGS.coordinator_address or (num_processes or 1) > 1:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+  logging.info('JAX process %d of %d; %d local / %d global devices: %s', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices())
+  train_lib.train_and_evaluate(config, FLAGS.workdir, FLAGS.data_dir, FLAGS.resume_from)
+
+
+def run():
+  """Console-script entry point."""
+  # What people must act on (bad data dir or config, a diverged run, a full disk): one
+  # line, not a trace.
+  cli.run(main, 'samplernn-train', (FileNotFoundError, ValueError, FloatingPointError, OSError),
+          config_file=default_config.__file__)
+
+
+if __name__ == '__main__':
+  run()

@@ -33,6 +33,32 @@ def sampler_options(backend: Optional[str] = None) -> dict:
   return dict(_SAMPLER.get('gpu' if backend in ('gpu', 'cuda', 'rocm') else 'cpu'))
 
 
+# The sampler's matmuls all have the batch as their row count (a frame tier's step, its
+# upsampling and the sample MLP all multiply [B, .] rows by a weight matrix), so choosing its
+# dtype per batch size chooses it per product. A bf16 run's sampler uses bf16 from this batch
+# up and float32 below it:
+#   cpu: a [1, D] x [D, N] product is bound by streaming the weights, and XLA:CPU's bf16
+#     matrix-vector kernels run at a fraction of float32's bandwidth (measured here: 7 GB/s
+#     against 62 GB/s for [1, 1024] x [1024, 3072]; 1.8 against 23.5 GB/s on an AMX Xeon),
+#     while from about 8 rows bf16's matmul kernels pull ahead (PERF.md, "bf16").
+#   gpu: bf16 halves the bytes a matrix-vector product streams and feeds tensor cores at
+#     larger batches: bf16 at every batch (not measured here: no GPU was lent).
+_BF16_GENERATION_MIN_BATCH = {'cpu': 8, 'gpu': 1}
+
+
+def generation_dtype(dtype: str, batch_size: int, backend: Optional[str] = None) -> str:
+  """The sampler's matmul dtype for a model trained with matmul dtype ``dtype``.
+
+  float32 stays float32 (exact PRiSM parity); bfloat16 becomes float32 at batch sizes where
+  float32 is faster on this backend, so a bf16 run never generates slower than float32.
+  """
+  if dtype != 'bfloat16':
+    return dtype
+  backend = backend or jax.default_backend()
+  kind = 'gpu' if backend in ('gpu', 'cuda', 'rocm') else 'cpu'
+  return 'bfloat16' if batch_size >= _BF16_GENERATION_MIN_BATCH[kind] else 'float32'
+
+
 def default_cache_dir() -> str:
   """``$XDG_CACHE_HOME/samplernn_jax/jax`` (``~/.cache/samplernn_jax/jax``)."""
   root = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')

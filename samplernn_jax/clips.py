@@ -164,10 +164,12 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
                    seed_audio: Optional[str] = None, seed_offset: int = 0, rng_seed: int = 0,
                    keep: Optional[int] = None, plot: bool = False,
                    profile_dir: Optional[str] = None, chunk_size: Optional[int] = None,
-                   progress: bool = True, overwrite: bool = False) -> dict:
+                   progress: bool = True, overwrite: bool = False,
+                   dtype: Optional[str] = None) -> dict:
   """Generates ``num_seqs`` clips of ``duration`` seconds into WAV files.
 
-  ``temperatures=None`` takes the run's ``config.generate.temperatures``.
+  ``temperatures=None`` takes the run's ``config.generate.temperatures``; ``dtype`` (the
+  matmul dtype, 'float32' or 'bfloat16') replaces the checkpoint's ``config.model.dtype``.
   Everything that can fail on the inputs (flags, checkpoint, seed file, an existing clip
   without ``overwrite``, sizes that do not fit) fails before any generation starts, with a
   message naming the file or flag and the reason. Clips are written into a scratch folder
@@ -182,7 +184,7 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
                            temperatures=temperatures, seed_audio=seed_audio)
   plan = _plan(workdir, output, out_dir, step=step, num_seqs=num_seqs, duration=duration,
                temperatures=temperatures, seed_audio=seed_audio, seed_offset=seed_offset,
-               chunk_size=chunk_size, overwrite=overwrite)
+               chunk_size=chunk_size, overwrite=overwrite, dtype=dtype)
   sampler = sampler_lib.Sampler(plan.config.model, num_seqs, plan.chunk_size)
   # Nothing is final until complete (and, with keep, scored): write to a scratch folder.
   scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir)
@@ -252,10 +254,13 @@ class _Plan:
 
 def _plan(workdir: str, output: str, out_dir: str, *, step: Optional[int], num_seqs: int,
           duration: float, temperatures: Optional[Sequence[float]], seed_audio: Optional[str],
-          seed_offset: int, chunk_size: Optional[int], overwrite: bool) -> _Plan:
+          seed_offset: int, chunk_size: Optional[int], overwrite: bool,
+          dtype: Optional[str]) -> _Plan:
   """Loads the checkpoint and settles temperatures, sizes, names and seed; raises on any
   that cannot work (an existing clip without ``overwrite`` among them)."""
   params, config, step = checkpoint.restore_params(workdir, step)
+  if dtype is not None:
+    config.model.dtype = dtype
   if temperatures is None:
     temperatures = tuple(config.generate.get('temperatures', (0.95,)))
   temps = pad_temperatures(temperatures, num_seqs)

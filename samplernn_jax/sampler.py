@@ -193,12 +193,16 @@ class Sampler:
   PRIME_WINDOW_FRAMES = 256
 
   def __init__(self, model_config: ml_collections.ConfigDict, batch_size: int,
-               chunk_size: int = 16384, **options):
-    """``options``: ``Spec`` fields that change speed, not results (default: the backend's)."""
+               chunk_size: int = 16384, dtype: Optional[str] = None, **options):
+    """``dtype``: the matmul dtype; default: ``model_config.dtype`` as this backend runs it
+    fastest at this batch size (``backend.generation_dtype``). ``options``: ``Spec`` fields
+    that change speed, not results (default: the backend's)."""
     loops = backend.sampler_options()
     spec = dict(sample_unroll=loops['sample_unroll'], frame_unroll=loops['frame_unroll'],
                 fold_upper_upsampling=batch_size > loops['unfolded_upper_max_batch'])
-    self.spec = Spec(model_lib.from_config(model_config), **{**spec, **options})
+    dtype = dtype or backend.generation_dtype(model_config.get('dtype', 'float32'), batch_size)
+    model = model_lib.from_config(model_config).clone(dtype=model_lib.DTYPES[dtype])
+    self.spec = Spec(model, **{**spec, **options})
     self.model = self.spec.model
     self.batch_size = int(batch_size)
     if chunk_size < 1:

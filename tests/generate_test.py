@@ -3,6 +3,8 @@
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
@@ -25,6 +27,24 @@ def workdir(tmp_path_factory):
 
 # tiny: 8 kHz, so 0.012 s = 96 samples = two 48-sample chunks, batch 2 as in sampler_test.
 DURATION = 0.012
+
+
+def test_dtype_replaces_the_checkpoints_as_the_batch_size_pays(workdir, tmp_path, monkeypatch):
+  dtypes = []
+  real = clips.sampler_lib.Sampler
+
+  def recording(*args, **kwargs):
+    sampler = real(*args, **kwargs)
+    dtypes.append(sampler.model.dtype)
+    return sampler
+  monkeypatch.setattr(clips.sampler_lib, 'Sampler', recording)
+  for i, num_seqs in enumerate((8, 1)):
+    result = clips.generate_files(workdir, str(tmp_path / f'{i}.wav'), num_seqs=num_seqs,
+                                  duration=DURATION, dtype='bfloat16', progress=False)
+    assert len(result['paths']) == num_seqs
+  # The checkpoint says float32; at batch 1 a CPU runs float32 faster (backend.py).
+  expected = 'bfloat16' if jax.default_backend() != 'cpu' else 'float32'
+  assert dtypes == [jnp.bfloat16, jnp.dtype(expected)]
 
 
 def test_prism_names_and_temperatures():

@@ -44,6 +44,9 @@ flags.DEFINE_integer('chunk_size', None, 'Samples per compiled call; default: '
                      'config.generate.chunk_size.')
 flags.DEFINE_bool('overwrite', False, 'Replace clips of the same names (each only once '
                   'its new version is complete); without it, existing names stop the run.')
+flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], 'Matmul dtype; default: the '
+                  'checkpoint\'s config.model.dtype. bfloat16 is used at batch sizes where this '
+                  'device runs it faster than float32 (README "Precision").')
 flags.DEFINE_string('compilation_cache_dir', None, 'Where compiled samplers are kept so the '
                     'next run skips compiling; default $JAX_COMPILATION_CACHE_DIR or '
                     '~/.cache/samplernn_jax/jax; an empty value turns the cache off.')
@@ -68,7 +71,7 @@ def main(argv):
       duration=FLAGS.duration, temperatures=_temperatures(), seed_audio=FLAGS.seed_audio,
       seed_offset=FLAGS.seed_offset, rng_seed=FLAGS.rng_seed, keep=FLAGS.keep,
       plot=FLAGS.plot, profile_dir=FLAGS.profile_dir, chunk_size=FLAGS.chunk_size,
-      overwrite=FLAGS.overwrite)
+      overwrite=FLAGS.overwrite, dtype=FLAGS.dtype)
   for path in result['paths']:
     print(f'Generated sample output to {path}')
   print(f'Scores: {result["scores_path"]} ({result["x_real_time"]:.2f}x real time per '

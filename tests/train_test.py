@@ -24,6 +24,7 @@ import pytest
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import demo_corpus
 from samplernn_jax import train
+from samplernn_jax import train_state
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 100
@@ -179,19 +180,19 @@ def test_retention(tmp_path, policy, keep, expected):
 
 def test_optimizers_and_prism_lr_decay():
   config = tiny(reduce_learning_rate_after=2, learning_rate=1.0, lr_decay_rate=0.1)
-  schedule = train.learning_rate_schedule(config, [10, 10, 10, 10])
+  schedule = train_state.learning_rate_schedule(config, [10, 10, 10, 10])
   got = [float(schedule(s)) for s in (0, 19, 20, 29, 30, 39)]
   np.testing.assert_allclose(got, [1, 1, math.exp(-0.1), math.exp(-0.1), math.exp(-0.2),
                                    math.exp(-0.2)], rtol=1e-6)
   with pytest.raises(ValueError, match='steps_per_epoch'):
-    train.make_optimizer(config)
+    train_state.make_optimizer(config)
   params = {'w': np.ones(3, np.float32)}
-  for name in train.OPTIMIZERS:
-    tx = train.make_optimizer(tiny(optimizer=name, clip_norm=1.0))
+  for name in train_state.OPTIMIZERS:
+    tx = train_state.make_optimizer(tiny(optimizer=name, clip_norm=1.0))
     updates, _ = tx.update({'w': np.full(3, 100.0, np.float32)}, tx.init(params), params)
     assert np.all(np.isfinite(updates['w'])) and np.all(updates['w'] < 0)
   with pytest.raises(ValueError, match='optimizer'):
-    train.make_optimizer(tiny(optimizer='lamb'))
+    train_state.make_optimizer(tiny(optimizer='lamb'))
 
 
 TWO_DEVICES = """

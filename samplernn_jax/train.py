@@ -483,6 +483,8 @@ def _start(config: ml_collections.ConfigDict, manager, workdir: str, programs: _
   params, train = restored
   if train is None:  # Parameters only (e.g. a PRiSM import): a fresh optimizer.
     state = jax.jit(make_state, in_shardings=rep, out_shardings=rep)(params)
+    # Put on the mesh here: a one-device scalar would be copied to the other devices at the
+    # first step, a copy the loop's transfer guard refuses.
     state = state.replace(step=jax.device_put(np.int32(restore_step), rep))
     carry, progress = programs.init_carry(state.params), Progress()
     logging.info('Starting from the parameters of checkpoint %d with a fresh optimizer.',

@@ -3,7 +3,7 @@ r"""Data-parallel scaling read from the compiled train step: per-device FLOPs an
     python -m benchmarks.scaling [--config=default] [--batch_size=64] [--seq_len=1024] \
         [--devices=1,2,4,8] [--dtype=float32] [--out=benchmarks/results/scaling_default]
 
-For each device count ``N`` the step of ``samplernn_jax.train.make_train_step`` is lowered and
+For each device count ``N`` the step of ``samplernn_jax.steps.make_train_step`` is lowered and
 compiled on a mesh of ``N`` devices (abstract inputs: nothing is allocated or run) and read:
 
 * ``flops_per_device``: XLA's cost analysis of the partitioned program, i.e. one device's work;
@@ -113,11 +113,12 @@ def compile_train_step(config, devices):
   """The train step compiled on a mesh over ``devices``, from abstract (unallocated) inputs."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from samplernn_jax import train as train_lib  # pylint: disable=g-import-not-at-top
-  mesh = train_lib.make_mesh(devices)
-  rep, dat = train_lib.replicated(mesh), train_lib.data_sharded(mesh)
-  state = jax.eval_shape(lambda: train_lib.create_train_state(config, jax.random.key(0)))
-  carry = jax.eval_shape(train_lib.make_init_carry(config, mesh), state.params)
+  from samplernn_jax import steps  # pylint: disable=g-import-not-at-top
+  from samplernn_jax import train_state  # pylint: disable=g-import-not-at-top
+  mesh = steps.make_mesh(devices)
+  rep, dat = steps.replicated(mesh), steps.data_sharded(mesh)
+  state = jax.eval_shape(lambda: train_state.create_train_state(config, jax.random.key(0)))
+  carry = jax.eval_shape(steps.make_init_carry(config, mesh), state.params)
 
   def placed(tree, sharding):
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
@@ -125,7 +126,7 @@ def compile_train_step(config, devices):
   length = int(config.data.seq_len) + int(config.model.frame_sizes[-1])
   batch = {'x': jax.ShapeDtypeStruct((batch_size, length), np.int32, sharding=dat),
            'reset': jax.ShapeDtypeStruct((batch_size,), np.bool_, sharding=dat)}
-  step = train_lib.make_train_step(config, mesh)
+  step = steps.make_train_step(config, mesh)
   return step.lower(placed(state, rep), placed(carry, dat), batch).compile()
 
 

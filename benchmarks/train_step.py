@@ -2,7 +2,7 @@
 
 Run: ``python -m benchmarks.train_step [default|small] [--batch B] [--seq_len L] [--steps N]``
 (``small`` is the default config at dim 256). The step is the one training runs
-(``samplernn_jax.train.make_train_step``): value and gradient of the loss, the carry threaded
+(``samplernn_jax.steps.make_train_step``): value and gradient of the loss, the carry threaded
 to the next window, gradients clipped to global norm 5, Adam with eps 1e-4, state donated.
 """
 
@@ -17,24 +17,25 @@ import ml_collections
 import numpy as np
 
 from samplernn_jax import config as config_lib
-from samplernn_jax import train as train_lib
+from samplernn_jax import steps
+from samplernn_jax import train_state
 
 
 @functools.lru_cache(maxsize=8)
 def _compiled_train_step(config_json: str):
-  """State, batch and compiled ``samplernn_jax.train`` step; cached so A/B rounds reuse it."""
+  """State, batch and compiled ``samplernn_jax.steps`` train step; cached so A/B rounds reuse it."""
   config = ml_collections.ConfigDict(json.loads(config_json))
-  mesh = train_lib.make_mesh()
+  mesh = steps.make_mesh()
   batch_size, seq_len = config.train.batch_size, config.data.seq_len
   big = int(config.model.frame_sizes[-1])
-  state = train_lib.create_train_state(config, jax.random.key(config.train.seed))
-  carry = train_lib.make_init_carry(config, mesh)(state.params)
+  state = train_state.create_train_state(config, jax.random.key(config.train.seed))
+  carry = steps.make_init_carry(config, mesh)(state.params)
   rng = np.random.default_rng(0)
-  batch = train_lib.global_batch(mesh, {
+  batch = steps.global_batch(mesh, {
       'x': rng.integers(0, config.model.q_levels, (batch_size, seq_len + big)).astype(np.int32),
       'reset': np.zeros((batch_size,), bool)})
   start = time.perf_counter()
-  compiled = train_lib.make_train_step(config, mesh).lower(state, carry, batch).compile()
+  compiled = steps.make_train_step(config, mesh).lower(state, carry, batch).compile()
   compile_sec = time.perf_counter() - start
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -43,7 +44,7 @@ def _compiled_train_step(config_json: str):
 
 
 def benchmark_train_step(config: ml_collections.ConfigDict, num_steps: int = 3) -> dict:
-  """Times the training step that ``samplernn-train`` runs (``train.make_train_step``).
+  """Times the training step that ``samplernn-train`` runs (``steps.make_train_step``).
 
   ``sec_per_step`` is the median over ``num_steps`` timed steps after one untimed warm-up
   step; ``compile_sec`` is the wall time of lowering and compiling (paid once per process:

@@ -58,6 +58,33 @@ def output_paths(output: str, step: int, temperatures: Sequence[float]) -> list:
   return [f'{base}({i})_t={t}.wav' for i, t in enumerate(temperatures)]
 
 
+def epoch_clips(params, config: ml_collections.ConfigDict, out_dir: str, run_id: str,
+                epoch: int, rng) -> list:
+  """``max_generate_per_epoch`` clips of ``output_file_dur`` s as PRiSM names them
+  (training writes them after its checkpoints).
+
+  ``ID_e=EPOCH_t=TEMP.wav``, or ``ID_e=EPOCH(i)_t=TEMP.wav`` for several clips;
+  temperatures as PRiSM (the last one repeats). Returns ``[(path, float audio)]``.
+  """
+  g = config.generate
+  count = int(g.max_generate_per_epoch)
+  if count <= 0:
+    return []
+  temps = pad_temperatures(list(g.temperatures), count)
+  num_samples = max(1, int(round(float(g.output_file_dur) * int(config.data.sample_rate))))
+  levels_BxN = sampler_lib.generate(params, config.model, num_samples, temps, rng,
+                                    chunk_size=int(g.chunk_size))
+  os.makedirs(out_dir, exist_ok=True)
+  paths = output_paths(os.path.join(out_dir, f'{run_id}.wav'), epoch, temps)
+  clips = []
+  for levels_N, path in zip(levels_BxN, paths):
+    audio_N = np.asarray(quantization.decode(levels_N, config.model.q_type, config.model.q_levels),
+                         np.float32)
+    audio_io.write_wav_atomic(path, audio_N, int(config.data.sample_rate))
+    clips.append((path, audio_N))
+  return clips
+
+
 def load_seed_levels(path: str, model_config, sample_rate: int, offset: int = 0) -> np.ndarray:
   """The seed file from sample ``offset`` on (at ``sample_rate``), quantized: int32 ``[T]``.
 

@@ -81,20 +81,20 @@ print('OK')
 
 def steps_on(devices, num_steps=3, **model_overrides):
   """Parameters and last loss after ``num_steps`` fixed windows on a mesh over ``devices``."""
-  from samplernn_jax import train
+  from samplernn_jax import steps, train_state
   config = load_config('tiny')
   config.model.update(model_overrides)
   config_lib.validate(config)
   rng = np.random.default_rng(0)
   length = config.data.seq_len + config.model.frame_sizes[-1]
-  mesh = train.make_mesh(devices)
-  state = jax.jit(lambda: train.create_train_state(config, jax.random.PRNGKey(0)),
-                  out_shardings=train.replicated(mesh))()
-  carry = train.make_init_carry(config, mesh)(state.params)
-  step = train.make_train_step(config, mesh)
+  mesh = steps.make_mesh(devices)
+  state = jax.jit(lambda: train_state.create_train_state(config, jax.random.PRNGKey(0)),
+                  out_shardings=steps.replicated(mesh))()
+  carry = steps.make_init_carry(config, mesh)(state.params)
+  step = steps.make_train_step(config, mesh)
   for k in range(num_steps):
     batch = {'x': rng.integers(0, 256, (4, length)).astype(np.int32), 'reset': np.bool_(k == 0)}
-    state, carry, metrics = step(state, carry, train.global_batch(mesh, batch))
+    state, carry, metrics = step(state, carry, steps.global_batch(mesh, batch))
   return jax.device_get(state.params), float(metrics['loss'])
 
 
@@ -114,21 +114,21 @@ jax.config.update('jax_cpu_collectives_implementation', 'gloo')
 jax.distributed.initialize(coordinator_address='localhost:{port}', num_processes=2,
                            process_id={process_id})
 assert jax.process_count() == 2 and jax.device_count() == 2
-from samplernn_jax import train
+from samplernn_jax import steps, train_state
 from tests.conftest import load_config
 config = load_config('tiny')
 rng = np.random.default_rng(0)
 length = config.data.seq_len + config.model.frame_sizes[-1]
-mesh = train.make_mesh()
-state = jax.jit(lambda: train.create_train_state(config, jax.random.PRNGKey(0)),
-                out_shardings=train.replicated(mesh))()
-carry = train.make_init_carry(config, mesh)(state.params)
-step = train.make_train_step(config, mesh)
+mesh = steps.make_mesh()
+state = jax.jit(lambda: train_state.create_train_state(config, jax.random.PRNGKey(0)),
+                out_shardings=steps.replicated(mesh))()
+carry = steps.make_init_carry(config, mesh)(state.params)
+step = steps.make_train_step(config, mesh)
 for k in range(3):
   x = rng.integers(0, 256, (4, length)).astype(np.int32)
   mine = {{'x': x[2 * {process_id}:2 * {process_id} + 2], 'reset': np.bool_(k == 0)}}  # Own rows.
-  state, carry, metrics = step(state, carry, train.global_batch(mesh, mine))
-params = train._host_local(state.params)
+  state, carry, metrics = step(state, carry, steps.global_batch(mesh, mine))
+params = steps.host_local(state.params)
 if {process_id} == 0:
   np.savez({out!r}, loss=float(metrics['loss']),
            **{{str(i): np.asarray(a) for i, a in enumerate(jax.tree.leaves(params))}})

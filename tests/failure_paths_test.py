@@ -21,6 +21,7 @@ from samplernn_jax import demo_corpus
 from samplernn_jax import input_pipeline
 from samplernn_jax import model as model_lib
 from samplernn_jax import prepare
+from samplernn_jax import reporting
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
 from tests.conftest import load_config
@@ -193,7 +194,7 @@ def test_a_finished_run_says_so_and_how_to_train_longer(trained, tmp_path, capsy
 def test_drop_records_after(tmp_path):
   path = tmp_path / 'metrics.jsonl'
   path.write_text('{"step": 5}\n{"step": 10}\n{"step": 15}\n{"ste')
-  train.drop_records_after(str(path), 10)
+  reporting.drop_records_after(str(path), 10)
   assert path.read_text() == '{"step": 5}\n{"step": 10}\n'
 
 

@@ -23,7 +23,9 @@ import pytest
 
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import demo_corpus
+from samplernn_jax import reporting
 from samplernn_jax import train
+from samplernn_jax import train_state
 from tests.conftest import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -95,6 +97,39 @@ def test_loss_falls_and_run_is_logged(two_epochs):
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['100', '200']
   assert sorted(os.listdir(workdir / 'generated')) == ['run_e=1_t=0.95.wav', 'run_e=2_t=0.95.wav']
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir / 'tensorboard'))
+
+
+# The mean train loss of one_epoch's 100 steps (tiny config, learning rate 3e-3, `corpus`).
+# A change of the numerics (model, loss, optimizer, initialization, data order) moves it:
+# a 1% larger learning rate or hidden2 without its bias moves it by more than 1e-3, while a
+# 1e-6 change of the learning rate (about what another CPU's float32 summation order does)
+# moves it by 1e-7. If you changed the numerics on purpose, run
+# `pytest tests/train_test.py -k golden` and paste the value its message gives.
+GOLDEN_EPOCH_LOSS = 5.343853778839112
+
+
+def test_golden_loss(one_epoch):
+  epoch, = [r for r in records(one_epoch) if 'learning_rate' in r]
+  assert epoch['step'] == STEPS_PER_EPOCH
+  np.testing.assert_allclose(epoch['loss'], GOLDEN_EPOCH_LOSS, rtol=2e-4, err_msg=(
+      f'The mean train loss of the first {STEPS_PER_EPOCH} steps is {epoch["loss"]!r}, pinned '
+      f'at {GOLDEN_EPOCH_LOSS!r}. If you changed the numerics on purpose, set '
+      f'GOLDEN_EPOCH_LOSS = {epoch["loss"]!r} in tests/train_test.py.'))
+
+
+def test_the_loop_makes_no_implicit_transfer(tmp_path, corpus, monkeypatch):
+  """The loop runs under jax.transfer_guard('disallow') (kauldron's way): a run through
+  every stage passes, and a stray implicit copy to the device fails it."""
+  config = tiny(num_epochs=1, log_every_steps=1, eval_every_steps=30, checkpoint_every_steps=40)
+  train.train_and_evaluate(config, str(tmp_path / 'clean'), corpus)
+  report_step = reporting.Reporter.step
+
+  def step_with_a_stray_copy(self, **kwargs):
+    jax.numpy.asarray(np.float32(kwargs['metrics']['loss']))  # Host to device, implicitly.
+    report_step(self, **kwargs)
+  monkeypatch.setattr(reporting.Reporter, 'step', step_with_a_stray_copy)
+  with pytest.raises(jax.errors.JaxRuntimeError, match='Disallowed host-to-device transfer'):
+    train.train_and_evaluate(config, str(tmp_path / 'stray'), corpus)
 
 
 def test_more_epochs_resume_like_one_run(two_epochs, one_epoch, tmp_path, corpus):
@@ -179,19 +214,19 @@ def test_retention(tmp_path, policy, keep, expected):
 
 def test_optimizers_and_prism_lr_decay():
   config = tiny(reduce_learning_rate_after=2, learning_rate=1.0, lr_decay_rate=0.1)
-  schedule = train.learning_rate_schedule(config, [10, 10, 10, 10])
+  schedule = train_state.learning_rate_schedule(config, [10, 10, 10, 10])
   got = [float(schedule(s)) for s in (0, 19, 20, 29, 30, 39)]
   np.testing.assert_allclose(got, [1, 1, math.exp(-0.1), math.exp(-0.1), math.exp(-0.2),
                                    math.exp(-0.2)], rtol=1e-6)
   with pytest.raises(ValueError, match='steps_per_epoch'):
-    train.make_optimizer(config)
+    train_state.make_optimizer(config)
   params = {'w': np.ones(3, np.float32)}
-  for name in train.OPTIMIZERS:
-    tx = train.make_optimizer(tiny(optimizer=name, clip_norm=1.0))
+  for name in train_state.OPTIMIZERS:
+    tx = train_state.make_optimizer(tiny(optimizer=name, clip_norm=1.0))
     updates, _ = tx.update({'w': np.full(3, 100.0, np.float32)}, tx.init(params), params)
     assert np.all(np.isfinite(updates['w'])) and np.all(updates['w'] < 0)
   with pytest.raises(ValueError, match='optimizer'):
-    train.make_optimizer(tiny(optimizer='lamb'))
+    train_state.make_optimizer(tiny(optimizer='lamb'))
 
 
 TWO_DEVICES = """

@@ -1,0 +1,200 @@
+"""Reporting: stdout (or a tqdm bar on a terminal), ``metrics.jsonl`` and TensorBoard.
+
+The one logging path of training. ``metrics.jsonl`` holds one JSON object per logged step
+('train': loss, accuracy, timing), validation ('val') and epoch ('epoch'); TensorBoard gets
+the same scalars and the generated clips.
+"""
+
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+
+class Reporter:
+  """Writes what the loop reports; only process 0 writes.
+
+  ``windows_per_epoch`` (steps of each epoch) gives the progress bar its length and the
+  time estimate its horizon. Records after ``resumed_step`` (left by a killed run) are
+  dropped, so the resumed run logs each step once.
+  """
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict,
+               windows_per_epoch: Sequence[int], resumed_step: int = 0):
+    self.active = jax.process_index() == 0
+    self.tty = sys.stdout.isatty()
+    self.samples_per_step = int(config.train.batch_size) * int(config.data.seq_len)
+    self.sample_rate = int(config.data.sample_rate)
+    self.windows_per_epoch = tuple(windows_per_epoch)
+    self._bar = None
+    self._jsonl = self._tb = None
+    self._step_times = []  # Seconds of this process's first steps, for the time estimate.
+    # A step's time runs from the report of the one before (or the restart after a
+    # validation or a save) to its own; an epoch's from the report of the one before.
+    self._step_start = self._epoch_start = time.perf_counter()
+    if self.active:
+      path = os.path.join(workdir, 'metrics.jsonl')
+      drop_records_after(path, resumed_step)
+      self._jsonl = open(path, 'a')
+      try:
+        import tensorboardX
+        self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      except ImportError:
+        logging.warning('tensorboardX is not installed; no TensorBoard event files.')
+
+  @property
+  def num_epochs(self) -> int:
+    return len(self.windows_per_epoch)
+
+  def _write(self, record: dict, prefix: str):
+    self._jsonl.write(json.dumps(record) + '\n')
+    self._jsonl.flush()
+    if self._tb is not None:
+      for k, v in record.items():
+        if k not in ('step', 'epoch') and isinstance(v, (int, float)):
+          self._tb.add_scalar(f'{prefix}/{k}', v, record['step'])
+
+  def restart_step_clock(self):
+    """The next step's time starts now (what came before was not a step's work)."""
+    self._step_start = time.perf_counter()
+
+  def step(self, *, step: int, epoch: int, in_epoch: int, metrics: dict, log: bool):
+    """Train step ``step``, the ``in_epoch``-th of the 1-based ``epoch``, was read back.
+
+    ``metrics`` are host floats ('loss', 'accuracy', ...); ``log`` writes a record (and, off
+    a terminal, a line); on a terminal the progress bar moves on every step.
+    """
+    now = time.perf_counter()
+    sec_per_step, self._step_start = now - self._step_start, now
+    if not self.active:
+      return
+    epoch_steps = self.windows_per_epoch[epoch - 1]
+    self._step_times.append(sec_per_step)
+    if len(self._step_times) == ESTIMATE_AFTER_STEPS + 1:
+      # The first step compiles; the next ones say what an epoch will cost.
+      self.message(time_estimate(float(np.median(self._step_times[1:])), epoch_steps,
+                                 self.num_epochs - epoch + (1 - in_epoch / max(epoch_steps, 1))))
+    if self.tty:
+      self._advance_bar(epoch, in_epoch, metrics)
+    if log:
+      self._log_step(step, epoch, in_epoch, metrics, sec_per_step)
+
+  def _advance_bar(self, epoch: int, in_epoch: int, metrics: dict):
+    if self._bar is None:
+      from tqdm import tqdm
+      self._bar = tqdm(total=self.windows_per_epoch[epoch - 1], initial=in_epoch - 1,
+                       desc=f'Epoch {epoch}/{self.num_epochs}', dynamic_ncols=True, leave=False)
+    self._bar.update(1)
+    self._bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.3f}",
+                          refresh=False)
+
+  def _log_step(self, step: int, epoch: int, in_epoch: int, metrics: dict, sec_per_step: float):
+    samples_per_sec = self.samples_per_step / sec_per_step if sec_per_step > 0 else float('nan')
+    record = {'step': step, 'epoch': epoch, **{k: float(v) for k, v in metrics.items()},
+              'sec_per_step': sec_per_step, 'samples_per_sec': samples_per_sec}
+    self._write(record, 'train')
+    if not self.tty:
+      epoch_steps = self.windows_per_epoch[epoch - 1]
+      print(f"Epoch {epoch}/{self.num_epochs}, Step {in_epoch}/{epoch_steps} ({step}), "
+            f"Loss: {metrics['loss']:.4f}, Bits/sample: {metrics['bits_per_sample']:.4f}, "
+            f"Accuracy: {100 * metrics['accuracy']:.2f}%, {sec_per_step:.3f} sec/step, "
+            f"{samples_per_sec:,.0f} samples/s", flush=True)
+
+  def epoch(self, *, step: int, epoch: int, metrics: dict):
+    """The 1-based ``epoch`` ended at ``step`` with these ``metrics``."""
+    now = time.perf_counter()
+    seconds, self._epoch_start = now - self._epoch_start, now
+    if not self.active:
+      return
+    self.close_bar()
+    self._write({'step': step, 'epoch': epoch, **metrics}, 'epoch')
+    parts = [f'{k}: {v:.4f}' for k, v in metrics.items()]
+    print(f'Epoch {epoch}/{self.num_epochs} done in {seconds:.1f} s at step {step}; '
+          + ', '.join(parts), flush=True)
+
+  def evaluation(self, step: int, epoch: int, metrics: dict):
+    if self.active and metrics:
+      self._write({'step': step, 'epoch': epoch, **metrics}, 'val')
+
+  def audio(self, tag: str, audio_N: np.ndarray, step: int):
+    if self.active and self._tb is not None:
+      self._tb.add_audio(tag, audio_N, step, sample_rate=self.sample_rate)
+
+  def message(self, text: str):
+    """A line for people, printed without breaking the progress bar."""
+    if not self.active:
+      return
+    if self._bar is not None:
+      self._bar.write(text)
+    else:
+      print(text, flush=True)
+
+  def close_bar(self):
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
+
+  def close(self):
+    self.close_bar()
+    if self._jsonl is not None:
+      self._jsonl.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+# Steps timed (after the compiling first one) before the time per epoch is estimated.
+ESTIMATE_AFTER_STEPS = 5
+# An epoch longer than this on a CPU gets a hint towards the smaller configs.
+_SLOW_CPU_EPOCH_SECONDS = 600
+
+
+def _duration(seconds: float) -> str:
+  if seconds < 10:
+    return f'{seconds:.1f} s'
+  if seconds < 120:
+    return f'{seconds:.0f} s'
+  if seconds < 7200:
+    return f'{seconds / 60:.0f} min'
+  return f'{seconds / 3600:.1f} h'
+
+
+def time_estimate(sec_per_step: float, steps_per_epoch: int, epochs_left: float) -> str:
+  """One line: time per epoch and for the rest of the run; on a slow CPU, what to try."""
+  epoch_sec = sec_per_step * steps_per_epoch
+  text = (f'Estimated {_duration(epoch_sec)} per epoch ({sec_per_step:.3g} s/step x '
+          f'{steps_per_epoch} steps), {_duration(epoch_sec * epochs_left)} for the rest of '
+          f'the run ({epochs_left:.1f} epochs; validation not counted).')
+  if jax.default_backend() == 'cpu' and epoch_sec > _SLOW_CPU_EPOCH_SECONDS:
+    text += (' On a CPU, try a smaller model: --config=configs/demo.py, or '
+             '--config.model.dim=256 --config.train.batch_size=16.')
+  return text
+
+
+def drop_records_after(path: str, step: int) -> None:
+  """Keeps the records of ``metrics.jsonl`` up to ``step``: a resumed run writes the rest.
+
+  Steps after the checkpoint a run resumes from were logged by a run that was killed;
+  they are done again, and would otherwise appear twice.
+  """
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line).get('step', 0) <= step:
+        kept.append(line)
+    except ValueError:
+      pass  # A line cut short by a kill.
+  if len(kept) != len(lines):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+      f.writelines(kept)
+    os.replace(tmp, path)

@@ -66,24 +66,35 @@ def _terms(spec: str):
 
 
 def _as_matmul(spec: str, a, b):
-  """``einsum(spec, a, b)`` as one 2-D ``[kept of a, contracted] @ [contracted, kept of b]``
-  matmul, accumulated in float32.
+  """``einsum(spec, a, b)`` as one 2-D matmul, accumulated in float32.
 
-  XLA:CPU runs bfloat16 x bfloat16 -> float32 only as plain 2-D dots: given a 3-D einsum
-  whose output is transposed ('rde,ef->drf'), it fuses the transpose into the dot and fails
-  at run time ("Unsupported element type for DotThunk: BF16 x BF16 = F32").
+  Each operand is viewed as ``[kept, contracted]`` or ``[contracted, kept]`` (a reshape;
+  transposed only when its indices interleave), and the dot contracts whichever axis holds
+  the contracted group: XLA:CPU runs bfloat16 x bfloat16 -> float32 only as such 2-D dots.
+  Given one 3-D einsum whose output is transposed ('rde,ef->drf') it fuses the transpose
+  into the dot and fails at run time ("Unsupported element type for DotThunk"); given an
+  operand transposed by hand it folds the transpose into the dot and computes it in float32.
   """
   in_a, in_b, out = _terms(spec)
-  size = dict(zip(in_a, a.shape)) | dict(zip(in_b, b.shape))
   contracted = [c for c in in_a if c in in_b]
-  kept_a = [c for c in in_a if c not in in_b]
-  kept_b = [c for c in in_b if c not in in_a]
-  a_2d = jnp.transpose(a, [in_a.index(c) for c in kept_a + contracted])
-  b_2d = jnp.transpose(b, [in_b.index(c) for c in contracted + kept_b])
-  k = math.prod(size[c] for c in contracted)
-  y = jnp.matmul(a_2d.reshape(-1, k), b_2d.reshape(k, -1), preferred_element_type=jnp.float32)
+  a_2d, a_axis, kept_a = _grouped(a, in_a, contracted)
+  b_2d, b_axis, kept_b = _grouped(b, in_b, contracted)
+  y = jax.lax.dot_general(a_2d, b_2d, (((a_axis,), (b_axis,)), ((), ())),
+                          preferred_element_type=jnp.float32)
+  size = dict(zip(in_a, a.shape)) | dict(zip(in_b, b.shape))
   y = y.reshape([size[c] for c in kept_a + kept_b])
   return jnp.transpose(y, [(kept_a + kept_b).index(c) for c in out])
+
+
+def _grouped(x, term: str, contracted: list):
+  """``(x as 2-D, the axis of its contracted group, its kept indices in order)``."""
+  kept = [c for c in term if c not in contracted]
+  k = math.prod(x.shape[term.index(c)] for c in contracted)
+  if list(term) == contracted + kept:
+    return x.reshape(k, -1), 0, kept
+  if list(term) != kept + contracted:
+    x = jnp.transpose(x, [term.index(c) for c in kept + contracted])
+  return x.reshape(-1, k), 1, kept
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))

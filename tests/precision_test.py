@@ -19,6 +19,7 @@ from benchmarks import scaling
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import demo_corpus
 from samplernn_jax import model as model_lib
+from samplernn_jax import precision
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
 from tests.conftest import prism_case
@@ -72,6 +73,30 @@ def test_scan_bodies_run_once_per_frame():
 
 
 # ----- The numbers ------------------------------------------------------------------------
+
+@pytest.mark.parametrize('spec,shape_a,shape_b', [
+    ('ni,io->no', (6, 5), (5, 7)),  # precision.matmul.
+    ('qe,fed->fqd', (9, 9), (2, 9, 4)),  # The folds of SampleMLP.from_frames.
+    ('fqd,de->fqe', (2, 9, 4), (4, 4)),
+    ('rde,ef->drf', (3, 4, 5), (5, 4)),  # Output transposed: XLA:CPU's failing form as one dot.
+])
+@pytest.mark.parametrize('jit', [False, True])
+def test_bf16_einsum_and_its_gradients(spec, shape_a, shape_b, jit):
+  ka, kb, kg = jax.random.split(jax.random.key(0), 3)
+  a, b = jax.random.normal(ka, shape_a), jax.random.normal(kb, shape_b)
+  g = jax.random.normal(kg, jnp.einsum(spec, a, b).shape)
+
+  def value_and_grads(dtype):
+    out, vjp = jax.vjp(lambda a, b: precision.einsum(spec, a, b, dtype), a, b)
+    return (out,) + vjp(g)
+  fn = jax.jit(value_and_grads, static_argnums=0) if jit else value_and_grads
+  want = fn(jnp.float32)
+  got = fn(jnp.bfloat16)
+  for x, y in zip(got, want):
+    assert x.dtype == jnp.float32 and x.shape == y.shape
+    assert rel_l2(x, y) < REL_L2
+  with pytest.raises(ValueError, match='contracted'):
+    precision.einsum('bij,bjk->bik', a, b, jnp.bfloat16)  # A batch index: not supported.
 
 def prism_model(case, tmp_path, dtype):
   from samplernn_jax import prism  # pylint: disable=g-import-not-at-top

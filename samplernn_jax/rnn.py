@@ -11,6 +11,12 @@ cheaper than ``flax.linen.RNN``:
 A layer's carry is ``h_BxD`` (GRU) or ``(h_BxD, c_BxD)`` (LSTM); a stack's carry is the
 tuple of its layers' carries. Carries are explicit inputs and outputs, so consecutive
 windows chain exactly (truncated BPTT).
+
+With ``dtype=bfloat16`` only the matmuls' operands are bfloat16 (``precision.matmul``,
+float32 accumulation; ``W_hh`` cast once per window, outside the scan). The gate math, the
+carries and the scans' residuals stay float32: they are elementwise, cheap next to the
+matmuls, and the carry is chained over thousands of steps, where bfloat16 rounding would
+accumulate.
 """
 
 import functools

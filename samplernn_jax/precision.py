@@ -97,6 +97,7 @@ def _grouped(x, term: str, contracted: list):
   return x.reshape(-1, k), 1, kept
 
 
+# ``dtypes``: (the matmul dtype, a's dtype, b's dtype), the last two for the gradients.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _narrow_einsum(spec, dtypes, a, b):
   return _narrow_einsum_fwd(spec, dtypes, a, b)[0]

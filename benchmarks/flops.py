@@ -37,10 +37,11 @@ set against the machine's matmul peak (model FLOP/s can exceed it: the folds ski
 
 XLA's cost analysis (``compiled.cost_analysis()['flops']``) counts the body of a
 ``while`` loop once, not once per iteration, so the recurrent matmuls ``h @ W_hh`` inside
-``lax.scan`` (forward, and the backward scan) appear for one frame per tier only, while the
-GRU's ``dW_hh``, which ``rnn.gru_scan`` takes as one matmul after its backward scan, counts
-for every frame. ``train_flops_per_step(..., form='implemented', scan_bodies_once=True)``
-counts the same way; that is the number to compare with XLA.
+``lax.scan`` (forward, and the backward scan) appear for one frame per tier only, while
+``dW_hh``, which ``rnn.gru_scan`` and ``rnn.lstm_scan`` take as one matmul after their
+backward scan, counts for every frame.
+``train_flops_per_step(..., form='implemented', scan_bodies_once=True)`` counts the same way;
+that is the number to compare with XLA.
 """
 
 from typing import Dict
@@ -156,8 +157,8 @@ def train_flops_per_step(model_config, batch_size: int, seq_len: int,
     macs += tier['rest'] * frames
     if not scan_bodies_once:
       recurrent += 3 * tier['recurrent'] * frames
-    elif form == 'implemented' and model_config.rnn_type == 'gru':
-      # rnn.gru_scan's backward takes dW_hh as one matmul over all frames after the scan;
+    elif form == 'implemented':
+      # rnn.gru_scan's and lstm_scan's backward take dW_hh as one matmul over all frames;
       # only h @ W_hh and dh @ W_hh^T stay in (once-counted) scan bodies.
       recurrent += tier['recurrent'] * (2 * batch_size + frames)
     else:

@@ -1,7 +1,7 @@
 r"""Throughput of this project against PRiSM SampleRNN (TF2), A/B on the same machine.
 
     python -m benchmarks.run --suite=quick|full [--prism_dir=PATH]
-        [--out=benchmarks/results/NAME] [--dtype=float32|bfloat16] [--profile_dir=DIR]
+        [--out=benchmarks/results/NAME] [--dtype=float32,bfloat16] [--profile_dir=DIR]
 
 For each config (``--configs``, default ``default,two_tier,small``; ``small`` is default
 with dim 256) it measures training, generation for 1 and 32 sequences (quick: 1 and 2),
@@ -11,21 +11,24 @@ seq_len to two big frames, to check the harness in seconds.
 
 Each figure is measured in ``--rounds`` rounds alternating this project (A) and PRiSM (B):
 A B A B ...; a figure is the median over its rounds, so machine load drifting during the run
-hits both sides alike. Ratios are ``ours / reference`` for every figure; throughputs are
-higher-is-better (``x_real_time`` too: audio seconds per wall second of one sequence,
-"0.81x real time"), times lower-is-better (``ratio_higher_is_better`` in the JSON says
-which). Writes ``--out``.json and ``--out``.md; the table is printed last.
+hits both sides alike. With several ``--dtype`` each round runs every dtype of ours, then
+PRiSM once (float32): A(float32) A(bfloat16) B ...; each share of the matmul peak is of the
+peak measured in that side's dtype. Ratios are ``ours / reference`` for every figure;
+throughputs are higher-is-better (``x_real_time`` too: audio seconds per wall second of one
+sequence, "0.81x real time"), times lower-is-better (``ratio_higher_is_better`` in the JSON
+says which). Writes ``--out``.json and ``--out``.md; the table is printed last.
 ``scripts/benchmark.sh`` runs the full suite against a PRiSM checkout; README.md,
 "Benchmarks", says what each figure means.
 """
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -61,8 +64,10 @@ _PRISM_DIR = flags.DEFINE_string('prism_dir', None,
                                  'Checkout of PRiSM SampleRNN (commit f05a772) to measure as '
                                  'the reference; without it only this project runs.')
 _OUT = flags.DEFINE_string('out', None, 'Path prefix of the results: writes OUT.json, OUT.md.')
-_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
-                           'config.model.dtype: the matmul dtype of this project (PRiSM: float32).')
+_DTYPE = flags.DEFINE_list('dtype', ['float32'],
+                           'config.model.dtype of this project, one or several '
+                           '(--dtype=float32,bfloat16): each is measured in the same rounds, '
+                           'against one PRiSM measurement (float32).')
 _PROFILE_DIR = flags.DEFINE_string('profile_dir', None,
                                    'Write a jax.profiler trace of generation (batch 1) per '
                                    'config to DIR/CONFIG; view with TensorBoard or Perfetto.')
@@ -123,20 +128,22 @@ def _median(rounds: List[Dict[str, float]], key: str) -> float:
 _SETTLE_SEC = 1.0
 
 
-def _ab(ours: Callable[[], Dict[str, float]], ref: Optional[Callable[[], Dict[str, float]]],
-        rounds: int):
-  """Runs A B A B ...; returns the rounds of each side (reference None when absent).
+def _ab(ours: Dict[str, Callable[[], Dict[str, float]]],
+        ref: Optional[Callable[[], Dict[str, float]]], rounds: int):
+  """Runs rounds of every side of ``ours`` (one per dtype), then the reference: A A' B ...
 
-  Each side starts after a pause of ``_SETTLE_SEC``: thread pools of the side that just ran
+  Returns ``({side: its rounds}, reference rounds or None)``. Each side starts after a
+  pause of ``_SETTLE_SEC`` when the reference runs: thread pools of the side that just ran
   (TensorFlow's and XLA's) keep spinning for a moment after their last op, and would take
   a core from the next side's first moments.
   """
-  ours_rounds, ref_rounds = [], []
+  ours_rounds, ref_rounds = {side: [] for side in ours}, []
   for i in range(rounds):
-    if ref is not None:
-      time.sleep(_SETTLE_SEC)
-    ours_rounds.append(ours())
-    logging.info('  round %d ours: %s', i, _brief(ours_rounds[-1]))
+    for side, measure in ours.items():
+      if ref is not None:
+        time.sleep(_SETTLE_SEC)
+      ours_rounds[side].append(measure())
+      logging.info('  round %d ours %s: %s', i, side, _brief(ours_rounds[side][-1]))
     if ref is not None:
       time.sleep(_SETTLE_SEC)
       ref_rounds.append(ref())
@@ -154,12 +161,22 @@ def _ratios(ours: Dict[str, float], ref: Optional[Dict[str, float]]) -> Optional
   return {k: ours[k] / ref[k] for k in ours if k in ref and ref[k]}
 
 
+def _by_dtype(part: Dict[str, Any], ours: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+  """``part`` with this project's figures per dtype (``ours_by_dtype``); ``ours`` is the
+  first dtype's, as in results with a single dtype."""
+  part['ours_by_dtype'] = ours
+  part['ours'] = next(iter(ours.values()))
+  return part
+
+
 # ---------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------
 
 
-def bench_train(config, suite, prism, peak: float) -> Dict[str, Any]:
+def bench_train(configs: Dict[str, ml_collections.ConfigDict], suite, prism) -> Dict[str, Any]:
+  """Train steps of ``configs`` (one per dtype, else equal) and of PRiSM, in the same rounds."""
+  config = next(iter(configs.values()))
   steps = suite['train_steps']
   samples_per_step = config.train.batch_size * config.data.seq_len
   trainer = None
@@ -167,7 +184,7 @@ def bench_train(config, suite, prism, peak: float) -> Dict[str, Any]:
     logging.info('  PRiSM: building and tracing the train step')
     trainer = prism.trainer(config)
   ours_rounds, ref_rounds = _ab(
-      lambda: benchmark_train_step(config, steps),
+      {dtype: functools.partial(benchmark_train_step, c, steps) for dtype, c in configs.items()},
       (lambda: trainer.measure(steps)) if trainer else None, suite['rounds'])
 
   per_sample = flops_lib.train_flops_per_sample(config.model)
@@ -176,22 +193,24 @@ def bench_train(config, suite, prism, peak: float) -> Dict[str, Any]:
       config.model, config.train.batch_size, config.data.seq_len, 'implemented'),
               'reference': per_sample * samples_per_step}
 
-  def summary(rounds, compile_sec, side):
+  def summary(rounds, compile_sec, side):  # fraction_of_peak: see _peak_shares.
     sec = _median(rounds, 'sec_per_step')
     return {'sec_per_step': sec, 'samples_per_sec': samples_per_step / sec,
             'compile_sec': compile_sec, 'achieved_flops_per_sec': per_sample * samples_per_step / sec,
             'executed_flops_per_sec': executed[side] / sec,
-            'fraction_of_peak': executed[side] / sec / peak,
             'rounds_sec_per_step': [r['sec_per_step'] for r in rounds]}
 
-  ours = summary(ours_rounds, ours_rounds[0]['compile_sec'], 'ours')
-  ours['source'] = _source(benchmark_train_step)
-  xla = ours_rounds[0].get('flops_per_step_xla')
+  ours = {}
+  for dtype, rounds in ours_rounds.items():
+    ours[dtype] = summary(rounds, rounds[0]['compile_sec'], 'ours')
+    ours[dtype]['source'] = _source(benchmark_train_step)
+    ours[dtype]['flops_per_step_xla'] = rounds[0].get('flops_per_step_xla')
+  xla = ours_rounds[next(iter(configs))][0].get('flops_per_step_xla')
   expected_xla = flops_lib.train_flops_per_step(
       config.model, config.train.batch_size, config.data.seq_len, 'implemented',
       scan_bodies_once=True)
   result = {
-      'steps_per_round': steps, 'samples_per_step': samples_per_step, 'ours': ours,
+      'steps_per_round': steps, 'samples_per_step': samples_per_step,
       'flops_per_step_model': per_sample * samples_per_step,
       'flops_per_step_xla': xla,
       'flops_per_step_formula_as_xla_counts': expected_xla,
@@ -200,8 +219,7 @@ def bench_train(config, suite, prism, peak: float) -> Dict[str, Any]:
   if trainer is not None:
     result['reference'] = summary(ref_rounds, trainer.compile_sec, 'reference')
     result['reference']['compile_sec_note'] = 'trace + first step'
-    result['ratio'] = _ratios(_numbers(ours), _numbers(result['reference']))
-  return result
+  return _by_dtype(result, ours)
 
 
 def _numbers(d: Dict[str, Any]) -> Dict[str, float]:
@@ -213,37 +231,26 @@ def _numbers(d: Dict[str, Any]) -> Dict[str, float]:
 # ---------------------------------------------------------------------------------------
 
 
-def bench_generate(config, suite, prism, peak: float, profile_dir: Optional[str]):
+def bench_generate(configs: Dict[str, ml_collections.ConfigDict], suite, prism,
+                   profile_dir: Optional[str]):
+  """Generation with ``configs`` (one per dtype) and with PRiSM, per batch, in the same rounds;
+  ``profile_dir`` traces the first dtype's batch 1."""
+  config = next(iter(configs.values()))
   model_config = config.model
   big = int(model_config.frame_sizes[-1])
   num_samples = suite['generate_big_frames'] * big
   sample_rate = config.data.sample_rate
   params = model_lib.init_params(model_lib.from_config(model_config), jax.random.key(0))
   per_sample = flops_lib.generate_flops_per_sample(model_config)
-  executed = {'reference': per_sample}  # 'ours' depends on the batch (see below).
   results = {'num_samples': num_samples, 'sample_rate': sample_rate,
              'source': _source(sampler_lib.Sampler.generate)}
   for batch in suite['generate_batches']:
-    temps = [0.95] * batch
-    key = [0]
-    sampler = sampler_lib.Sampler(model_config, batch, chunk_size=num_samples)
-    executed['ours'] = flops_lib.executed_generate_flops_per_sample(
-        model_config, sampler.spec.fold_upper_upsampling)
-    # Folding the weights is part of loading a checkpoint, done once per run of
-    # samplernn-generate, as PRiSM's model building and loading is; timed apart.
-    start = time.perf_counter()
-    folded = jax.block_until_ready(sampler.fold(params))
-    fold_sec = time.perf_counter() - start
+    runs, first_call_sec, fold_sec, executed = {}, {}, {}, {}
+    for dtype, c in configs.items():
+      runs[dtype], first_call_sec[dtype], fold_sec[dtype], executed[dtype] = _generation_run(
+          c.model, params, batch, num_samples)
 
-    def run(n):
-      key[0] += 1
-      start = time.perf_counter()
-      sampler.generate(params, n, temps, jax.random.key(key[0]), folded=folded)
-      return time.perf_counter() - start
-
-    first_call_sec = run(num_samples)  # Compiles the chunk function.
-
-    def ours():
+    def ours(run):
       per_seq = num_samples / run(num_samples)
       return {'samples_per_sec_per_sequence': per_seq, 'samples_per_sec_total': per_seq * batch}
 
@@ -252,29 +259,55 @@ def bench_generate(config, suite, prism, peak: float, profile_dir: Optional[str]
       logging.info('  PRiSM: building and tracing inference_step for %d sequences', batch)
       generator = prism.generator(config, batch)
     ours_rounds, ref_rounds = _ab(
-        ours, (lambda: generator.measure(num_samples)) if generator else None, suite['rounds'])
+        {dtype: functools.partial(ours, run) for dtype, run in runs.items()},
+        (lambda: generator.measure(num_samples)) if generator else None, suite['rounds'])
 
-    def summary(rounds, compile_sec, side):
+    def summary(rounds, compile_sec, executed_per_sample):  # fraction_of_peak: _peak_shares.
       per_seq = _median(rounds, 'samples_per_sec_per_sequence')
       return {'samples_per_sec_per_sequence': per_seq, 'samples_per_sec_total': per_seq * batch,
               'x_real_time': metrics.x_real_time(per_seq, 1.0, sample_rate),  # per_seq in 1 s.
               'achieved_flops_per_sec': per_sample * per_seq * batch,
-              'executed_flops_per_sec': executed[side] * per_seq * batch,
-              'fraction_of_peak': executed[side] * per_seq * batch / peak,
+              'executed_flops_per_sec': executed_per_sample * per_seq * batch,
               'first_call_sec': compile_sec}
 
-    entry = {'ours': summary(ours_rounds, first_call_sec, 'ours')}
-    entry['ours']['fold_sec'] = fold_sec
+    entry = {}
+    ours_figures = {}
+    for dtype, rounds in ours_rounds.items():
+      ours_figures[dtype] = summary(rounds, first_call_sec[dtype], executed[dtype])
+      ours_figures[dtype]['fold_sec'] = fold_sec[dtype]
     if generator is not None:
-      entry['reference'] = summary(ref_rounds, generator.compile_sec, 'reference')
-      entry['ratio'] = _ratios(entry['ours'], entry['reference'])
-    results[f'batch_{batch}'] = entry
+      entry['reference'] = summary(ref_rounds, generator.compile_sec, per_sample)
+    results[f'batch_{batch}'] = _by_dtype(entry, ours_figures)
     if profile_dir and batch == 1:
       logging.info('  writing a generation trace to %s', profile_dir)
       with jax.profiler.trace(profile_dir):
-        run(num_samples)
+        runs[next(iter(runs))](num_samples)
       results['profile_dir'] = profile_dir
   return results
+
+
+def _generation_run(model_config, params, batch: int, num_samples: int):
+  """``(run, first_call_sec, fold_sec, executed FLOPs per sample)`` of one sampler:
+  ``run(n)`` generates ``n`` samples per sequence and returns its seconds."""
+  temps = [0.95] * batch
+  key = [0]
+  sampler = sampler_lib.Sampler(model_config, batch, chunk_size=num_samples)
+  executed = flops_lib.executed_generate_flops_per_sample(
+      model_config, sampler.spec.fold_upper_upsampling)
+  # Folding the weights is part of loading a checkpoint, done once per run of
+  # samplernn-generate, as PRiSM's model building and loading is; timed apart.
+  start = time.perf_counter()
+  folded = jax.block_until_ready(sampler.fold(params))
+  fold_sec = time.perf_counter() - start
+
+  def run(n):
+    key[0] += 1
+    start = time.perf_counter()
+    sampler.generate(params, n, temps, jax.random.key(key[0]), folded=folded)
+    return time.perf_counter() - start
+
+  first_call_sec = run(num_samples)  # Compiles the chunk function.
+  return run, first_call_sec, fold_sec, executed
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,12 +329,13 @@ def bench_pipeline(config, suite, prism, data_dir: Optional[str]) -> Dict[str, A
     else:
       corpus = data_dir
     ours_rounds, ref_rounds = _ab(
-        lambda: {'samples_per_sec': float(measure_pipeline(config, data_dir, num_batches))},
+        {'pipeline': lambda: {'samples_per_sec': float(measure_pipeline(config, data_dir,
+                                                                          num_batches))}},
         (lambda: {'samples_per_sec': prism.measure_pipeline(config, data_dir, num_batches)})
         if prism else None,
         suite['rounds'])
   result = {'corpus': corpus, 'batches_per_round': num_batches,
-            'ours': {'samples_per_sec': _median(ours_rounds, 'samples_per_sec'),
+            'ours': {'samples_per_sec': _median(ours_rounds['pipeline'], 'samples_per_sec'),
                      'source': _source(measure_pipeline)}}
   if ref_rounds is not None:
     result['reference'] = {'samples_per_sec': _median(ref_rounds, 'samples_per_sec')}
@@ -315,11 +349,13 @@ def bench_pipeline(config, suite, prism, data_dir: Optional[str]) -> Dict[str, A
 
 
 def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 'small'),
-              prism_dir: Optional[str] = None, dtype: str = 'float32',
+              prism_dir: Optional[str] = None, dtypes: Sequence[str] = ('float32',),
               profile_dir: Optional[str] = None, rounds: Optional[int] = None,
               data_dir: Optional[str] = None,
               parts=('train', 'generate', 'pipeline')) -> Dict[str, Any]:
-  """Measures every config; returns the results (``--out``.json; README.md, "Benchmarks")."""
+  """Measures every config in each of ``dtypes``; returns the results (layout: README.md,
+  "Benchmarks"). PRiSM runs once per config (float32), in the same rounds as every dtype."""
+  dtypes = list(dtypes)
   suite = dict(SUITES[suite_name])
   if rounds:
     suite['rounds'] = rounds
@@ -330,19 +366,21 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
     reference_note = f'PRiSM reference not measured: {e}'
     print(reference_note, flush=True)
   info = machine.machine_info()
-  logging.info('Measuring the float32 matmul peak (%d^2).', suite['peak_size'])
-  peak = machine.matmul_peak_flops(suite['peak_size'], suite['peak_repeats'])
+  peak_dtypes = list(dict.fromkeys(['float32'] + dtypes))  # PRiSM's share needs float32's.
+  peaks = _measure_peaks(peak_dtypes, suite)
   results = {
-      'suite': suite_name, 'suite_settings': suite, 'dtype': dtype, 'machine': info,
-      'matmul_peak': peak, 'reference': prism.info() if prism else {'note': reference_note},
+      'suite': suite_name, 'suite_settings': suite, 'dtype': dtypes[0], 'dtypes': dtypes,
+      'machine': info, 'matmul_peaks': peaks, 'matmul_peak': peaks['float32'],
+      'reference': prism.info() if prism else {'note': reference_note},
       'configs': {},
   }
   for name in config_names:
-    config = suite_config(load_config(name), suite, dtype)
+    configs = {dtype: suite_config(load_config(name), suite, dtype) for dtype in dtypes}
+    config = configs[dtypes[0]]
     m = config.model
-    logging.info('== %s: frame_sizes %s, dim %d, %d x %s, batch %d, seq_len %d', name,
+    logging.info('== %s: frame_sizes %s, dim %d, %d x %s, batch %d, seq_len %d, %s', name,
                  tuple(m.frame_sizes), m.dim, m.num_rnn_layers, m.rnn_type,
-                 config.train.batch_size, config.data.seq_len)
+                 config.train.batch_size, config.data.seq_len, ', '.join(dtypes))
     why_not = reference_lib.supports(config)
     config_prism = prism if why_not is None else None
     entry = {
@@ -356,28 +394,30 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
     }
     if 'train' in parts:
       logging.info('-- training')
-      entry['train'] = bench_train(config, suite, config_prism, peak['flops_per_sec'])
+      entry['train'] = bench_train(configs, suite, config_prism)
     if 'generate' in parts:
       logging.info('-- generation')
       entry['generate'] = bench_generate(
-          config, suite, config_prism, peak['flops_per_sec'],
-          os.path.join(profile_dir, name) if profile_dir else None)
-    if 'pipeline' in parts:
+          configs, suite, config_prism, os.path.join(profile_dir, name) if profile_dir else None)
+    if 'pipeline' in parts:  # The input pipeline has no matmuls: measured once.
       logging.info('-- input pipeline')
       entry['pipeline'] = bench_pipeline(config, suite, config_prism, data_dir)
     if 'scaling' in parts:
-      logging.info('-- data-parallel scaling (compiled program, 1 to 8 devices)')
+      logging.info('-- data-parallel scaling (compiled program, 1 to 8 devices, %s)', dtypes[0])
       entry['scaling'] = scaling.run_in_subprocess(config, (1, 2, 4, 8))
     results['configs'][name] = entry
   if prism is not None:
     prism.close()
   results['machine']['load_average_1m_end'] = os.getloadavg()[0]
-  # The peak again at the end: the better of the two is nearer the machine's true peak.
-  peak_end = machine.matmul_peak_flops(suite['peak_size'], suite['peak_repeats'])
-  results['matmul_peak_end'] = peak_end
-  if peak_end['flops_per_sec'] > peak['flops_per_sec']:
-    results['matmul_peak'] = peak_end
-    _rescale_peak_shares(results['configs'], peak['flops_per_sec'] / peak_end['flops_per_sec'])
+  # The peaks again at the end: the better of the two is nearer the machine's true peak.
+  for dtype, peak_end in _measure_peaks(peak_dtypes, suite).items():
+    results.setdefault('matmul_peaks_end', {})[dtype] = peak_end
+    if peak_end['flops_per_sec'] > peaks[dtype]['flops_per_sec']:
+      peaks[dtype] = peak_end
+  results['matmul_peak_end'] = results['matmul_peaks_end']['float32']
+  results['matmul_peak'] = peaks['float32']
+  for entry in results['configs'].values():
+    _peak_shares(entry, {k: v['flops_per_sec'] for k, v in peaks.items()}, dtypes[0])
   results['ratio_higher_is_better'] = {
       'samples_per_sec': True, 'samples_per_sec_per_sequence': True,
       'samples_per_sec_total': True, 'achieved_flops_per_sec': True,
@@ -387,16 +427,32 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
   return results
 
 
-def _rescale_peak_shares(node, factor: float) -> None:
-  """Multiplies every ``fraction_of_peak`` under ``node`` by ``factor`` (not ratios)."""
-  if isinstance(node, dict):
-    for key, value in node.items():
-      if key == 'ratio':
-        continue  # Both sides scale alike: a ratio does not change.
-      if key == 'fraction_of_peak' and isinstance(value, float):
-        node[key] = value * factor
-      else:
-        _rescale_peak_shares(value, factor)
+def _measure_peaks(dtypes: Sequence[str], suite: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
+  peaks = {}
+  for dtype in dtypes:
+    logging.info('Measuring the %s matmul peak (%d^2).', dtype, suite['peak_size'])
+    peaks[dtype] = machine.matmul_peak_flops(suite['peak_size'], suite['peak_repeats'],
+                                             model_lib.DTYPES[dtype])
+  return peaks
+
+
+def _peak_shares(entry: Dict[str, Any], peaks: Dict[str, float], first_dtype: str) -> None:
+  """Sets ``fraction_of_peak`` (executed FLOP/s over the matmul peak of the side's dtype;
+  PRiSM's is float32) and the ratios ours / PRiSM of every dtype in a config's results
+  (``ratio``: ``first_dtype``'s)."""
+  parts = [entry.get('train')] + [v for k, v in entry.get('generate', {}).items()
+                                  if k.startswith('batch_')]
+  for part in filter(None, parts):
+    ref = part.get('reference')
+    if ref is not None and 'executed_flops_per_sec' in ref:
+      ref['fraction_of_peak'] = ref['executed_flops_per_sec'] / peaks['float32']
+    for dtype, ours in part.get('ours_by_dtype', {}).items():
+      if 'executed_flops_per_sec' in ours:
+        ours['fraction_of_peak'] = ours['executed_flops_per_sec'] / peaks[dtype]
+    if ref is not None:
+      part['ratio_by_dtype'] = {dtype: _ratios(_numbers(ours), _numbers(ref))
+                                for dtype, ours in part['ours_by_dtype'].items()}
+      part['ratio'] = part['ratio_by_dtype'][first_dtype]
 
 
 def _fmt(x, unit: str = '') -> str:
@@ -412,20 +468,38 @@ def _fmt(x, unit: str = '') -> str:
   return f'{x:.3g} {unit}'.rstrip()
 
 
+def _machine_line(results: Dict[str, Any]) -> str:
+  """The machine, its bfloat16 matmul support (AMX on a CPU, or the GPU) and the peaks."""
+  mi = results['machine']
+  if mi['jax_backend'] == 'gpu':
+    accelerator = f"GPU: {mi.get('gpu_name') or mi['jax_device_kind']}"
+  else:
+    accelerator = (f"AMX-BF16: {'yes' if mi.get('amx_bf16') else 'no'}, "
+                   f"AVX512-BF16: {'yes' if mi.get('avx512_bf16') else 'no'}")
+  peaks = results.get('matmul_peaks') or {results['dtype']: results['matmul_peak']}
+  peak_text = ', '.join(f"{dtype} {_fmt(p['flops_per_sec'], 'FLOP/s')}"
+                        for dtype, p in peaks.items())
+  return (f"Machine: {mi['cpu_model']}, {mi['cpu_cores']} cores, {accelerator}; JAX {mi['jax']} "
+          f"({mi['jax_backend']}: {mi['jax_device_kind']}), flax {mi['flax']}; matmul peak "
+          f"{peak_text} ({next(iter(peaks.values()))['size']}^2).")
+
+
 def markdown(results: Dict[str, Any]) -> str:
-  """The results as a markdown table, with the machine and the peak in a header."""
+  """The results as a markdown table, with the machine and the peaks in a header.
+
+  With several dtypes each of this project's figures has a row per dtype, against the same
+  PRiSM (float32) figure.
+  """
   mi = results['machine']
   ref = results['reference']
+  dtypes = results.get('dtypes') or [results['dtype']]
   lines = [
-      f"SampleRNN benchmarks, suite `{results['suite']}`, dtype {results['dtype']}, "
+      f"SampleRNN benchmarks, suite `{results['suite']}`, dtype {', '.join(dtypes)}, "
       f"{mi['date']}",
       '',
-      f"Machine: {mi['cpu_model']}, {mi['cpu_cores']} cores; JAX {mi['jax']} "
-      f"({mi['jax_backend']}: {mi['jax_device_kind']}), flax {mi['flax']}; "
-      f"float32 matmul peak {_fmt(results['matmul_peak']['flops_per_sec'], 'FLOP/s')} "
-      f"({results['matmul_peak']['size']}^2). Reference: "
+      _machine_line(results) + ' Reference: '
       + (f"PRiSM {str(ref.get('prism_commit'))[:7]}, TensorFlow {ref.get('tensorflow')} "
-         f"on the {ref.get('tensorflow_device', 'CPU')}"
+         f"on the {ref.get('tensorflow_device', 'CPU')}, float32"
          + (' (tensorflow-cpu from the `reference` extra: the ratios compare this device with '
             'PRiSM on the CPU; install a GPU TensorFlow to compare like with like)'
             if mi['jax_backend'] != 'cpu' and ref.get('tensorflow_device', 'CPU') == 'CPU'
@@ -439,11 +513,18 @@ def markdown(results: Dict[str, Any]) -> str:
   def row(config, figure, part, key, unit='', lower_better=False):
     if part is None:
       return
-    ours = part['ours'].get(key)
     ref_v = part.get('reference', {}).get(key)
-    ratio = part.get('ratio', {}).get(key) if part.get('ratio') else None
-    ratio_s = '–' if ratio is None else f"{ratio:.3g}{' (lower is better)' if lower_better else ''}"
-    lines.append(f'| {config} | {figure} | {_fmt(ours, unit)} | {_fmt(ref_v, unit)} | {ratio_s} |')
+    if 'ours_by_dtype' in part:
+      sides = [(d, part['ours_by_dtype'][d], (part.get('ratio_by_dtype') or {}).get(d))
+               for d in dtypes]
+    else:  # The input pipeline: no matmuls, one figure.
+      sides = [(None, part['ours'], part.get('ratio'))]
+    for dtype, ours, ratios in sides:
+      ratio = (ratios or {}).get(key)
+      ratio_s = '–' if ratio is None else f"{ratio:.3g}{' (lower is better)' if lower_better else ''}"
+      name = f'{figure} [{dtype}]' if dtype is not None and len(dtypes) > 1 else figure
+      lines.append(f'| {config} | {name} | {_fmt(ours.get(key), unit)} | {_fmt(ref_v, unit)} '
+                   f'| {ratio_s} |')
 
   for name, c in results['configs'].items():
     label = f"{name} ({len(c['model']['frame_sizes']) + 1}-tier, dim {c['model']['dim']}, " \
@@ -499,6 +580,10 @@ def main(argv):
   unknown = set(_PARTS.value) - set(_PART_NAMES)
   if unknown:
     raise app.UsageError(f'--parts: unknown {sorted(unknown)}; use {", ".join(_PART_NAMES)}.')
+  bad = [d for d in _DTYPE.value if d not in model_lib.DTYPES]
+  if bad or not _DTYPE.value or len(set(_DTYPE.value)) < len(_DTYPE.value):
+    raise app.UsageError(f'--dtype={",".join(_DTYPE.value)}: give each of '
+                         f'{", ".join(model_lib.DTYPES)} at most once.')
   results = run_suite(_SUITE.value, _CONFIGS.value, _PRISM_DIR.value, _DTYPE.value,
                       _PROFILE_DIR.value, _ROUNDS.value, _DATA_DIR.value, _PARTS.value)
   if _OUT.value:

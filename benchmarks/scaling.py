@@ -111,6 +111,11 @@ def collectives(hlo: str, num_devices: int) -> Dict[str, Dict[str, Any]]:
 
 def compile_train_step(config, devices):
   """The train step compiled on a mesh over ``devices``, from abstract (unallocated) inputs."""
+  return lower_train_step(config, devices).compile()
+
+
+def lower_train_step(config, devices):
+  """The train step lowered (not compiled) on a mesh over ``devices``, from abstract inputs."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from samplernn_jax import steps  # pylint: disable=g-import-not-at-top
@@ -127,7 +132,7 @@ def compile_train_step(config, devices):
   batch = {'x': jax.ShapeDtypeStruct((batch_size, length), np.int32, sharding=dat),
            'reset': jax.ShapeDtypeStruct((batch_size,), np.bool_, sharding=dat)}
   step = steps.make_train_step(config, mesh)
-  return step.lower(placed(state, rep), placed(carry, dat), batch).compile()
+  return step.lower(placed(state, rep), placed(carry, dat), batch)
 
 
 def program_figures(compiled, num_devices: int) -> Dict[str, Any]:

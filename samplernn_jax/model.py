@@ -18,6 +18,7 @@ Each module also has a one-frame form beside its parallel one (``fold`` once, th
 ``step``), on the same parameters: the sampler (``sampler.py``) runs it.
 """
 
+import functools
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from samplernn_jax import lookup
+from samplernn_jax import precision
 from samplernn_jax import rnn
 from samplernn_jax import sharding
 
@@ -62,7 +64,7 @@ class FrameTier(nn.Module):
   axis_name: Optional[str] = None  # See SampleRNN.axis_name.
 
   def setup(self):
-    self.input_proj = nn.Dense(self.dim, dtype=self.dtype, name='input_proj')
+    self.input_proj = precision.Dense(self.dim, dtype=self.dtype, name='input_proj')
     self.rnn = self._stack(name='rnn')
     # PRiSM's conv1d_transpose with stride == width: each step's output h gives
     # h @ U[k] for positions k = 0..R-1. Stored [R, D_in, D_out].
@@ -84,7 +86,7 @@ class FrameTier(nn.Module):
     batch, num_frames, _ = h_BxNxD.shape
     # One matmul for all R positions: [D, R*D].
     u_DxRD = jnp.transpose(self.upsample, (1, 0, 2)).reshape(self.dim, -1)
-    out = rnn.matmul(h_BxNxD, u_DxRD, self.dtype)
+    out = precision.matmul(h_BxNxD, u_DxRD, self.dtype)
     return out.reshape(batch, num_frames * self.upsample_ratio, self.dim)
 
   def rnn_outputs(self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry,
@@ -94,7 +96,7 @@ class FrameTier(nn.Module):
     num_frames = length // self.frame_size
     frames_BxNxF = scale_frame_inputs(
         samples_BxT.reshape(batch, num_frames, self.frame_size), self.q_levels)
-    x_BxNxD = _dense_2d(self.input_proj, frames_BxNxF)
+    x_BxNxD = self.input_proj(frames_BxNxF)
     if conditioning_BxNxD is not None:
       x_BxNxD = x_BxNxD + conditioning_BxNxD
     return self.rnn(x_BxNxD, carry, deterministic)
@@ -139,14 +141,14 @@ class FrameTier(nn.Module):
     """
     layers = folded['layers']
     x_Bxf = scale_frame_inputs(frame_Bxf, self.q_levels)
-    gates0 = rnn.matmul(x_Bxf, layers[0]['w_ih'], self.dtype) + layers[0]['b_ih']
+    gates0 = precision.matmul(x_Bxf, layers[0]['w_ih'], self.dtype) + layers[0]['b_ih']
     if cond_BxG is not None:
       gates0 = gates0 + cond_BxG
     carry, out_BxD = self._stack(parent=None).step(layers, gates0, carry)
-    cond = rnn.matmul(out_BxD, folded['up'], self.dtype)
+    cond = precision.matmul(out_BxD, folded['up'], self.dtype)
     if 'cond_w' in folded:  # Unfolded: upsample, then project all R frames' inputs at once.
       batch = cond.shape[0]
-      cond = rnn.matmul(cond.reshape(-1, self.dim), folded['cond_w'],
+      cond = precision.matmul(cond.reshape(-1, self.dim), folded['cond_w'],
                         self.dtype).reshape(batch, -1)
     return carry, cond
 
@@ -165,19 +167,19 @@ class SampleMLP(nn.Module):
     self.embedding = self.param('embedding', _keras_embedding_init, (q, q))
     self.taps = self.param('taps', nn.initializers.glorot_uniform(in_axis=-2, out_axis=-1),
                            (self.frame_size, q, self.dim))
-    self.hidden1 = nn.Dense(self.dim, dtype=self.dtype, name='hidden1')
-    self.hidden2 = nn.Dense(self.dim, dtype=self.dtype, name='hidden2')
-    self.output_proj = nn.Dense(q, dtype=self.dtype, name='output_proj')
+    self.hidden1 = precision.Dense(self.dim, dtype=self.dtype, name='hidden1')
+    self.hidden2 = precision.Dense(self.dim, dtype=self.dtype, name='hidden2')
+    self.output_proj = precision.Dense(q, dtype=self.dtype, name='output_proj')
 
   def tap_tables(self):
     """``T_k = E @ W_k`` for every tap: ``[F, Q, D]``."""
-    return jnp.einsum('qe,fed->fqd', self.embedding, self.taps)
+    return precision.einsum('qe,fed->fqd', self.embedding, self.taps, self.dtype)
 
   def __call__(self, ids_BxL, conditioning_BxTxD):
     """Logits ``[B, T, Q]`` for ``T = L - frame_size + 1`` samples."""
     num_steps = conditioning_BxTxD.shape[1]
     conv_BxTxD = tap_lookup(self.tap_tables(), ids_BxL, num_steps)
-    return self._logits(nn.relu(_dense_2d(self.hidden1, conv_BxTxD + conditioning_BxTxD)))
+    return self._logits(nn.relu(self.hidden1(conv_BxTxD + conditioning_BxTxD)))
 
   def from_frames(self, ids_BxL, h_BxNxD, upsample_RxDxD):
     """``__call__`` on the conditioning ``h @ U[k]`` (``FrameTier`` upsampling), computed
@@ -197,20 +199,20 @@ class SampleMLP(nn.Module):
     w1 = self.hidden1.variables['params']['kernel']
     b1 = self.hidden1.variables['params']['bias']
     taps = self.taps
+    einsum = functools.partial(precision.einsum, dtype=self.dtype)
     tables_FxQxD = sharding.split_rows(
-        lambda emb_QxQ: jnp.einsum('fqd,de->fqe', jnp.einsum('qe,fed->fqd', emb_QxQ, taps), w1),
+        lambda emb_QxQ: einsum('fqd,de->fqe', einsum('qe,fed->fqd', emb_QxQ, taps), w1),
         self.embedding,
         in_axis=0, out_axis=1, axis_name=self.axis_name)
     u_DxRxD = sharding.split_rows(
-        lambda u_RxDxD: jnp.einsum('rde,ef->drf', u_RxDxD, w1), upsample_RxDxD,
+        lambda u_RxDxD: einsum('rde,ef->drf', u_RxDxD, w1), upsample_RxDxD,
         in_axis=1, out_axis=0, axis_name=self.axis_name)
     u_DxRD = u_DxRxD.reshape(dim, ratio * dim)
-    cond_BxTxD = rnn.matmul(h_BxNxD, u_DxRD, self.dtype).reshape(batch, num_steps, dim)
+    cond_BxTxD = precision.matmul(h_BxNxD, u_DxRD, self.dtype).reshape(batch, num_steps, dim)
     return self._logits(lookup.tap_lookup_relu(tables_FxQxD, ids_BxL, cond_BxTxD, b1))
 
   def _logits(self, hidden1_BxTxD):
-    hidden = nn.relu(_dense_2d(self.hidden2, hidden1_BxTxD))
-    return _dense_2d(self.output_proj, hidden).astype(jnp.float32)
+    return self.output_proj(nn.relu(self.hidden2(hidden1_BxTxD)))
 
   # ----- The one-sample form (the sampler's): fold once, then step one sample at a time --
 
@@ -244,8 +246,8 @@ class SampleMLP(nn.Module):
       h = h + jnp.take(folded['tables'], window_BxF[:, k] + k * self.q_levels, axis=0,
                        mode='clip')
     h = jax.nn.relu(h)
-    h = jax.nn.relu(rnn.matmul(h, folded['w2'], self.dtype) + folded['b2'])
-    return rnn.matmul(h, folded['w3'], self.dtype) + folded['b3']
+    h = jax.nn.relu(precision.matmul(h, folded['w2'], self.dtype) + folded['b2'])
+    return precision.matmul(h, folded['w3'], self.dtype) + folded['b3']
 
 
 class SampleRNN(nn.Module):
@@ -398,12 +400,6 @@ def init_params(model: SampleRNN, rng: jax.Array, batch_size: int = 1):
   def init_fn(m, x):
     return m(x, m.initial_carry(x.shape[0]))
   return model.init(rng, x, method=init_fn)['params']
-
-
-def _dense_2d(dense: nn.Dense, x):
-  """``dense(x)`` on ``x`` flattened to 2-D (see ``rnn.matmul`` for why)."""
-  out = dense(x.reshape(-1, x.shape[-1]))
-  return out.reshape(x.shape[:-1] + out.shape[-1:])
 
 
 def _keras_embedding_init(key, shape, dtype=jnp.float32):

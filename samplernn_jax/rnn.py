@@ -11,6 +11,12 @@ cheaper than ``flax.linen.RNN``:
 A layer's carry is ``h_BxD`` (GRU) or ``(h_BxD, c_BxD)`` (LSTM); a stack's carry is the
 tuple of its layers' carries. Carries are explicit inputs and outputs, so consecutive
 windows chain exactly (truncated BPTT).
+
+With ``dtype=bfloat16`` only the matmuls' operands are bfloat16 (``precision.matmul``,
+float32 accumulation; ``W_hh`` cast once per window, outside the scan). The gate math, the
+carries and the scans' residuals stay float32: they are elementwise, cheap next to the
+matmuls, and the carry is chained over thousands of steps, where bfloat16 rounding would
+accumulate.
 """
 
 import functools
@@ -20,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from samplernn_jax import precision
 from samplernn_jax import sharding
 
 Carry = Any
@@ -28,20 +35,9 @@ RNN_TYPES = ('gru', 'lstm')
 NUM_GATES = {'gru': 3, 'lstm': 4}
 
 
-def matmul(x, w, dtype):
-  """``x @ w`` with operands cast to ``dtype``, accumulated and returned in float32.
-
-  Leading dimensions of ``x`` are flattened first: the backward's ``dw = x^T @ g`` then
-  contracts one dimension, not several, which XLA:CPU would do by transposing ``g``.
-  """
-  out = jnp.matmul(x.reshape(-1, x.shape[-1]).astype(dtype), w.astype(dtype),
-                   preferred_element_type=jnp.float32)
-  return out.reshape(x.shape[:-1] + w.shape[-1:])
-
-
 def gru_step(h_BxD, xw_Bx3D, w_hh_Dx3D, b_hh_3D, dtype=jnp.float32):
   """One Keras ``reset_after`` GRU step; ``xw`` already holds ``x @ W_ih + b_ih``."""
-  hw_Bx3D = matmul(h_BxD, w_hh_Dx3D, dtype) + b_hh_3D
+  hw_Bx3D = precision.matmul(h_BxD, w_hh_Dx3D, dtype) + b_hh_3D
   return _gru_gates(h_BxD, xw_Bx3D, hw_Bx3D)[0]
 
 
@@ -65,7 +61,7 @@ def _gru_scan_fwd(xw_TxBx3D, h_BxD, w_hh_Dx3D, b_hh_3D, dtype):
   w_hh = w_hh_Dx3D.astype(dtype)
 
   def step(h, xw):
-    hw = matmul(h, w_hh, dtype) + b_hh_3D
+    hw = precision.matmul(h, w_hh, dtype) + b_hh_3D
     h = _gru_gates(h, xw, hw)[0]
     return h, (h, hw)
   h_last, (h_TxBxD, hw_TxBx3D) = jax.lax.scan(step, h_BxD, xw_TxBx3D)
@@ -88,14 +84,14 @@ def _gru_scan_bwd(dtype, residuals, cotangents):
     dr = d_candidate * jnp.split(hw, 3, axis=-1)[2] * r * (1.0 - r)
     dxw = jnp.concatenate([dz, dr, d_candidate], axis=-1)
     dhw = jnp.concatenate([dz, dr, d_candidate * r], axis=-1)
-    dh = dh * z + matmul(dhw, w_hh_t, dtype)
+    dh = dh * z + precision.matmul(dhw, w_hh_t, dtype)
     return dh, (dxw, dhw)
 
   dh0, (dxw_TxBx3D, dhw_TxBx3D) = jax.lax.scan(
       step, dh_last, (dh_TxBxD, xw_TxBx3D, hw_TxBx3D, h_prev_TxBxD), reverse=True)
   d = h0_BxD.shape[-1]
   # One matmul over all T * B rows instead of T rank-B updates.
-  dw_hh = matmul(h_prev_TxBxD.reshape(-1, d).T, dhw_TxBx3D.reshape(-1, 3 * d), dtype)
+  dw_hh = precision.matmul(h_prev_TxBxD.reshape(-1, d).T, dhw_TxBx3D.reshape(-1, 3 * d), dtype)
   db_hh = jnp.sum(dhw_TxBx3D, axis=(0, 1))
   return (dxw_TxBx3D, dh0, dw_hh.astype(w_hh_Dx3D.dtype), db_hh)
 
@@ -116,11 +112,71 @@ def _gru_gates(h_BxD, xw_Bx3D, hw_Bx3D):
 def lstm_step(carry, xw_Bx4D, w_hh_Dx4D, dtype=jnp.float32):
   """One Keras LSTM step; ``carry`` is ``(h, c)`` and ``xw`` holds ``x @ W_ih + b``."""
   h_BxD, c_BxD = carry
-  gates = xw_Bx4D + matmul(h_BxD, w_hh_Dx4D, dtype)
-  i, f, g, o = jnp.split(gates, 4, axis=-1)
+  gates = xw_Bx4D + precision.matmul(h_BxD, w_hh_Dx4D, dtype)
+  return _lstm_cell(gates, c_BxD)
+
+
+def _lstm_cell(gates_Bx4D, c_BxD):
+  """``(h, c)`` after a step, from the step's gate pre-activations (i, f, g, o)."""
+  i, f, g, o = jnp.split(gates_Bx4D, 4, axis=-1)
   c_BxD = jax.nn.sigmoid(f) * c_BxD + jax.nn.sigmoid(i) * jnp.tanh(g)
-  h_BxD = jax.nn.sigmoid(o) * jnp.tanh(c_BxD)
-  return h_BxD, c_BxD
+  return jax.nn.sigmoid(o) * jnp.tanh(c_BxD), c_BxD
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def lstm_scan(xw_TxBx4D, carry, w_hh_Dx4D, dtype=jnp.float32):
+  """``lstm_step`` over a time-major window: returns ``((h, c) last, h_TxBxD)``.
+
+  Its backward is written out as ``gru_scan``'s: ``dgates @ W_hh^T`` per step, ``dW_hh``
+  one matmul after the scan. Autodiff would add a rank-B update into ``dW_hh`` on every
+  step, in ``W_hh``'s dtype: in bfloat16, once the weight is cast outside the scan.
+  """
+  w_hh = w_hh_Dx4D.astype(dtype)  # Once per window, not in every step of the scan.
+
+  def step(hc, xw):
+    hc = lstm_step(hc, xw, w_hh, dtype)
+    return hc, hc[0]
+  return jax.lax.scan(step, carry, xw_TxBx4D)
+
+
+def _lstm_scan_fwd(xw_TxBx4D, carry, w_hh_Dx4D, dtype):
+  w_hh = w_hh_Dx4D.astype(dtype)
+
+  def step(hc, xw):
+    gates = xw + precision.matmul(hc[0], w_hh, dtype)
+    hc = _lstm_cell(gates, hc[1])
+    return hc, (hc[0], hc[1], gates)
+  last, (h_TxBxD, c_TxBxD, gates_TxBx4D) = jax.lax.scan(step, carry, xw_TxBx4D)
+  return (last, h_TxBxD), (carry, w_hh_Dx4D, h_TxBxD, c_TxBxD, gates_TxBx4D)
+
+
+def _lstm_scan_bwd(dtype, residuals, cotangents):
+  (h0_BxD, c0_BxD), w_hh_Dx4D, h_TxBxD, c_TxBxD, gates_TxBx4D = residuals
+  (dh_last, dc_last), dh_TxBxD = cotangents
+  h_prev_TxBxD = jnp.concatenate([h0_BxD[None], h_TxBxD[:-1]], axis=0)
+  c_prev_TxBxD = jnp.concatenate([c0_BxD[None], c_TxBxD[:-1]], axis=0)
+  w_hh_t = w_hh_Dx4D.T.astype(dtype)
+
+  def step(dhc, inputs):  # The gate algebra stays float32, as in the forward.
+    dh_out, gates, c_prev, c = inputs
+    dh = dhc[0] + dh_out
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    tanh_c = jnp.tanh(c)
+    dc = dhc[1] + dh * o * (1.0 - tanh_c * tanh_c)
+    dgates = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
+                              dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)], axis=-1)
+    return (precision.matmul(dgates, w_hh_t, dtype), dc * f), dgates
+
+  (dh0, dc0), dgates_TxBx4D = jax.lax.scan(
+      step, (dh_last, dc_last), (dh_TxBxD, gates_TxBx4D, c_prev_TxBxD, c_TxBxD), reverse=True)
+  d = h0_BxD.shape[-1]
+  dw_hh = precision.matmul(h_prev_TxBxD.reshape(-1, d).T, dgates_TxBx4D.reshape(-1, 4 * d),
+                           dtype)
+  return dgates_TxBx4D, (dh0, dc0), dw_hh.astype(w_hh_Dx4D.dtype)
+
+
+lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
 
 
 class RNNLayer(nn.Module):
@@ -159,7 +215,7 @@ class RNNLayer(nn.Module):
   def project_inputs(self, x_BxTxI, w_ih_IxG):
     """The input half of every gate for the whole window: one matmul."""
     bias = self.b_ih if self.rnn_type == 'gru' else self.b
-    return matmul(x_BxTxI, w_ih_IxG, self.dtype) + bias
+    return precision.matmul(x_BxTxI, w_ih_IxG, self.dtype) + bias
 
   def scan(self, xw_BxTxG, carry: Carry):
     """Runs the recurrence over projected inputs; returns (carry, h_BxTxD)."""
@@ -169,12 +225,7 @@ class RNNLayer(nn.Module):
     if self.rnn_type == 'gru':
       carry, h_TxBxD = gru_scan(xw_TxBxG, carry, w_hh, self.b_hh, dtype)
     else:
-      w_hh = w_hh.astype(dtype)  # Once per window, not in every step of the scan.
-
-      def step(hc, xw):
-        hc = lstm_step(hc, xw, w_hh, dtype)
-        return hc, hc[0]
-      carry, h_TxBxD = jax.lax.scan(step, carry, xw_TxBxG)
+      carry, h_TxBxD = lstm_scan(xw_TxBxG, carry, w_hh, dtype)
     return carry, jnp.swapaxes(h_TxBxD, 0, 1)
 
 
@@ -202,9 +253,9 @@ class StackedRNN(nn.Module):
         for i in range(self.num_layers)]
     self.input_dropout = InputDropout(self.dropout, self.axis_name)
     if self.skip_conn:
-      self.skip_out = [nn.Dense(self.dim, use_bias=(i == 0), dtype=self.dtype,
-                                kernel_init=nn.initializers.he_uniform(),
-                                name=f'skip_out_{i}') for i in range(self.num_layers)]
+      self.skip_out = [precision.Dense(self.dim, use_bias=(i == 0), dtype=self.dtype,
+                                       kernel_init=nn.initializers.he_uniform(),
+                                       name=f'skip_out_{i}') for i in range(self.num_layers)]
 
   def initial_carry(self, batch_size: int) -> tuple:
     return tuple(layer.initial_carry(batch_size) for layer in self.layers)
@@ -282,7 +333,7 @@ class StackedRNN(nn.Module):
     xw = gates0_BxG
     for i, layer in enumerate(layers):
       if i > 0:
-        xw = matmul(h, layer['w_ih'], self.dtype) + layer['b_ih']
+        xw = precision.matmul(h, layer['w_ih'], self.dtype) + layer['b_ih']
       if self.rnn_type == 'gru':
         h = gru_step(carry[i], xw, layer['w_hh'], layer['b_hh'], self.dtype)
         new_carry.append(h)
@@ -291,7 +342,7 @@ class StackedRNN(nn.Module):
         h = hc[0]
         new_carry.append(hc)
       if self.skip_conn:
-        skip = matmul(h, layer['skip_w'], self.dtype)
+        skip = precision.matmul(h, layer['skip_w'], self.dtype)
         if 'skip_b' in layer:
           skip = skip + layer['skip_b']
         out = skip if out is None else out + skip

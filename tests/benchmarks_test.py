@@ -10,6 +10,7 @@ import json
 import math
 import os
 
+from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,7 @@ def _run_cli(tmp_path, extra=()):
 
 @pytest.fixture(scope='module')
 def quick_tiny(tmp_path_factory):
-  return _run_cli(tmp_path_factory.mktemp('bench'))
+  return _run_cli(tmp_path_factory.mktemp('bench'), ['--dtype=float32,bfloat16'])
 
 
 def _positive(x):
@@ -49,9 +50,14 @@ def test_json_has_machine_and_peak(quick_tiny):
   results, _, _ = quick_tiny
   machine = results['machine']
   for key in ('cpu_model', 'cpu_cores', 'jax_devices', 'jax', 'jaxlib', 'flax', 'tensorflow',
-              'date'):
+              'date', 'amx_bf16', 'avx512_bf16'):
     assert key in machine, key
+  assert ('gpu_name' in machine) == (machine['jax_backend'] == 'gpu')
   assert _positive(results['matmul_peak']['flops_per_sec'])
+  assert results['dtypes'] == ['float32', 'bfloat16'] and results['dtype'] == 'float32'
+  for dtype in results['dtypes']:
+    assert results['matmul_peaks'][dtype]['dtype'] == dtype
+    assert _positive(results['matmul_peaks'][dtype]['flops_per_sec'])
   assert 'note' in results['reference']  # No --prism_dir: says how to get the reference.
 
 
@@ -71,6 +77,49 @@ def test_every_figure_is_positive(quick_tiny):
     assert gen['samples_per_sec_total'] == pytest.approx(
         batch * gen['samples_per_sec_per_sequence'])
   assert _positive(c['pipeline']['ours']['samples_per_sec'])
+
+
+def test_each_dtype_is_measured(quick_tiny):
+  results, _, out = quick_tiny
+  c = results['configs']['tiny']
+  parts = [c['train']] + [c['generate'][f'batch_{b}'] for b in (1, 2)]
+  for part in parts:
+    assert set(part['ours_by_dtype']) == {'float32', 'bfloat16'}
+    assert part['ours'] == part['ours_by_dtype']['float32']  # The first --dtype.
+    for figures in part['ours_by_dtype'].values():
+      assert _positive(figures['executed_flops_per_sec'])
+      assert _positive(figures['fraction_of_peak'])
+  train = c['train']['ours_by_dtype']
+  assert train['bfloat16']['fraction_of_peak'] == pytest.approx(
+      train['bfloat16']['executed_flops_per_sec']
+      / results['matmul_peaks']['bfloat16']['flops_per_sec'])
+  with open(f'{out}.md') as f:
+    table = f.read()
+  assert 'train samples/s [bfloat16]' in table and 'train samples/s [float32]' in table
+  assert 'AMX-BF16: ' in table or 'GPU: ' in table
+  assert 'bfloat16 ' in table.split('|')[0]  # The header names both peaks.
+
+
+def test_peak_shares_and_ratios_are_per_dtype(quick_tiny):
+  """Against one PRiSM figure (float32 peak), each dtype with its own peak; in the table too."""
+  results = json.loads(json.dumps(quick_tiny[0]))
+  train = results['configs']['tiny']['train']
+  train['reference'] = {'executed_flops_per_sec': 1.0, 'samples_per_sec': 2.0}
+  for dtype, speed in (('float32', 4.0), ('bfloat16', 6.0)):
+    train['ours_by_dtype'][dtype].update(executed_flops_per_sec=1.5 * speed, samples_per_sec=speed)
+  run._peak_shares(results['configs']['tiny'], {'float32': 10.0, 'bfloat16': 20.0}, 'float32')
+  assert train['ours_by_dtype']['bfloat16']['fraction_of_peak'] == pytest.approx(0.45)
+  assert train['reference']['fraction_of_peak'] == pytest.approx(0.1)
+  assert train['ratio_by_dtype']['bfloat16']['samples_per_sec'] == pytest.approx(3.0)
+  assert train['ratio'] == train['ratio_by_dtype']['float32']
+  table = run.markdown(results)
+  assert '| train samples/s [bfloat16] | 6 | 2 | 3 |' in table, table
+
+
+def test_bad_dtype_list_is_one_clear_error(tmp_path):
+  for bad in ('float16', 'float32,float32', ''):
+    with pytest.raises(app.UsageError, match='--dtype'):
+      _run_cli(tmp_path, [f'--dtype={bad}'])
 
 
 def test_xla_agrees_with_the_formula(quick_tiny):

@@ -55,6 +55,33 @@ def test_gru_scan_matches_autodiff_of_the_step():
   check_grads(rnn.gru_scan, args, order=1, modes=['rev'])
 
 
+def plain_lstm_scan(xw_TxBx4D, carry, w_hh):
+  def step(hc, xw):
+    hc = rnn.lstm_step(hc, xw, w_hh)
+    return hc, hc[0]
+  return jax.lax.scan(step, carry, xw_TxBx4D)
+
+
+def test_lstm_scan_matches_autodiff_of_the_step():
+  ks = jax.random.split(jax.random.key(4), 4)
+  t, b, d = 6, 3, 5
+  args = (jax.random.normal(ks[0], (t, b, 4 * d)),
+          (jax.random.normal(ks[1], (b, d)), jax.random.normal(ks[2], (b, d))),
+          0.5 * jax.random.normal(ks[3], (d, 4 * d)))
+
+  def loss(f):
+    def fn(*a):
+      (h_last, c_last), h_all = f(*a)
+      return jnp.sum(jnp.sin(h_last)) + jnp.sum(c_last ** 2) + jnp.sum(jnp.cos(h_all) * h_all)
+    return fn
+
+  chex.assert_trees_all_close(rnn.lstm_scan(*args), plain_lstm_scan(*args), atol=1e-6)
+  chex.assert_trees_all_close(jax.grad(loss(rnn.lstm_scan), argnums=(0, 1, 2))(*args),
+                              jax.grad(loss(plain_lstm_scan), argnums=(0, 1, 2))(*args),
+                              atol=1e-5)
+  check_grads(rnn.lstm_scan, args, order=1, modes=['rev'])
+
+
 def unfused_forward(m, x_BxL, carry):
   """The model as written in the paper: every tier's upsampling, then the sample MLP."""
   def fn(m, x_BxL, carry):

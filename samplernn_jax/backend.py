@@ -59,6 +59,24 @@ def generation_dtype(dtype: str, batch_size: int, backend: Optional[str] = None)
   return 'bfloat16' if batch_size >= _BF16_GENERATION_MIN_BATCH[kind] else 'float32'
 
 
+def fast_bfloat16(backend: Optional[str] = None) -> bool:
+  """Whether bfloat16 matmuls run faster than float32 ones on this device.
+
+  True on a GPU (tensor cores) and on a CPU with AMX (``amx_bf16`` in /proc/cpuinfo: Intel
+  Sapphire Rapids and later). CPUs with only AVX512-BF16 have faster bfloat16 matmul
+  kernels, but a bfloat16 train step there is slower than float32: casts and the weight
+  gradients XLA:CPU runs in float32 cost more than the kernels save (PERF.md, "bfloat16").
+  """
+  backend = backend or jax.default_backend()
+  if backend in ('gpu', 'cuda', 'rocm'):
+    return True
+  try:
+    with open('/proc/cpuinfo') as f:
+      return any(line.startswith('flags') and 'amx_bf16' in line.split() for line in f)
+  except OSError:
+    return False
+
+
 def default_cache_dir() -> str:
   """``$XDG_CACHE_HOME/samplernn_jax/jax`` (``~/.cache/samplernn_jax/jax``)."""
   root = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')

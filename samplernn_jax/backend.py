@@ -62,19 +62,20 @@ def generation_dtype(dtype: str, batch_size: int, backend: Optional[str] = None)
 def fast_bfloat16(backend: Optional[str] = None) -> bool:
   """Whether bfloat16 matmuls run faster than float32 ones on this device.
 
-  True on a GPU (tensor cores) and on a CPU with AMX (``amx_bf16`` in /proc/cpuinfo: Intel
-  Sapphire Rapids and later). CPUs with only AVX512-BF16 have faster bfloat16 matmul
-  kernels, but a bfloat16 train step there is slower than float32: casts and the weight
-  gradients XLA:CPU runs in float32 cost more than the kernels save (PERF.md, "bfloat16").
+  True on a GPU (tensor cores) and on a CPU with bfloat16 dot-product instructions: AMX
+  (``amx_bf16``: Intel Sapphire Rapids and later) or AVX512-BF16 (``avx512_bf16``: AMD Zen 4
+  and later, Intel Cooper Lake). Without them XLA:CPU computes bfloat16 matmuls in float32
+  between conversions, which only adds work.
   """
   backend = backend or jax.default_backend()
   if backend in ('gpu', 'cuda', 'rocm'):
     return True
   try:
     with open('/proc/cpuinfo') as f:
-      return any(line.startswith('flags') and 'amx_bf16' in line.split() for line in f)
+      flags = next((line.split() for line in f if line.startswith('flags')), [])
   except OSError:
     return False
+  return 'amx_bf16' in flags or 'avx512_bf16' in flags
 
 
 def default_cache_dir() -> str:

@@ -58,8 +58,8 @@ def main(argv):
   config = config_lib.validate(cli.loaded_config(_CONFIG))
   backend.enable_compilation_cache(FLAGS.compilation_cache_dir)
   if config.model.dtype == 'bfloat16' and not backend.fast_bfloat16():
-    logging.warning('--config.model.dtype=bfloat16 on a CPU without AMX: it trains slower '
-                    'than float32 here (README, "Precision").')
+    logging.warning('--config.model.dtype=bfloat16 on a CPU without AMX or AVX512-BF16: it '
+                    'trains slower than float32 here (README, "Precision").')
   num_processes = FLAGS.num_processes or _env_int('JAX_NUM_PROCESSES')
   process_id = FLAGS.process_id if FLAGS.process_id is not None else _env_int('JAX_PROCESS_ID')
   if FLAGS.coordinator_address or (num_processes or 1) > 1:

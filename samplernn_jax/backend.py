@@ -50,13 +50,15 @@ def generation_dtype(dtype: str, batch_size: int, backend: Optional[str] = None)
   """The sampler's matmul dtype for a model trained with matmul dtype ``dtype``.
 
   float32 stays float32 (exact PRiSM parity); bfloat16 becomes float32 at batch sizes where
-  float32 is faster on this backend, so a bf16 run never generates slower than float32.
+  float32 is faster on this backend, and on CPUs without bfloat16 instructions
+  (``fast_bfloat16``), so a bf16 run never generates slower than float32.
   """
   if dtype != 'bfloat16':
     return dtype
   backend = backend or jax.default_backend()
   kind = 'gpu' if backend in ('gpu', 'cuda', 'rocm') else 'cpu'
-  return 'bfloat16' if batch_size >= _BF16_GENERATION_MIN_BATCH[kind] else 'float32'
+  fast = fast_bfloat16(backend) and batch_size >= _BF16_GENERATION_MIN_BATCH[kind]
+  return 'bfloat16' if fast else 'float32'
 
 
 def fast_bfloat16(backend: Optional[str] = None) -> bool:

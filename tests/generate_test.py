@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from samplernn_jax import backend
 from samplernn_jax import checkpoint
 from samplernn_jax import clips
 from samplernn_jax import model as model_lib
@@ -43,8 +44,8 @@ def test_dtype_replaces_the_checkpoints_as_the_batch_size_pays(workdir, tmp_path
                                   duration=DURATION, dtype='bfloat16', progress=False)
     assert len(result['paths']) == num_seqs
   # The checkpoint says float32; at batch 1 a CPU runs float32 faster (backend.py).
-  expected = 'bfloat16' if jax.default_backend() != 'cpu' else 'float32'
-  assert dtypes == [jnp.bfloat16, jnp.dtype(expected)]
+  assert dtypes == [jnp.dtype(backend.generation_dtype('bfloat16', n)) for n in (8, 1)]
+  assert dtypes[1] == (jnp.bfloat16 if jax.default_backend() == 'gpu' else jnp.float32)
 
 
 def test_prism_names_and_temperatures():

@@ -38,9 +38,11 @@ def sampler_options(backend: Optional[str] = None) -> dict:
 # dtype per batch size chooses it per product. A bf16 run's sampler uses bf16 from this batch
 # up and float32 below it:
 #   cpu: a [1, D] x [D, N] product is bound by streaming the weights, and XLA:CPU's bf16
-#     matrix-vector kernels run at a fraction of float32's bandwidth (measured here: 7 GB/s
-#     against 62 GB/s for [1, 1024] x [1024, 3072]; 1.8 against 23.5 GB/s on an AMX Xeon),
-#     while from about 8 rows bf16's matmul kernels pull ahead (PERF.md, "bf16").
+#     matrix-vector kernels run at a fraction of float32's bandwidth (7 against 62 GB/s for
+#     [1, 1024] x [1024, 3072] on an AVX512-BF16 EPYC; 1.8 against 23.5 GB/s on an AMX Xeon).
+#     Measured on the EPYC, bf16 over float32 samples/s at batch 1, 2, 4, 8, 16, 32: dim 1024
+#     0.93, 1.15, 1.13, 1.24, 1.41, 1.49; dim 256 0.75, 1.04, 0.91, 1.05, 1.18, 1.34. From 8
+#     rows bf16 wins at both sizes.
 #   gpu: bf16 halves the bytes a matrix-vector product streams and feeds tensor cores at
 #     larger batches: bf16 at every batch (not measured here: no GPU was lent).
 _BF16_GENERATION_MIN_BATCH = {'cpu': 8, 'gpu': 1}

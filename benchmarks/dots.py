@@ -3,7 +3,7 @@ r"""Every matmul of the train step by operand dtype and size, read from its Stab
     python -m benchmarks.dots [--config=default] [--dtype=bfloat16] [--batch_size=64] \
         [--seq_len=1024] [--all]
 
-The program is the one ``samplernn_jax.train.make_train_step`` hands to XLA (lowered from
+The program is the one ``samplernn_jax.steps.make_train_step`` hands to XLA (lowered from
 abstract inputs: nothing is allocated, compiled or run), forward and backward. It is read
 before XLA's passes on purpose: XLA:CPU without AMX rewrites bfloat16 dots to float32
 ones when it compiles (so its compiled text cannot tell a bfloat16 step from a float32

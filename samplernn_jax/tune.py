@@ -214,6 +214,22 @@ class Objective:
         objective, clips, clip_seconds, prune)
     self.on_trial_created = on_trial_created
 
+  def _share_profile(self, config, workdir: str) -> None:
+    """Profiles the training audio once per study; each trial starts with a copy.
+
+    Training profiles its files when it starts (what clips are scored against) unless its
+    workdir holds that profile already: without the copy every trial would read the whole
+    corpus again. Keyed by what the profile depends on: sample rate and validation split.
+    """
+    if self.data_dir is None:  # Each trial synthesizes its own demo corpus.
+      return
+    from samplernn_jax import clip_score  # pylint: disable=g-import-not-at-top  (librosa)
+    key = f'{int(config.data.sample_rate)}_{float(config.data.val_frac):g}'
+    profile = clip_score.store_training_profile(
+        os.path.join(self.study_dir, 'profiles', key), self.data_dir, config)
+    if clip_score.load_profile(workdir) is None:
+      clip_score.save_profile(workdir, profile)
+
   def __call__(self, trial: optuna.Trial) -> float:
     if self.on_trial_created is not None:
       self.on_trial_created()
@@ -232,6 +248,7 @@ class Objective:
     trial.set_user_attr('command', shlex.join(train_command(
         self.config_file, overrides, workdir, self.data_dir)))
     logging.info('Trial %d in %s: %s', trial.number, workdir, params)
+    self._share_profile(config, workdir)
     try:
       with _signal_watch() as interrupted:
         train.train_and_evaluate(config, workdir, self.data_dir, on_eval=self._reporter(trial))

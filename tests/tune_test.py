@@ -124,8 +124,12 @@ def test_killed_worker_trial_is_retried_from_its_checkpoint(tmp_path, corpus, mo
   assert checkpoint_lib.latest_step(workdir) == 200
 
 
-def test_study_survives_a_bad_trial_and_reports(tmp_path, corpus):
+def test_study_survives_a_bad_trial_and_reports(tmp_path, corpus, monkeypatch):
   """Three trials; lr 10 is pruned (after a checkpoint) or fails, the study goes on."""
+  profiled = []
+  make_profile = clip_score.make_profile
+  monkeypatch.setattr(clip_score, 'make_profile',
+                      lambda *a, **k: profiled.append(a) or make_profile(*a, **k))
   study_dir = str(tmp_path / 'study')
   os.makedirs(study_dir)
   space = search_space.load(
@@ -149,6 +153,7 @@ def test_study_survives_a_bad_trial_and_reports(tmp_path, corpus):
   assert third.state == State.COMPLETE and third.value == pytest.approx(good.value)
   assert [t.user_attrs['workdir'] for t in study.trials] == [
       'trials/0000', 'trials/0001', 'trials/0002']
+  assert len(profiled) == 1  # The corpus is profiled once per study, not per trial.
 
   path, command = tune_report.write(study, study_dir)
   report = open(path).read()

@@ -30,6 +30,7 @@ at full scale); silence and clipping count only beyond what the reference itself
 import dataclasses
 import json
 import os
+import tempfile
 from typing import Optional, Sequence
 
 import numpy as np
@@ -280,11 +281,11 @@ def profile_path(workdir: str) -> str:
 
 
 def save_profile(workdir: str, profile: Profile) -> None:
+  # A temporary file of its own: two tune workers may store a study's profile at once.
   os.makedirs(workdir, exist_ok=True)
-  tmp = profile_path(workdir) + '.tmp'
-  with open(tmp, 'w') as f:
+  with tempfile.NamedTemporaryFile('w', dir=workdir, suffix='.tmp', delete=False) as f:
     json.dump(profile.to_json(), f)
-  os.replace(tmp, profile_path(workdir))
+  os.replace(f.name, profile_path(workdir))
 
 
 def load_profile(workdir: str) -> Optional[Profile]:

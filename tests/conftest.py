@@ -77,6 +77,25 @@ def load_config(name: str) -> ml_collections.ConfigDict:
   return module.get_config()
 
 
+def quiet_tiny(**train) -> ml_collections.ConfigDict:
+  """The tiny config for tests of the loop: no step lines, no clips; ``train`` overrides
+  ``config.train`` fields."""
+  config = load_config('tiny')
+  config.train.log_every_steps = 0
+  config.generate.max_generate_per_epoch = 0
+  for k, v in train.items():
+    setattr(config.train, k, v)
+  return config
+
+
+def synthesize_corpus(tmp_path_factory, seconds: float) -> str:
+  """Ten 8 kHz demo melodies of ``seconds`` each in a fresh folder (a module fixture's)."""
+  from samplernn_jax import demo_corpus  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path_factory.mktemp('corpus'))
+  demo_corpus.synthesize(path, sample_rate=8000, num_files=10, seconds=seconds)
+  return path
+
+
 @pytest.fixture
 def tiny_config():
   """A fresh ``configs/tiny.py`` config per test, free to change."""

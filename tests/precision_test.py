@@ -17,12 +17,12 @@ import pytest
 from benchmarks import dots as dots_lib
 from benchmarks import scaling
 from samplernn_jax import checkpoint as checkpoint_lib
-from samplernn_jax import demo_corpus
 from samplernn_jax import model as model_lib
 from samplernn_jax import precision
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
-from tests.conftest import load_config
+from tests.conftest import quiet_tiny
+from tests.conftest import synthesize_corpus
 from tests.conftest import prism_case
 
 # No matmul of the bfloat16 train step may have a float32 operand with more elements than
@@ -150,18 +150,13 @@ EPOCHS = 2  # Enough for the loss to fall well below its start, log(256).
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp('corpus'))
-  demo_corpus.synthesize(path, sample_rate=8000, num_files=10, seconds=0.2)
-  return path
+  return synthesize_corpus(tmp_path_factory, seconds=0.2)
 
 
 def tiny(dtype, num_epochs=EPOCHS):
-  config = load_config('tiny')
+  # lr 3e-3: learns visibly within one epoch.
+  config = quiet_tiny(num_epochs=num_epochs, learning_rate=3e-3)
   config.model.dtype = dtype
-  config.train.num_epochs = num_epochs
-  config.train.learning_rate = 3e-3  # Learns visibly within one epoch.
-  config.train.log_every_steps = 0
-  config.generate.max_generate_per_epoch = 0
   return config
 
 

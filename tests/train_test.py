@@ -22,11 +22,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from samplernn_jax import checkpoint as checkpoint_lib
-from samplernn_jax import demo_corpus
 from samplernn_jax import reporting
 from samplernn_jax import train
 from samplernn_jax import train_state
-from tests.conftest import load_config
+from tests.conftest import quiet_tiny
+from tests.conftest import synthesize_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 100
@@ -37,19 +37,12 @@ pytestmark = pytest.mark.usefixtures('module_compilation_cache')
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp('corpus'))
-  demo_corpus.synthesize(path, sample_rate=8000, num_files=10, seconds=0.2)
-  return path
+  return synthesize_corpus(tmp_path_factory, seconds=0.2)
 
 
 def tiny(**train_overrides):
-  config = load_config('tiny')
-  config.train.log_every_steps = 0
-  config.train.learning_rate = 3e-3  # Learns visibly within 200 steps.
-  config.generate.max_generate_per_epoch = 0
-  for k, v in train_overrides.items():
-    setattr(config.train, k, v)
-  return config
+  # lr 3e-3: learns visibly within 200 steps.
+  return quiet_tiny(**{'learning_rate': 3e-3, **train_overrides})
 
 
 def params_of(workdir, step=None):

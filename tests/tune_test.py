@@ -18,12 +18,13 @@ import pytest
 import samplernn_jax
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import clip_score
-from samplernn_jax import demo_corpus
 from samplernn_jax import search_space
 from samplernn_jax import train as train_lib
 from samplernn_jax import tune
 from samplernn_jax import tune_report
 from tests.conftest import load_config
+from tests.conftest import quiet_tiny
+from tests.conftest import synthesize_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(REPO / 'configs' / 'tiny.py')
@@ -40,19 +41,11 @@ pytestmark = pytest.mark.usefixtures('module_compilation_cache')
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp('corpus'))
-  demo_corpus.synthesize(path, sample_rate=8000, num_files=10, seconds=0.1)
-  return path
+  return synthesize_corpus(tmp_path_factory, seconds=0.1)
 
 
 def tiny(**train):
-  config = load_config('tiny')
-  config.train.log_every_steps = 0
-  config.train.eval_every_steps = 25
-  config.generate.max_generate_per_epoch = 0
-  for k, v in train.items():
-    setattr(config.train, k, v)
-  return config
+  return quiet_tiny(**{'eval_every_steps': 25, **train})
 
 
 def write_space(path, body: str) -> str:

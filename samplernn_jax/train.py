@@ -14,10 +14,12 @@ checkpoint. The optimizer and its decay are in ``train_state.py``, the steps in
 ``steps.py``, the logs in ``reporting.py``.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 from typing import Any, Callable, NamedTuple, Optional
@@ -64,28 +66,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   workdir = os.path.abspath(workdir)
   if data_dir is not None:
     input_pipeline.find_audio_files(data_dir)  # A missing or empty folder: before any write.
-  os.makedirs(workdir, exist_ok=True)
-  manager = checkpoint_lib.make_manager(workdir, checkpoint_lib.training_options(config.train))
+  # A new workdir that setup refuses (too few files, say) is removed: nothing is left.
+  with _removed_if_setup_fails(workdir):
+    os.makedirs(workdir, exist_ok=True)
+    manager = checkpoint_lib.make_manager(workdir, checkpoint_lib.training_options(config.train))
 
-  # ----- Resume point: its checkpoint fixes the architecture ------------------------------
-  restore_step, config = _resume_point(manager, workdir, config, resume_from)
-  config_lib.validate(config)
-  if jax.process_index() == 0:
-    checkpoint_lib.save_config(workdir, config)
+    # ----- Resume point: its checkpoint fixes the architecture ------------------------------
+    restore_step, config = _resume_point(manager, workdir, config, resume_from)
+    config_lib.validate(config)
+    if jax.process_index() == 0:
+      checkpoint_lib.save_config(workdir, config)
 
-  # ----- Input ----------------------------------------------------------------------------
-  datasets = _datasets(config, workdir, data_dir, resumed=restore_step is not None)
+    # ----- Input ----------------------------------------------------------------------------
+    datasets = _datasets(config, workdir, data_dir, resumed=restore_step is not None)
 
-  # ----- Model, shardings and compiled steps ----------------------------------------------
-  programs = _make_steps(config)
+    # ----- Model, shardings and compiled steps ----------------------------------------------
+    programs = _make_steps(config)
 
-  # ----- Train state: restored, or fresh --------------------------------------------------
-  run, restore_step = _start(config, manager, workdir, programs, datasets, restore_step,
-                             explicit=resume_from is not None)
+    # ----- Train state: restored, or fresh --------------------------------------------------
+    run, restore_step = _start(config, manager, workdir, programs, datasets, restore_step,
+                               explicit=resume_from is not None)
 
-  # ----- Monitoring and reporting ---------------------------------------------------------
-  loop = _make_loop(config, workdir, manager, programs, datasets, on_eval,
-                    resumed_step=restore_step or 0)
+    # ----- Monitoring and reporting ---------------------------------------------------------
+    loop = _make_loop(config, workdir, manager, programs, datasets, on_eval,
+                      resumed_step=restore_step or 0)
   finished = (_finished(run.progress, loop.num_epochs, config.train)
               if restore_step is not None else None)
   if finished:
@@ -107,6 +111,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     for s, h in previous_handlers.items():
       signal.signal(s, h)
 
+
+
+@contextlib.contextmanager
+def _removed_if_setup_fails(workdir: str):
+  """Removes ``workdir`` when the block raises and the folder did not exist before it."""
+  existed = os.path.exists(workdir)
+  try:
+    yield
+  except BaseException:
+    if not existed:
+      shutil.rmtree(workdir, ignore_errors=True)
+    raise
 
 # ---------------------------------------------------------------------------------------
 # What the loop reads, and what it changes

@@ -189,6 +189,15 @@ def test_missing_or_empty_data_dir(tmp_path):
   assert not (tmp_path / 'run').exists()  # Refused before anything was written.
 
 
+def test_a_new_workdir_refused_in_setup_is_removed(tmp_path, corpus):
+  (tmp_path / 'old').mkdir()
+  for workdir in (tmp_path / 'new', tmp_path / 'old'):
+    with pytest.raises(ValueError, match='fewer than batch_size'):
+      train.train_and_evaluate(tiny(batch_size=64), str(workdir), corpus)
+  assert not (tmp_path / 'new').exists()  # Nothing half-written left behind.
+  assert (tmp_path / 'old').exists()  # A folder the user had stays.
+
+
 @pytest.mark.parametrize('policy,keep,expected', [
     ('Always', 2, [4, 5]),
     ('Always', 0, [1, 2, 3, 4, 5]),

@@ -27,10 +27,14 @@ _SAMPLER = {
 }
 
 
+def _kind(backend: Optional[str]) -> str:
+  """'gpu' or 'cpu': the kind of ``backend`` (default: JAX's default backend)."""
+  return 'gpu' if (backend or jax.default_backend()) in ('gpu', 'cuda', 'rocm') else 'cpu'
+
+
 def sampler_options(backend: Optional[str] = None) -> dict:
   """The sampler's loop shapes for ``backend`` (default: JAX's default backend)."""
-  backend = backend or jax.default_backend()
-  return dict(_SAMPLER.get('gpu' if backend in ('gpu', 'cuda', 'rocm') else 'cpu'))
+  return dict(_SAMPLER[_kind(backend)])
 
 
 # The sampler's matmuls all have the batch as their row count (a frame tier's step, its
@@ -57,9 +61,7 @@ def generation_dtype(dtype: str, batch_size: int, backend: Optional[str] = None)
   """
   if dtype != 'bfloat16':
     return dtype
-  backend = backend or jax.default_backend()
-  kind = 'gpu' if backend in ('gpu', 'cuda', 'rocm') else 'cpu'
-  fast = fast_bfloat16(backend) and batch_size >= _BF16_GENERATION_MIN_BATCH[kind]
+  fast = fast_bfloat16(backend) and batch_size >= _BF16_GENERATION_MIN_BATCH[_kind(backend)]
   return 'bfloat16' if fast else 'float32'
 
 
@@ -71,8 +73,7 @@ def fast_bfloat16(backend: Optional[str] = None) -> bool:
   and later, Intel Cooper Lake). Without them XLA:CPU computes bfloat16 matmuls in float32
   between conversions, which only adds work.
   """
-  backend = backend or jax.default_backend()
-  if backend in ('gpu', 'cuda', 'rocm'):
+  if _kind(backend) == 'gpu':
     return True
   try:
     with open('/proc/cpuinfo') as f:
@@ -80,6 +81,21 @@ def fast_bfloat16(backend: Optional[str] = None) -> bool:
   except OSError:
     return False
   return 'amx_bf16' in flags or 'avx512_bf16' in flags
+
+
+# How a frame tier's stacked RNN scans a window (``model.rnn_form='auto'``; see ``wavefront``):
+#   gpu: 'wavefront'. Every scan iteration is a few kernel launches and a dependency, and at
+#     SampleRNN's sizes ([64, 1024] x [1024, 3072] per step) an iteration is launch- and
+#     latency-bound: the default train step walks 640 of them layered, 172 as a wavefront
+#     (forward and backward, tiers of 64 and 16 frames, 4 layers), for 5-19% more FLOPs in the
+#     recurrence. Reasoned from the compiled program's depth, not yet timed on a GPU.
+#   cpu: RNN_FORM_CPU below, measured with ``python -m benchmarks.run --rnn_form=...``.
+_RNN_FORM = {'cpu': 'layered', 'gpu': 'wavefront'}
+
+
+def rnn_form(form: str = 'auto', backend: Optional[str] = None) -> str:
+  """``form`` itself, or for ``'auto'`` the faster form on ``backend`` (default: JAX's)."""
+  return _RNN_FORM[_kind(backend)] if form == 'auto' else form
 
 
 def default_cache_dir() -> str:

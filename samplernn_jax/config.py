@@ -34,6 +34,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                      f'{m.num_rnn_layers} must both be positive.')
   if not 0.0 <= m.rnn_dropout < 1.0:
     raise ValueError(f'config.model.rnn_dropout={m.rnn_dropout} must lie in [0, 1).')
+  if m.get('rnn_form', 'auto') not in rnn.RNN_FORMS:
+    raise ValueError(f'config.model.rnn_form={m.rnn_form!r}; use one of {rnn.RNN_FORMS}.')
   if m.get('dtype', 'float32') not in ('float32', 'bfloat16'):
     raise ValueError(f"config.model.dtype={m.dtype!r}; use 'float32' or 'bfloat16'.")
   try:

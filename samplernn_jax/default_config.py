@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.learn_h0 = False  # Learn each RNN layer's initial state (the paper) instead of zeros.
   model.rnn_dropout = 0.0  # Dropout on RNN layer inputs while training.
   model.dtype = 'float32'  # Matmul dtype: 'float32' or 'bfloat16' (parameters stay float32).
+  model.rnn_form = 'auto'  # How RNN layers scan: 'layered', 'wavefront' or 'auto' (per backend).
 
   config.data = data = ml_collections.ConfigDict()
   data.sample_rate = 16000  # Hz; audio at another rate is resampled on load.

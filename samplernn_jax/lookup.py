@@ -14,6 +14,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
+# The name of XLA:CPU's loop over rows in ``tap_lookup_relu``, so that a reader of the compiled
+# program (``benchmarks.hlo.loop_depth``) can tell it from the model's own loops: the GPU
+# program has no such loop.
+ROW_LOOP_SCOPE = 'lookup_row_loop'
+
 
 def _gather_sum(tables_FxQxD, ids_BxL, num_steps):
   tables_FxQxD = jnp.asarray(tables_FxQxD)
@@ -79,7 +84,8 @@ def _lookup_relu(tables_FxQxD, ids_BxL, addend_BxTxD, bias_D):
   def row_by_row(ids, addend):
     # A loop over the batch: its output is a buffer XLA cannot recompute elsewhere. Without
     # it, XLA:CPU copies the ReLU into each consumer and materializes the F gathers instead.
-    out = jax.lax.map(lambda a: rows(*a), (ids[:, None], addend[:, None]))
+    with jax.named_scope(ROW_LOOP_SCOPE):
+      out = jax.lax.map(lambda a: rows(*a), (ids[:, None], addend[:, None]))
     return out.reshape(addend.shape)
   # Only XLA:CPU pays for the loop; on a GPU a loop over rows would serialize the batch, and
   # its fusions keep the gathers in registers anyway. The choice is made when lowering.

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from samplernn_jax import backend
 from samplernn_jax import lookup
 from samplernn_jax import precision
 from samplernn_jax import rnn
@@ -62,6 +63,7 @@ class FrameTier(nn.Module):
   dropout: float = 0.0
   dtype: Any = jnp.float32
   axis_name: Optional[str] = None  # See SampleRNN.axis_name.
+  rnn_form: str = 'layered'  # See SampleRNN.rnn_form.
 
   def setup(self):
     self.input_proj = precision.Dense(self.dim, dtype=self.dtype, name='input_proj')
@@ -102,9 +104,10 @@ class FrameTier(nn.Module):
     return self.rnn(x_BxNxD, carry, deterministic)
 
   def _stack(self, **module_kwargs) -> rnn.StackedRNN:
-    return rnn.StackedRNN(self.rnn_type, self.dim, self.num_layers, self.skip_conn,
-                          self.learn_h0, self.dropout, self.dtype, self.axis_name,
-                          **module_kwargs)
+    return rnn.StackedRNN(rnn_type=self.rnn_type, dim=self.dim, num_layers=self.num_layers,
+                          skip_conn=self.skip_conn, learn_h0=self.learn_h0,
+                          dropout=self.dropout, dtype=self.dtype, axis_name=self.axis_name,
+                          form=self.rnn_form, **module_kwargs)
 
   # ----- The one-frame form (the sampler's): fold once, then step one frame at a time ----
 
@@ -265,6 +268,9 @@ class SampleRNN(nn.Module):
   # axis (the train step): the parameter folds are split over its devices, and dropout
   # masks are drawn for the global batch, so N devices compute what one device does.
   axis_name: Optional[str] = None
+  # How each frame tier's stack runs over a window: 'layered' or 'wavefront' (``rnn``); the
+  # same parameters and math, different loop depth (``from_config`` resolves 'auto').
+  rnn_form: str = 'layered'
 
   @property
   def big_frame_size(self) -> int:
@@ -282,7 +288,7 @@ class SampleRNN(nn.Module):
                      q_levels=self.q_levels, rnn_type=self.rnn_type,
                      num_layers=self.num_rnn_layers, skip_conn=self.skip_conn,
                      learn_h0=self.learn_h0, dropout=self.rnn_dropout, dtype=self.dtype,
-                     axis_name=self.axis_name, **module_kwargs)
+                     axis_name=self.axis_name, rnn_form=self.rnn_form, **module_kwargs)
 
   def _sample_mlp(self, **module_kwargs) -> SampleMLP:
     return SampleMLP(self.frame_sizes[0], self.dim, self.q_levels, self.dtype, self.axis_name,
@@ -389,7 +395,8 @@ def from_config(model_config: ml_collections.ConfigDict,
       learn_h0=bool(model_config.learn_h0),
       rnn_dropout=float(model_config.rnn_dropout),
       dtype=DTYPES[model_config.get('dtype', 'float32')],
-      axis_name=axis_name)
+      axis_name=axis_name,
+      rnn_form=backend.rnn_form(model_config.get('rnn_form', 'auto')))
 
 
 def init_params(model: SampleRNN, rng: jax.Array, batch_size: int = 1):

@@ -26,19 +26,24 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from samplernn_jax import cells
 from samplernn_jax import precision
 from samplernn_jax import sharding
+from samplernn_jax import wavefront
 
 Carry = Any
 
-RNN_TYPES = ('gru', 'lstm')
-NUM_GATES = {'gru': 3, 'lstm': 4}
+RNN_TYPES = cells.RNN_TYPES
+NUM_GATES = cells.NUM_GATES
+# How a stack runs over a window: one layer's scan after another, or all layers in one scan
+# (see ``wavefront``); ``'auto'`` is resolved per backend by ``backend.rnn_form``.
+RNN_FORMS = ('auto', 'layered', 'wavefront')
 
 
 def gru_step(h_BxD, xw_Bx3D, w_hh_Dx3D, b_hh_3D, dtype=jnp.float32):
   """One Keras ``reset_after`` GRU step; ``xw`` already holds ``x @ W_ih + b_ih``."""
   hw_Bx3D = precision.matmul(h_BxD, w_hh_Dx3D, dtype) + b_hh_3D
-  return _gru_gates(h_BxD, xw_Bx3D, hw_Bx3D)[0]
+  return cells.gru_gates(h_BxD, xw_Bx3D, hw_Bx3D)[0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
@@ -62,7 +67,7 @@ def _gru_scan_fwd(xw_TxBx3D, h_BxD, w_hh_Dx3D, b_hh_3D, dtype):
 
   def step(h, xw):
     hw = precision.matmul(h, w_hh, dtype) + b_hh_3D
-    h = _gru_gates(h, xw, hw)[0]
+    h = cells.gru_gates(h, xw, hw)[0]
     return h, (h, hw)
   h_last, (h_TxBxD, hw_TxBx3D) = jax.lax.scan(step, h_BxD, xw_TxBx3D)
   residuals = (xw_TxBx3D, h_BxD, w_hh_Dx3D, h_TxBxD, hw_TxBx3D)
@@ -77,15 +82,8 @@ def _gru_scan_bwd(dtype, residuals, cotangents):
 
   def step(dh, inputs):
     dh_out, xw, hw, h_prev = inputs
-    dh = dh + dh_out
-    _, z, r, candidate = _gru_gates(h_prev, xw, hw)
-    dz = dh * (h_prev - candidate) * z * (1.0 - z)
-    d_candidate = dh * (1.0 - z) * (1.0 - candidate * candidate)
-    dr = d_candidate * jnp.split(hw, 3, axis=-1)[2] * r * (1.0 - r)
-    dxw = jnp.concatenate([dz, dr, d_candidate], axis=-1)
-    dhw = jnp.concatenate([dz, dr, d_candidate * r], axis=-1)
-    dh = dh * z + precision.matmul(dhw, w_hh_t, dtype)
-    return dh, (dxw, dhw)
+    dh_direct, dxw, dhw = cells.gru_gates_bwd(dh + dh_out, h_prev, xw, hw)
+    return dh_direct + precision.matmul(dhw, w_hh_t, dtype), (dxw, dhw)
 
   dh0, (dxw_TxBx3D, dhw_TxBx3D) = jax.lax.scan(
       step, dh_last, (dh_TxBxD, xw_TxBx3D, hw_TxBx3D, h_prev_TxBxD), reverse=True)
@@ -99,28 +97,11 @@ def _gru_scan_bwd(dtype, residuals, cotangents):
 gru_scan.defvjp(_gru_scan_fwd, _gru_scan_bwd)
 
 
-def _gru_gates(h_BxD, xw_Bx3D, hw_Bx3D):
-  """``(h_next, z, r, candidate)`` of a GRU step from both halves of its gates."""
-  xz, xr, xh = jnp.split(xw_Bx3D, 3, axis=-1)
-  hz, hr, hh = jnp.split(hw_Bx3D, 3, axis=-1)
-  z = jax.nn.sigmoid(xz + hz)
-  r = jax.nn.sigmoid(xr + hr)
-  candidate = jnp.tanh(xh + r * hh)
-  return z * h_BxD + (1.0 - z) * candidate, z, r, candidate
-
-
 def lstm_step(carry, xw_Bx4D, w_hh_Dx4D, dtype=jnp.float32):
   """One Keras LSTM step; ``carry`` is ``(h, c)`` and ``xw`` holds ``x @ W_ih + b``."""
   h_BxD, c_BxD = carry
   gates = xw_Bx4D + precision.matmul(h_BxD, w_hh_Dx4D, dtype)
-  return _lstm_cell(gates, c_BxD)
-
-
-def _lstm_cell(gates_Bx4D, c_BxD):
-  """``(h, c)`` after a step, from the step's gate pre-activations (i, f, g, o)."""
-  i, f, g, o = jnp.split(gates_Bx4D, 4, axis=-1)
-  c_BxD = jax.nn.sigmoid(f) * c_BxD + jax.nn.sigmoid(i) * jnp.tanh(g)
-  return jax.nn.sigmoid(o) * jnp.tanh(c_BxD), c_BxD
+  return cells.lstm_cell(gates, c_BxD)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -144,7 +125,7 @@ def _lstm_scan_fwd(xw_TxBx4D, carry, w_hh_Dx4D, dtype):
 
   def step(hc, xw):
     gates = xw + precision.matmul(hc[0], w_hh, dtype)
-    hc = _lstm_cell(gates, hc[1])
+    hc = cells.lstm_cell(gates, hc[1])
     return hc, (hc[0], hc[1], gates)
   last, (h_TxBxD, c_TxBxD, gates_TxBx4D) = jax.lax.scan(step, carry, xw_TxBx4D)
   return (last, h_TxBxD), (carry, w_hh_Dx4D, h_TxBxD, c_TxBxD, gates_TxBx4D)
@@ -159,14 +140,8 @@ def _lstm_scan_bwd(dtype, residuals, cotangents):
 
   def step(dhc, inputs):  # The gate algebra stays float32, as in the forward.
     dh_out, gates, c_prev, c = inputs
-    dh = dhc[0] + dh_out
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-    tanh_c = jnp.tanh(c)
-    dc = dhc[1] + dh * o * (1.0 - tanh_c * tanh_c)
-    dgates = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
-                              dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)], axis=-1)
-    return (precision.matmul(dgates, w_hh_t, dtype), dc * f), dgates
+    dgates, dc_prev = cells.lstm_cell_bwd(dhc[0] + dh_out, dhc[1], gates, c_prev, c)
+    return (precision.matmul(dgates, w_hh_t, dtype), dc_prev), dgates
 
   (dh0, dc0), dgates_TxBx4D = jax.lax.scan(
       step, (dh_last, dc_last), (dh_TxBxD, gates_TxBx4D, c_prev_TxBxD, c_TxBxD), reverse=True)
@@ -243,6 +218,7 @@ class StackedRNN(nn.Module):
   dropout: float = 0.0
   dtype: Any = jnp.float32
   axis_name: Optional[str] = None  # See model.SampleRNN.axis_name.
+  form: str = 'layered'  # 'layered' or 'wavefront' (see ``wavefront``); same parameters.
 
   def setup(self):
     if self.rnn_type not in RNN_TYPES:
@@ -262,25 +238,69 @@ class StackedRNN(nn.Module):
 
   def __call__(self, x_BxTxD, carry: Sequence[Carry], deterministic: bool = True):
     """Returns ``(carry, out_BxTxD)`` for a window of ``T`` steps."""
-    new_carry = []
-    out = None
-    h = x_BxTxD
     use_dropout = self.dropout > 0 and not deterministic
+    first = self.layers[0]
+    h, w_ih = x_BxTxD, first.w_ih
+    if self.skip_conn:
+      if use_dropout:  # Each half of concat(x, x) gets a mask of its own.
+        h = jnp.concatenate([h, h], axis=-1)
+      else:
+        w_ih = self._summed_halves(w_ih)
+    if use_dropout:
+      h = self.input_dropout(h)
+    xw0_BxTxG = first.project_inputs(h, w_ih)
+    if self.form == 'wavefront' and self.num_layers > 1:
+      new_carry, outputs = self._wavefront(xw0_BxTxG, carry, use_dropout)
+    else:
+      new_carry, outputs = self._layered(xw0_BxTxG, carry, use_dropout)
+    if not self.skip_conn:
+      return new_carry, outputs[-1]
+    out = None
+    for skip_out, h in zip(self.skip_out, outputs):
+      out = skip_out(h) if out is None else out + skip_out(h)
+    return new_carry, out
+
+  def _layered(self, xw0_BxTxG, carry, use_dropout: bool):
+    """One layer's scan after another: ``(carry, every layer's h_BxTxD)``."""
+    new_carry, outputs = [], []
+    xw = xw0_BxTxG
     for i, layer in enumerate(self.layers):
-      w_ih = layer.w_ih
-      if self.skip_conn and i == 0:
-        if use_dropout:  # Each half of concat(x, x) gets a mask of its own.
-          h = jnp.concatenate([h, h], axis=-1)
-        else:
-          w_ih = self._summed_halves(w_ih)
-      if use_dropout:
-        h = self.input_dropout(h)
-      layer_carry, h = layer.scan(layer.project_inputs(h, w_ih), carry[i])
+      if i > 0:
+        h = self.input_dropout(outputs[-1]) if use_dropout else outputs[-1]
+        xw = layer.project_inputs(h, layer.w_ih)
+      layer_carry, h = layer.scan(xw, carry[i])
       new_carry.append(layer_carry)
-      if self.skip_conn:
-        skip = self.skip_out[i](h)
-        out = skip if out is None else out + skip
-    return tuple(new_carry), (out if self.skip_conn else h)
+      outputs.append(h)
+    return tuple(new_carry), outputs
+
+  def _wavefront(self, xw0_BxTxG, carry, use_dropout: bool):
+    """All layers in one scan (``wavefront``): ``(carry, every layer's h_BxTxD)``."""
+    batch, num_steps, _ = xw0_BxTxG.shape
+    upper = self.layers[1:]
+    keep, keep_prob = None, 1.0
+    if use_dropout:  # Drawn in the layered form's order, so both forms drop the same units.
+      keep_prob = 1.0 - self.dropout
+      keep = jnp.stack([self.input_dropout.keep_mask((batch, 1, self.dim))[:, 0]
+                        for _ in upper])
+    xw0_TxBxG = jnp.swapaxes(xw0_BxTxG, 0, 1)
+    w_ih = jnp.stack([layer.w_ih for layer in upper])
+    w_hh = jnp.stack([layer.w_hh for layer in self.layers])
+    if self.rnn_type == 'gru':
+      h0 = jnp.stack(carry)
+      h_last, h_SxLxBxD = wavefront.gru_wavefront(
+          xw0_TxBxG, h0, w_ih, jnp.stack([layer.b_ih for layer in upper]), w_hh,
+          jnp.stack([layer.b_hh for layer in self.layers]), keep, keep_prob, self.dtype)
+      new_carry = tuple(h_last)
+    else:
+      hc0 = tuple(jnp.stack(part) for part in zip(*carry))
+      (h_last, c_last), h_SxLxBxD = wavefront.lstm_wavefront(
+          xw0_TxBxG, hc0, w_ih, jnp.stack([layer.b for layer in upper]), w_hh, keep,
+          keep_prob, self.dtype)
+      new_carry = tuple(zip(h_last, c_last))
+    outputs = wavefront.layer_outputs(h_SxLxBxD, num_steps)
+    if not self.skip_conn:  # Only the top layer's outputs leave the stack.
+      outputs = [None] * (self.num_layers - 1) + outputs[-1:]
+    return new_carry, [jnp.swapaxes(h, 0, 1) if h is not None else None for h in outputs]
 
   # ----- The one-step form (the sampler's): fold once, then step one time step -----------
 
@@ -358,11 +378,14 @@ class InputDropout(nn.Module):
   rate: float
   axis_name: Optional[str] = None
 
+  def keep_mask(self, shape):
+    """One draw of the mask, ``shape`` with the batch first: True where kept."""
+    return sharding.row_mask(self.make_rng('dropout'), 1.0 - self.rate, shape, self.axis_name)
+
   @nn.compact
   def __call__(self, x_BxTxD):
     keep_prob = 1.0 - self.rate
-    mask_Bx1xD = sharding.row_mask(self.make_rng('dropout'), keep_prob,
-                                   (x_BxTxD.shape[0], 1, x_BxTxD.shape[2]), self.axis_name)
+    mask_Bx1xD = self.keep_mask((x_BxTxD.shape[0], 1, x_BxTxD.shape[2]))
     return jax.lax.select(jnp.broadcast_to(mask_Bx1xD, x_BxTxD.shape), x_BxTxD / keep_prob,
                           jnp.zeros_like(x_BxTxD))
 

@@ -1,5 +1,6 @@
 """The TensorFlow checkpoint reader: TensorFlow's own reading, and one line for a bad file."""
 
+import ast
 import json
 import os
 import shutil
@@ -133,3 +134,15 @@ def test_a_missing_file_is_named(copy):
   with pytest.raises(FileNotFoundError, match=r'nowhere.index'):
     tf_checkpoint.Reader(copy + '-nowhere')
 
+
+def test_the_package_never_imports_tensorflow():
+  for path in (REPO / 'samplernn_jax').rglob('*.py'):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      if isinstance(node, ast.Import):
+        modules = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom):
+        modules = [node.module or '']
+      else:
+        continue
+      top = {m.split('.')[0] for m in modules}
+      assert not top & {'tensorflow', 'tf_keras'}, f'{path}:{node.lineno} imports {top}'

@@ -13,6 +13,8 @@ own reader gives for each tensor (dtype, shape, bytes in hex), or that it is par
 import json
 import os
 
+from absl import app
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT_DIR = os.path.join(REPO, 'tests', 'testdata', 'tf_checkpoint')
 MAX_SHARD_BYTES = 5000
@@ -48,7 +50,9 @@ def describe(value, np) -> dict:
   return {'dtype': value.dtype.name, 'shape': list(value.shape), 'hex': value.tobytes().hex()}
 
 
-def main():
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -74,4 +78,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

@@ -73,7 +73,8 @@ def machine_info() -> Dict[str, Any]:
   # Importing TensorFlow here would be slow and is only wanted when the reference runs.
   import sys  # pylint: disable=g-import-not-at-top
   if 'tensorflow' in sys.modules:
-    info['tensorflow'] = sys.modules['tensorflow'].__version__
+    from benchmarks import reference  # pylint: disable=g-import-not-at-top
+    info.update(reference.tensorflow_build(sys.modules['tensorflow']))
     info['tf_keras'] = _version('tf_keras')
   else:
     info['tensorflow'] = 'not loaded'

@@ -20,6 +20,7 @@ measured about 5% slower right after PRiSM's than before TensorFlow was imported
 """
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import io
 import json
@@ -36,6 +37,22 @@ INSTALL_HINT = (
     "To measure the TF2 reference as well: pip install -e '.[reference]' (TensorFlow + "
     'tf_keras), git clone https://github.com/rncm-prism/prism-samplernn (commit f05a772) '
     'outside this repository, and pass --prism_dir=PATH_TO_THAT_CHECKOUT.')
+
+
+def tensorflow_build(tf) -> Dict[str, object]:
+  """Which TensorFlow ``tf`` is: version, the distribution(s) installed as ``tensorflow``,
+  and whether it is a CUDA build.
+
+  ``tensorflow`` (what the ``reference`` extra installs; tf-keras requires it) is a CUDA
+  build on Linux x86-64 and runs on a GPU once ``tensorflow[and-cuda]`` brings the CUDA
+  libraries; ``tensorflow-cpu`` is not. Two distributions listed means two wheels were
+  installed over each other into one ``tensorflow`` folder: the last one won.
+  """
+  dists = importlib.metadata.packages_distributions().get('tensorflow', [])
+  return {'tensorflow': tf.__version__,
+          'tensorflow_distribution': ', '.join(
+              f'{d} {importlib.metadata.version(d)}' for d in sorted(set(dists))) or 'unknown',
+          'tensorflow_cuda_build': bool(tf.test.is_built_with_cuda())}
 
 
 class ReferenceUnavailable(RuntimeError):
@@ -109,12 +126,11 @@ class Prism:
 
   def info(self) -> Dict[str, object]:
     import tf_keras  # pylint: disable=g-import-not-at-top
-    # The `reference` extra installs tensorflow-cpu: on a GPU host PRiSM still runs on the
-    # CPU unless a GPU TensorFlow was installed, and the ratios must say so.
+    # On a GPU host PRiSM runs on the CPU unless TensorFlow has a GPU (a CUDA build with the
+    # CUDA libraries), and the ratios must say so.
     on_gpu = bool(self.tf.config.list_physical_devices('GPU'))
-    return {'prism_dir': self.dir, 'prism_commit': self.commit,
-            'tensorflow': self.tf.__version__, 'tf_keras': tf_keras.__version__,
-            'tensorflow_device': 'GPU' if on_gpu else 'CPU',
+    return {'prism_dir': self.dir, 'prism_commit': self.commit, **tensorflow_build(self.tf),
+            'tf_keras': tf_keras.__version__, 'tensorflow_device': 'GPU' if on_gpu else 'CPU',
             'librosa_stubbed_with_soundfile': self.librosa_stubbed}
 
   def build(self, config, batch_size: int):

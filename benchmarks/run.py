@@ -484,6 +484,21 @@ def _machine_line(results: Dict[str, Any]) -> str:
           f"{peak_text} ({next(iter(peaks.values()))['size']}^2).")
 
 
+def _reference_line(ref: Dict[str, Any], mi: Dict[str, Any]) -> str:
+  """PRiSM's commit, the TensorFlow build it ran on (older results lack the build) and where."""
+  device = ref.get('tensorflow_device', 'CPU')
+  build = ''
+  if 'tensorflow_distribution' in ref:
+    kind = 'CUDA' if ref.get('tensorflow_cuda_build') else 'CPU-only'
+    build = f" ({ref['tensorflow_distribution']}, {kind} build)"
+  line = (f"PRiSM {str(ref.get('prism_commit'))[:7]}, TensorFlow {ref.get('tensorflow')}"
+          f"{build} on the {device}, float32")
+  if mi['jax_backend'] != 'cpu' and device == 'CPU':
+    line += (" (the ratios compare this device with PRiSM on the CPU; install "
+             "`tensorflow[and-cuda]` of the same version to compare like with like)")
+  return line
+
+
 def markdown(results: Dict[str, Any]) -> str:
   """The results as a markdown table, with the machine and the peaks in a header.
 
@@ -498,13 +513,7 @@ def markdown(results: Dict[str, Any]) -> str:
       f"{mi['date']}",
       '',
       _machine_line(results) + ' Reference: '
-      + (f"PRiSM {str(ref.get('prism_commit'))[:7]}, TensorFlow {ref.get('tensorflow')} "
-         f"on the {ref.get('tensorflow_device', 'CPU')}, float32"
-         + (' (tensorflow-cpu from the `reference` extra: the ratios compare this device with '
-            'PRiSM on the CPU; install a GPU TensorFlow to compare like with like)'
-            if mi['jax_backend'] != 'cpu' and ref.get('tensorflow_device', 'CPU') == 'CPU'
-            else '')
-         if 'prism_dir' in ref else ref['note']),
+      + (_reference_line(ref, mi) if 'prism_dir' in ref else ref['note']),
       '',
       '| ' + ' | '.join(TABLE_HEADER) + ' |',
       '|' + '---|' * len(TABLE_HEADER),

@@ -21,10 +21,8 @@ PRiSM                                                  samplernn_jax
 =====================================================  ==================================
 """
 
-import contextlib
 import json
 import os
-import sys
 from typing import Any, Callable, Dict, Mapping
 
 import jax
@@ -35,6 +33,7 @@ from samplernn_jax import checkpoint
 from samplernn_jax import config as config_lib
 from samplernn_jax import default_config
 from samplernn_jax import model as model_lib
+from samplernn_jax import tf_checkpoint
 
 _SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
 _TIER_NAMES = ('frame_rnn', 'big_frame_rnn')  # frame_tier_0, frame_tier_1
@@ -74,40 +73,19 @@ def load_prism_config(path: str) -> ml_collections.ConfigDict:
 
 
 def read_tf_checkpoint(path: str) -> Dict[str, np.ndarray]:
-  """All variables of a TensorFlow checkpoint prefix (``.../model.ckpt-N``), by key."""
+  """The model variables of a TensorFlow checkpoint prefix (``.../model.ckpt-N``), by key.
+
+  Raises:
+    FileNotFoundError: no checkpoint at ``path``.
+    tf_checkpoint.FormatError: a truncated or corrupt checkpoint file (the message names it).
+  """
   if not os.path.exists(path + '.index'):
     raise FileNotFoundError(f'{path}: no TensorFlow checkpoint here (expected {path}.index); '
                             'pass the prefix, e.g. logdir/default/DATE/model.ckpt-100.')
-  # Before TensorFlow's first import: its Python-side logs at errors only.
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-  with _native_stderr_silenced():
-    try:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      raise ImportError('Reading a PRiSM (TensorFlow) checkpoint needs TensorFlow: '
-                        "pip install -e '.[reference]'") from None
-    reader = tf.train.load_checkpoint(path)
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if k.endswith(_SUFFIX) and 'OPTIMIZER_SLOT' not in k}
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-  """Sends file descriptor 2 to /dev/null while TensorFlow loads and reads.
-
-  Its C++ side prints oneDNN notes and a failed CUDA probe (cuInit) before any log level
-  applies; reading a checkpoint needs no GPU, so none of it concerns the user. Python
-  exceptions are unaffected: they are raised, and printed later.
-  """
-  sys.stderr.flush()
-  saved = os.dup(2)
-  try:
-    with open(os.devnull, 'w') as null:
-      os.dup2(null.fileno(), 2)
-    yield
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
+  reader = tf_checkpoint.Reader(path)
+  # Optimizer slots and the object graph are not the model's.
+  return {k: reader.get_tensor(k) for k in reader.shapes
+          if k.endswith(_SUFFIX) and 'OPTIMIZER_SLOT' not in k}
 
 
 def _prism_to_params(variables: Mapping[str, np.ndarray], num_layers: int, skip_conn: bool,
@@ -195,8 +173,9 @@ def checkpoint_step(checkpoint_path: str) -> int:
 def import_checkpoint(checkpoint_path: str, config_path: str, workdir: str, step: int = 0):
   """Converts a PRiSM checkpoint + JSON config into an Orbax checkpoint in ``workdir``."""
   config = load_prism_config(config_path)
+  variables = read_tf_checkpoint(checkpoint_path)  # Its errors name the file.
   try:
-    params = convert(read_tf_checkpoint(checkpoint_path), config)
+    params = convert(variables, config)
   except ValueError as e:
     raise ValueError(f'{checkpoint_path}: {e}') from None
   checkpoint.save_params(workdir, step, params, config)

@@ -116,6 +116,27 @@ def test_peak_shares_and_ratios_are_per_dtype(quick_tiny):
   assert '| train samples/s [bfloat16] | 6 | 2 | 3 |' in table, table
 
 
+def test_the_header_names_the_tensorflow_build_and_its_device():
+  ref = {'prism_dir': '/prism', 'prism_commit': 'f05a772d', 'tensorflow': '2.21.0',
+         'tensorflow_distribution': 'tensorflow 2.21.0', 'tensorflow_cuda_build': True,
+         'tensorflow_device': 'CPU'}
+  line = run._reference_line(ref, {'jax_backend': 'gpu'})
+  assert 'TensorFlow 2.21.0 (tensorflow 2.21.0, CUDA build) on the CPU' in line
+  assert 'tensorflow[and-cuda]' in line  # JAX on a GPU against PRiSM on the CPU: said.
+  assert 'and-cuda' not in run._reference_line(ref, {'jax_backend': 'cpu'})
+  ref['tensorflow_cuda_build'] = False
+  assert 'CPU-only build' in run._reference_line(ref, {'jax_backend': 'cpu'})
+
+
+def test_tensorflow_build_names_its_distribution():
+  tf = pytest.importorskip('tensorflow')
+  from benchmarks import reference  # pylint: disable=g-import-not-at-top
+  build = reference.tensorflow_build(tf)
+  assert build['tensorflow'] == tf.__version__
+  assert f' {tf.__version__}' in build['tensorflow_distribution']
+  assert isinstance(build['tensorflow_cuda_build'], bool)
+
+
 def test_bad_dtype_list_is_one_clear_error(tmp_path):
   for bad in ('float16', 'float32,float32', ''):
     with pytest.raises(app.UsageError, match='--dtype'):

@@ -19,6 +19,7 @@ from benchmarks import scaling
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import model as model_lib
 from samplernn_jax import precision
+from samplernn_jax import prism
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
 from tests.conftest import quiet_tiny
@@ -99,8 +100,8 @@ def test_bf16_einsum_and_its_gradients(spec, shape_a, shape_b, jit):
   with pytest.raises(ValueError, match='contracted'):
     precision.einsum('bij,bjk->bik', a, b, jnp.bfloat16)  # A batch index: not supported.
 
+
 def prism_model(case, tmp_path, dtype):
-  from samplernn_jax import prism  # pylint: disable=g-import-not-at-top
   d = prism_case(case)
   params, config = prism.import_checkpoint(str(d / 'model.ckpt-1'), str(d / 'prism.config.json'),
                                            str(tmp_path / case), step=1)
@@ -110,7 +111,6 @@ def prism_model(case, tmp_path, dtype):
 
 @pytest.mark.parametrize('case', ['gru_mulaw', 'lstm_linear_skip'])
 def test_bf16_logits_near_float32_on_prism_checkpoints(case, tmp_path):
-  pytest.importorskip('tensorflow')
   params, config, ref = prism_model(case, tmp_path, 'bfloat16')
   x1 = ref['x1'][..., 0]
   logits = {}
@@ -127,7 +127,6 @@ def test_bf16_logits_near_float32_on_prism_checkpoints(case, tmp_path):
 
 @pytest.mark.parametrize('case', ['gru_mulaw', 'lstm_linear_skip'])
 def test_bf16_sampler_teacher_forced_near_bf16_model(case, tmp_path):
-  pytest.importorskip('tensorflow')
   params, config, ref = prism_model(case, tmp_path, 'bfloat16')
   model = model_lib.from_config(config.model)
   x = jnp.asarray(ref['x1'][:2, :3 * model.big_frame_size, 0])

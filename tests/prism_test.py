@@ -12,8 +12,6 @@ from samplernn_jax import model as model_lib
 from samplernn_jax import prism
 from tests.conftest import prism_case
 
-pytest.importorskip('tensorflow')
-
 CASES = ['gru_mulaw', 'lstm_linear_skip']
 
 
@@ -78,6 +76,18 @@ def test_missing_checkpoint_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match='nowhere/model.ckpt-3'):
     prism.import_checkpoint(str(tmp_path / 'nowhere/model.ckpt-3'), str(d / 'prism.config.json'),
                             str(tmp_path / 'run'))
+
+
+def test_a_damaged_checkpoint_is_named_once(tmp_path):
+  d = prism_case('gru_mulaw')
+  for suffix in ('.index', '.data-00000-of-00001'):
+    (tmp_path / f'model.ckpt-1{suffix}').write_bytes((d / f'model.ckpt-1{suffix}').read_bytes())
+  data = tmp_path / 'model.ckpt-1.data-00000-of-00001'
+  data.write_bytes(data.read_bytes()[:1000])
+  with pytest.raises(ValueError) as e:
+    prism.import_checkpoint(str(tmp_path / 'model.ckpt-1'), str(d / 'prism.config.json'),
+                            str(tmp_path / 'run'))
+  assert str(e.value).startswith(f'{data}: truncated')
 
 
 def test_command_line_import(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from samplernn_jax import model as model_lib
+from samplernn_jax import prism
 from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
 from tests.conftest import load_config
@@ -51,8 +52,6 @@ def test_teacher_forcing_equals_parallel_forward(tiny_config, frame_sizes, rnn_t
 
 @pytest.mark.parametrize('case', ['gru_mulaw', 'lstm_linear_skip'])
 def test_teacher_forcing_on_imported_prism_models(case, tmp_path):
-  pytest.importorskip('tensorflow')
-  from samplernn_jax import prism  # pylint: disable=g-import-not-at-top
   d = prism_case(case)
   params, config = prism.import_checkpoint(str(d / 'model.ckpt-1'), str(d / 'prism.config.json'),
                                            str(tmp_path / 'run'), step=1)

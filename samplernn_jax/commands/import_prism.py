@@ -35,8 +35,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  # ImportError: TensorFlow, which reading the checkpoint needs, is not installed.
-  cli.run(main, 'samplernn-import-prism', (ValueError, OSError, ImportError))
+  cli.run(main, 'samplernn-import-prism')
 
 
 if __name__ == '__main__':

@@ -576,9 +576,10 @@ def _install_signal_handlers(stop: _Stop) -> dict:
 # ---------------------------------------------------------------------------------------
 
 def _merge_model_config(config: ml_collections.ConfigDict, saved: ml_collections.ConfigDict):
-  """The architecture comes from the checkpoint; dropout and matmul dtype from ``config``."""
+  """The architecture comes from the checkpoint; dropout, matmul dtype and RNN form (how the
+  same parameters are computed) from ``config``."""
   model = ml_collections.ConfigDict(saved.model.to_dict())
-  for k in ('rnn_dropout', 'dtype'):
+  for k in ('rnn_dropout', 'dtype', 'rnn_form'):
     if k in config.model:
       model[k] = config.model[k]
   mine = checkpoint_lib.config_to_json(config.model)

@@ -67,7 +67,8 @@ assert jax.device_count() == 4, jax.devices()
 from tests.data_parallel_test import steps_on
 variants = [dict(rnn_type='gru'), dict(rnn_type='gru', skip_conn=True),
             dict(rnn_type='lstm'),
-            dict(rnn_type='lstm', skip_conn=True, learn_h0=True, rnn_dropout=0.25)]
+            dict(rnn_type='lstm', skip_conn=True, learn_h0=True, rnn_dropout=0.25),
+            dict(rnn_type='gru', skip_conn=True, rnn_dropout=0.25, rnn_form='wavefront')]
 for v in variants:
   params_1, loss_1 = steps_on(jax.devices()[:1], **v)
   for n in (2, 4):

@@ -48,8 +48,9 @@ def stack_loss(rnn_type, num_layers, *, skip_conn=False, learn_h0=False, dropout
 
 @pytest.mark.parametrize('rnn_type', ['gru', 'lstm'])
 @pytest.mark.parametrize('num_layers,skip_conn,learn_h0,dropout', [
-    (1, False, False, 0.0), (2, False, False, 0.0), (3, True, True, 0.0),
-    (4, False, True, 0.25), (5, True, False, 0.3)])
+    (1, False, False, 0.0), (2, False, False, 0.0), (3, True, True, 0.25),
+    pytest.param(4, False, True, 0.25, marks=pytest.mark.slow),
+    pytest.param(5, True, False, 0.3, marks=pytest.mark.slow)])
 def test_wavefront_equals_layered_forward_and_gradients(rnn_type, num_layers, skip_conn,
                                                         learn_h0, dropout):
   loss, params = stack_loss(rnn_type, num_layers, skip_conn=skip_conn, learn_h0=learn_h0,
@@ -61,7 +62,7 @@ def test_wavefront_equals_layered_forward_and_gradients(rnn_type, num_layers, sk
   chex.assert_trees_all_close(got_grads, want_grads, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('rnn_type', ['gru', 'lstm'])
+@pytest.mark.parametrize('rnn_type', ['gru', pytest.param('lstm', marks=pytest.mark.slow)])
 def test_wavefront_equals_layered_in_bfloat16(rnn_type):
   loss, params = stack_loss(rnn_type, 3, skip_conn=True, dropout=0.2, dtype=jnp.bfloat16)
   grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)
@@ -133,6 +134,7 @@ def test_tiny_train_step_depth(tiny_config, form, depth):
   assert train_step_depth(tiny_config) == depth
 
 
+@pytest.mark.slow
 def test_default_train_step_wavefront_depth_is_at_most_180():
   config = load_config('default')
   config.model.rnn_form = 'wavefront'

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from samplernn_jax import default_config as default
-from samplernn_jax import demo_corpus
+from samplernn_jax.corpus import demo_corpus
 from samplernn_jax import input_pipeline
 
 

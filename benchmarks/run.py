@@ -45,7 +45,7 @@ from benchmarks import scaling
 from samplernn_jax import config as config_lib
 from samplernn_jax import metrics
 from samplernn_jax import model as model_lib
-from samplernn_jax.demo_corpus import synthesize
+from samplernn_jax.corpus.demo_corpus import synthesize
 from samplernn_jax import sampler as sampler_lib
 
 from benchmarks.train_step import benchmark_train_step

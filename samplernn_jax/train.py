@@ -3,15 +3,18 @@
 It reads top to bottom as a list of stages (big_vision's way): the resume point, input,
 the compiled steps, the train state (restored or fresh), then the loop. The loop runs one
 jitted step per window (the RNN carry goes from window to window and is reset on each new
-batch of files), and at every epoch end validates, stops early, checkpoints and generates
-a few clips. It runs under ``jax.transfer_guard('disallow')``: each copy between host and
-devices in it is written out, so a hidden one is an error instead of a silent slowdown.
+batch of files), and at every epoch end validates, stops early and checkpoints. It runs
+under ``jax.transfer_guard('disallow')``: each copy between host and devices in it is
+written out, so a hidden one is an error instead of a silent slowdown.
 
 The PRiSM semantics kept here (train.py / callbacks.py there): checkpoint policy
 'Always'/'Best' by ``monitor``, early stopping after ``early_stopping_patience`` epochs
-without improvement, generated clips named ``ID_e=EPOCH_t=TEMP.wav`` after each
-checkpoint. The optimizer and its decay are in ``train_state.py``, the steps in
+without improvement. The optimizer and its decay are in ``train_state.py``, the steps in
 ``steps.py``, the logs in ``reporting.py``.
+
+The loop knows nothing of what stands around it: a caller hands it ``Hooks``. The commands
+compose the listening room's (``listening.training_hooks``: the training audio's profile at
+the start, clips and the run's page after checkpoints); a search adds its ``on_eval``.
 """
 
 import contextlib
@@ -32,26 +35,54 @@ import optax
 from jax.sharding import Mesh
 
 from samplernn_jax import checkpoint as checkpoint_lib
-from samplernn_jax import clip_score
-from samplernn_jax import clips as clips_lib
 from samplernn_jax import config as config_lib
-from samplernn_jax import gallery
 from samplernn_jax import reporting
 from samplernn_jax import steps as steps_lib
 from samplernn_jax import train_state as train_state_lib
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       data_dir: Optional[str] = None, resume_from: Optional[int] = None,
-                       on_eval: Optional[Callable[[int, dict], None]] = None) -> dict:
-  """Trains (or resumes training) in ``workdir``; returns the last epoch's metrics.
+@dataclasses.dataclass(frozen=True)
+class Started:
+  """What ``Hooks.on_start`` is told once the run's data and config are settled."""
+  config: ml_collections.ConfigDict  # The config trained with (a resumed run's architecture).
+  workdir: str  # Absolute.
+  data_dir: str
+  train_files: tuple  # The training files, as the pipeline found them.
 
-  ``on_eval(step, val_metrics)`` is called after each validation (a hyper-parameter search
-  reports it); an exception it raises (e.g. ``optuna.TrialPruned``) stops the run after that
-  step's bookkeeping and a checkpoint, and is then raised from here.
 
-  Without ``data_dir`` the demo corpus is synthesized into ``workdir/demo_corpus``. An
-  existing checkpoint in ``workdir`` is resumed (the latest, or ``resume_from``; newer ones
+@dataclasses.dataclass(frozen=True)
+class Checkpointed:
+  """What ``Hooks.on_checkpoint`` is told after an epoch's checkpoint is written."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  step: int
+  epoch: int  # Epochs done.
+  improved: bool  # Whether the monitored metric improved this epoch (the 'Best' policy).
+  params: Any  # The parameters on the devices (``steps.host_local`` gives the host copy).
+  reporter: reporting.Reporter  # E.g. for TensorBoard audio.
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+  """What a caller adds around the loop; each is optional and runs with transfers allowed.
+
+  * ``on_start(Started)``: once, before the first step (on every process);
+  * ``on_eval(step, val_metrics)``: after each validation. An exception it raises (e.g.
+    ``optuna.TrialPruned``) stops the run after that step's bookkeeping and a checkpoint, and
+    is then raised from ``train_and_evaluate``;
+  * ``on_checkpoint(Checkpointed)``: after each epoch's checkpoint.
+  """
+  on_start: Optional[Callable[[Started], None]] = None
+  on_eval: Optional[Callable[[int, dict], None]] = None
+  on_checkpoint: Optional[Callable[[Checkpointed], None]] = None
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
+                       resume_from: Optional[int] = None, hooks: Hooks = Hooks()) -> dict:
+  """Trains (or resumes training) in ``workdir`` on ``data_dir``; returns the last epoch's
+  metrics. ``hooks``: what the caller adds (see ``Hooks``).
+
+  An existing checkpoint in ``workdir`` is resumed (the latest, or ``resume_from``; newer ones
   are then deleted); a parameters-only one (e.g. a PRiSM import) starts a fresh optimizer.
   A damaged latest checkpoint is moved to ``workdir/broken_checkpoints`` with a warning
   naming it, and the newest intact one is resumed. A run with nothing left to do (all
@@ -64,8 +95,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   from samplernn_jax import input_pipeline  # grain; training only.
   config_lib.validate(config)  # Before anything is written: a typo leaves no workdir behind.
   workdir = os.path.abspath(workdir)
-  if data_dir is not None:
-    input_pipeline.find_audio_files(data_dir)  # A missing or empty folder: before any write.
+  input_pipeline.find_audio_files(data_dir)  # A missing or empty folder: before any write.
   # A new workdir that setup refuses (too few files, say) is removed: nothing is left.
   with _removed_if_setup_fails(workdir):
     os.makedirs(workdir, exist_ok=True)
@@ -79,6 +109,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     # ----- Input ----------------------------------------------------------------------------
     datasets = _datasets(config, workdir, data_dir, resumed=restore_step is not None)
+    if hooks.on_start is not None:
+      hooks.on_start(Started(config=config, workdir=workdir, data_dir=data_dir,
+                             train_files=tuple(datasets.train_files)))
 
     # ----- Model, shardings and compiled steps ----------------------------------------------
     programs = _make_steps(config)
@@ -88,7 +121,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                explicit=resume_from is not None)
 
     # ----- Monitoring and reporting ---------------------------------------------------------
-    loop = _make_loop(config, workdir, manager, programs, datasets, on_eval,
+    loop = _make_loop(config, workdir, manager, programs, datasets, hooks,
                       resumed_step=restore_step or 0)
   finished = (_finished(run.progress, loop.num_epochs, config.train)
               if restore_step is not None else None)
@@ -141,7 +174,6 @@ class _Loop:
   """What the loop reads and never changes."""
   config: ml_collections.ConfigDict
   workdir: str
-  run_id: str  # Names the generated clips: the workdir's name.
   manager: Any  # The run's ``ocp.CheckpointManager``.
   steps: _Steps
   val_data: Any  # The validation dataset, or None.
@@ -149,9 +181,7 @@ class _Loop:
   reporter: reporting.Reporter
   monitor: str  # The metric of early stopping and the 'Best' policy.
   learning_rate: optax.Schedule
-  clips: bool  # Whether this process generates clips after checkpoints.
-  gen_rng: jax.Array  # Clips after step s use fold_in(gen_rng, s).
-  on_eval: Optional[Callable[[int, dict], None]]
+  hooks: Hooks
 
   @property
   def num_epochs(self) -> int:
@@ -220,7 +250,7 @@ class _Run:
 class _Stop:
   """Why the loop should stop once this step's checkpoint is written."""
   signal: Optional[int] = None  # A SIGINT or SIGTERM.
-  raised: Optional[BaseException] = None  # on_eval's, raised after the checkpoint.
+  raised: Optional[BaseException] = None  # Hooks.on_eval's, raised after the checkpoint.
 
 
 def itstime(step: int, every_n: int, total: Optional[int] = None) -> bool:
@@ -303,17 +333,17 @@ def _validate(loop: _Loop, run: _Run, stop: _Stop, epoch: int) -> dict:
   val_metrics = steps_lib.evaluate(loop.steps.eval, loop.steps.init_carry, run.state.params,
                                    loop.val_data, loop.steps.mesh)
   loop.reporter.evaluation(run.step, epoch + 1, val_metrics)
-  if loop.on_eval is not None:
+  if loop.hooks.on_eval is not None:
     try:
       with jax.transfer_guard('allow'):  # The caller's code, not the loop's.
-        loop.on_eval(run.step, val_metrics)
+        loop.hooks.on_eval(run.step, val_metrics)
     except Exception as e:  # pylint: disable=broad-except
       stop.raised = e  # Raised once this step's checkpoint is written.
   return val_metrics
 
 
 def _end_epoch(loop: _Loop, run: _Run, epoch: int, val_metrics: dict) -> tuple[dict, bool]:
-  """The 0-based ``epoch`` ended: its report, early stopping, a checkpoint and clips.
+  """The 0-based ``epoch`` ended: its report, early stopping, a checkpoint and its hook.
 
   Returns the epoch's metrics and whether to stop early.
   """
@@ -329,8 +359,11 @@ def _end_epoch(loop: _Loop, run: _Run, epoch: int, val_metrics: dict) -> tuple[d
   every = max(int(t.checkpoint_every_epochs), 1)
   if itstime(epochs_done, every, total=loop.num_epochs) or stop_early:
     _save(loop, run, {k: v for k, v in metrics.items() if k != 'learning_rate'})
-    if loop.clips and (t.checkpoint_policy == 'Always' or improved):
-      _generate_and_show_clips(loop, run, epochs_done)
+    if loop.hooks.on_checkpoint is not None:
+      with jax.transfer_guard('allow'):  # The caller's code, not the loop's.
+        loop.hooks.on_checkpoint(Checkpointed(
+            config=loop.config, workdir=loop.workdir, step=run.step, epoch=epochs_done,
+            improved=improved, params=run.state.params, reporter=loop.reporter))
   if stop_early:
     logging.info('Early stopping: %r has not improved for %d epochs.', loop.monitor, patience)
   return metrics, stop_early
@@ -348,7 +381,7 @@ def _learning_rate_at(loop: _Loop, step: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------
-# Checkpoints and clips
+# Checkpoints
 # ---------------------------------------------------------------------------------------
 
 def _train_item(state: train_state_lib.TrainState, carry, progress: Progress) -> dict:
@@ -370,21 +403,6 @@ def _save(loop: _Loop, run: _Run, metrics: Optional[dict] = None) -> None:
         loop.manager, run.step, run.state.params, _train_item(run.state, run.carry, run.progress),
         run.data, loop.config, metrics)
   run.saved = run.step
-
-
-def _generate_and_show_clips(loop: _Loop, run: _Run, epochs_done: int) -> None:
-  """PRiSM's clips after a checkpoint, in TensorBoard and on the run's gallery page."""
-  # The sampler is a program of its own, fed Python scalars; run once per checkpoint.
-  with jax.transfer_guard('allow'):
-    clips = clips_lib.epoch_clips(
-        steps_lib.host_local(run.state.params), loop.config,
-        os.path.join(loop.workdir, 'generated'), loop.run_id, epochs_done,
-        jax.random.fold_in(loop.gen_rng, run.step))
-  for path, audio in clips:
-    logging.info('Generated %s', path)
-    loop.reporter.audio(f'generated/{os.path.basename(path)}', audio, run.step)
-  if clips:
-    gallery.refresh(loop.workdir)  # The run's page lists the new clips.
 
 
 # ---------------------------------------------------------------------------------------
@@ -413,21 +431,12 @@ def _resume_point(manager, workdir: str, config: ml_collections.ConfigDict,
   return restore_step, config
 
 
-def _datasets(config: ml_collections.ConfigDict, workdir: str, data_dir: Optional[str],
-              resumed: bool):
-  """The pipeline's datasets over ``data_dir`` (None: the demo corpus, made once)."""
+def _datasets(config: ml_collections.ConfigDict, workdir: str, data_dir: str, resumed: bool):
+  """The pipeline's datasets over ``data_dir``."""
   from samplernn_jax import input_pipeline  # grain; training only.
-  if data_dir is None:
-    from samplernn_jax import demo_corpus
-    data_dir = os.path.join(workdir, 'demo_corpus')
-    if not os.path.isdir(data_dir) or not os.listdir(data_dir):
-      logging.info('No --data_dir: synthesizing the demo corpus into %s.', data_dir)
-      demo_corpus.synthesize(data_dir, sample_rate=int(config.data.sample_rate))
   datasets = input_pipeline.make_datasets(config, data_dir)
   if jax.process_index() == 0:
     _note_data_change(workdir, datasets, resumed=resumed)
-    # What the gallery and generate --keep score clips against.
-    clip_score.store_training_profile(workdir, data_dir, config)
   if not sum(datasets.windows_per_epoch):
     raise ValueError(f'{data_dir!r}: no training window; files must be longer than '
                      f'config.data.seq_len={config.data.seq_len} samples.')
@@ -517,8 +526,8 @@ def _restore(manager, step: int, abstract_state, abstract_carry, data):
 
 
 def _make_loop(config: ml_collections.ConfigDict, workdir: str, manager, programs: _Steps,
-               datasets, on_eval, resumed_step: int) -> _Loop:
-  """What the loop reads: the monitored metric, the reporter, whether to make clips."""
+               datasets, hooks: Hooks, resumed_step: int) -> _Loop:
+  """What the loop reads: the monitored metric, the reporter, the hooks."""
   t = config.train
   monitor = t.monitor
   if monitor.startswith('val_') and datasets.val is None:
@@ -527,18 +536,12 @@ def _make_loop(config: ml_collections.ConfigDict, workdir: str, manager, program
     monitor = monitor[4:]
   reporter = reporting.Reporter(workdir, config, datasets.windows_per_epoch,
                                 resumed_step=resumed_step)
-  # Clips come from one process's sampler; on several processes the others would wait at
-  # the next step's collectives for as long as it takes, so it is off there.
-  clips = jax.process_count() == 1 and int(config.generate.max_generate_per_epoch) > 0
-  if jax.process_count() > 1 and int(config.generate.max_generate_per_epoch) > 0:
-    logging.info('In-training generation is off on %d processes (it would stall the others); '
-                 'generate from the checkpoints with samplernn-generate.', jax.process_count())
   return _Loop(
-      config=config, workdir=workdir, run_id=os.path.basename(workdir.rstrip('/')) or 'run',
+      config=config, workdir=workdir,
       manager=manager, steps=programs, val_data=datasets.val,
       windows_per_epoch=tuple(datasets.windows_per_epoch), reporter=reporter, monitor=monitor,
       learning_rate=train_state_lib.learning_rate_schedule(config, datasets.windows_per_epoch),
-      clips=clips, gen_rng=jax.random.PRNGKey(int(t.seed) + 1), on_eval=on_eval)
+      hooks=hooks)
 
 
 def _finished(progress: Progress, num_epochs: int, t: ml_collections.ConfigDict) -> Optional[str]:

@@ -195,7 +195,7 @@ def test_misuse_leaves_nothing_behind(results, tree):
 def test_system_errors_are_one_line_with_the_path_and_what_to_do():
   import errno  # pylint: disable=g-import-not-at-top
   import logging  # pylint: disable=g-import-not-at-top
-  from samplernn_jax import cli  # pylint: disable=g-import-not-at-top
+  from samplernn_jax.commands import cli  # pylint: disable=g-import-not-at-top
   # Orbax wraps a full disk in TensorStore's text (what a full disk gave in a trial).
   full = ValueError('RESOURCE_EXHAUSTED: Error writing "x/0.0" in OCDBT database at local '
                     'file "/runs/a/checkpoints/100.tmp/params/": Failed writing: '

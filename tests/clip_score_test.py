@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from samplernn_jax import audio_io
-from samplernn_jax import clip_score
-from samplernn_jax import demo_corpus
+from samplernn_jax.listening import clip_score
+from samplernn_jax.corpus import demo_corpus
 from tests import score_validation
 
 RATE = 8000

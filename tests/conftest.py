@@ -90,7 +90,7 @@ def quiet_tiny(**train) -> ml_collections.ConfigDict:
 
 def synthesize_corpus(tmp_path_factory, seconds: float) -> str:
   """Ten 8 kHz demo melodies of ``seconds`` each in a fresh folder (a module fixture's)."""
-  from samplernn_jax import demo_corpus  # pylint: disable=g-import-not-at-top
+  from samplernn_jax.corpus import demo_corpus  # pylint: disable=g-import-not-at-top
   path = str(tmp_path_factory.mktemp('corpus'))
   demo_corpus.synthesize(path, sample_rate=8000, num_files=10, seconds=seconds)
   return path

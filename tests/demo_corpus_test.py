@@ -3,7 +3,7 @@
 import numpy as np
 import soundfile as sf
 
-from samplernn_jax import demo_corpus
+from samplernn_jax.corpus import demo_corpus
 
 
 def test_synthesize_is_deterministic_16_bit_audio(tmp_path):

@@ -16,11 +16,11 @@ import pytest
 import soundfile as sf
 
 from samplernn_jax import checkpoint
-from samplernn_jax import clips
-from samplernn_jax import demo_corpus
+from samplernn_jax.listening import clips
+from samplernn_jax.corpus import demo_corpus
 from samplernn_jax import input_pipeline
 from samplernn_jax import model as model_lib
-from samplernn_jax import prepare
+from samplernn_jax.corpus import prepare
 from samplernn_jax import reporting
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train

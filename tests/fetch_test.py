@@ -3,8 +3,8 @@
 import numpy as np
 import soundfile as sf
 
-from samplernn_jax import fetch
-from samplernn_jax import prepare
+from samplernn_jax.corpus import fetch
+from samplernn_jax.corpus import prepare
 
 
 def test_fetch_downloads_skips_archived_and_reports_failures(tmp_path):

@@ -15,11 +15,12 @@ import time
 
 import pytest
 
-from samplernn_jax import clip_score
-from samplernn_jax import clips
-from samplernn_jax import demo_corpus
-from samplernn_jax import gallery
+from samplernn_jax.listening import clip_score
+from samplernn_jax.listening import clips
+from samplernn_jax.corpus import demo_corpus
+from samplernn_jax.listening import gallery
 from samplernn_jax import train
+from samplernn_jax.listening import training_hooks
 from tests.conftest import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def run(tmp_path_factory):
   config.generate.max_generate_per_epoch = 2
   config.generate.output_file_dur = 0.25
   workdir = str(tmp_path_factory.mktemp('runs') / 'tiny')
-  train.train_and_evaluate(config, workdir, corpus)
+  train.train_and_evaluate(config, workdir, corpus, hooks=training_hooks.training_hooks(config))
   clips.generate_files(workdir, os.path.join(workdir, 'samples', 'clip.wav'), num_seqs=2,
                           duration=0.25, temperatures=[0.9, 1.1], progress=False)
   return workdir

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from samplernn_jax import backend
 from samplernn_jax import checkpoint
-from samplernn_jax import clips
+from samplernn_jax.listening import clips
 from samplernn_jax import model as model_lib
 from tests.conftest import load_config
 from tests.conftest import random_params

@@ -19,7 +19,7 @@ from benchmarks import scaling
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import model as model_lib
 from samplernn_jax import precision
-from samplernn_jax import prism
+from samplernn_jax.compat import prism
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
 from tests.conftest import quiet_tiny

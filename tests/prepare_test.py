@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from samplernn_jax import prepare
+from samplernn_jax.corpus import prepare
 
 RATE = 16000
 SETTINGS = prepare.Settings(sample_rate=RATE, chunk_length_ms=1000, overlap_ms=250)

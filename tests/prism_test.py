@@ -9,7 +9,7 @@ import pytest
 
 from samplernn_jax import checkpoint
 from samplernn_jax import model as model_lib
-from samplernn_jax import prism
+from samplernn_jax.compat import prism
 from tests.conftest import prism_case
 
 CASES = ['gru_mulaw', 'lstm_linear_skip']

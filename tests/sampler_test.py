@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from samplernn_jax import model as model_lib
-from samplernn_jax import prism
+from samplernn_jax.compat import prism
 from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
 from tests.conftest import load_config

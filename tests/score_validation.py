@@ -22,7 +22,7 @@ from absl import flags
 import numpy as np
 
 from samplernn_jax import audio_io
-from samplernn_jax import clip_score
+from samplernn_jax.listening import clip_score
 
 KINDS = ('silence', 'clicks', 'white_noise', 'brown_noise', 'stuck_dc', 'clipped', 'untrained')
 # What each part contributes: the AUC of the part alone (penalties negated).

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from samplernn_jax import tf_checkpoint
+from samplernn_jax.compat import tf_checkpoint
 from tests.conftest import PRISM_FIXTURE_DIRS
 from tests.conftest import REPO
 from tests.conftest import prism_case

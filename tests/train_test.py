@@ -25,6 +25,7 @@ from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import reporting
 from samplernn_jax import train
 from samplernn_jax import train_state
+from samplernn_jax.listening import training_hooks
 from tests.conftest import quiet_tiny
 from tests.conftest import synthesize_corpus
 
@@ -65,7 +66,8 @@ def two_epochs(tmp_path_factory, corpus):
   config = tiny(num_epochs=2, log_every_steps=10)
   config.generate.max_generate_per_epoch = 1
   try:
-    final = train.train_and_evaluate(config, str(workdir), corpus)
+    final = train.train_and_evaluate(config, str(workdir), corpus,
+                                     hooks=training_hooks.training_hooks(config))
   finally:
     sampler.generate = real
   return workdir, final

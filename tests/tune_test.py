@@ -17,11 +17,11 @@ import pytest
 
 import samplernn_jax
 from samplernn_jax import checkpoint as checkpoint_lib
-from samplernn_jax import clip_score
-from samplernn_jax import search_space
+from samplernn_jax.listening import clip_score
+from samplernn_jax.search import space as search_space
 from samplernn_jax import train as train_lib
-from samplernn_jax import tune
-from samplernn_jax import tune_report
+from samplernn_jax.search import tune
+from samplernn_jax.search import report as tune_report
 from tests.conftest import load_config
 from tests.conftest import quiet_tiny
 from tests.conftest import synthesize_corpus
@@ -204,7 +204,7 @@ def test_objective_refusals(monkeypatch):
   with pytest.raises(tune.TuneError, match='only comparable between models on the same'):
     tune.check_objective('val_bits', mixed)
   # Not installed: neither importable nor already an attribute of the package.
-  monkeypatch.setitem(sys.modules, 'samplernn_jax.clip_score', None)
+  monkeypatch.setitem(sys.modules, 'samplernn_jax.listening.clip_score', None)
   monkeypatch.delattr(samplernn_jax, 'clip_score', raising=False)
   with pytest.raises(tune.TuneError, match='clip_score is unavailable'):
     tune.check_objective('clip_score', mixed)

@@ -89,7 +89,7 @@ def test_wavefront_model_logits_and_carry_equal_layered(tiny_config):
 
 @pytest.mark.parametrize('case', ['gru_mulaw', 'lstm_linear_skip'])
 def test_imported_prism_checkpoint_gives_the_same_logits_in_both_forms(case, tmp_path):
-  from samplernn_jax import prism  # pylint: disable=g-import-not-at-top
+  from samplernn_jax.compat import prism  # pylint: disable=g-import-not-at-top
   from tests.conftest import prism_case  # pylint: disable=g-import-not-at-top
   d = prism_case(case)
   params, config = prism.import_checkpoint(str(d / 'model.ckpt-1'), str(d / 'prism.config.json'),

@@ -4,7 +4,7 @@ r"""``samplernn-fetch``: download the audio of playlists or single URLs with yt-
   samplernn-fetch --output_dir=downloads --batch_file=urls.txt
 
 An item that fails is reported and skipped; a summary ends the run, and the exit status is
-1 if anything failed. What is downloaded and how it is named: ``samplernn_jax.fetch``.
+1 if anything failed. What is downloaded and how it is named: ``samplernn_jax.corpus.fetch``.
 """
 
 import sys
@@ -12,8 +12,8 @@ import sys
 from absl import app
 from absl import flags
 
-from samplernn_jax import cli
-from samplernn_jax import fetch
+from samplernn_jax.commands import cli
+from samplernn_jax.corpus import fetch
 
 FLAGS = flags.FLAGS
 

@@ -4,7 +4,7 @@
 
 Training and samplernn-generate rebuild the page after they write clips; this builds it on
 demand, e.g. for an imported model or a run trained before profiles (with ``--reference``).
-What the page holds: ``samplernn_jax.gallery``.
+What the page holds: ``samplernn_jax.listening.gallery``.
 """
 
 import urllib.parse
@@ -12,8 +12,8 @@ import urllib.parse
 from absl import app
 from absl import flags
 
-from samplernn_jax import cli
-from samplernn_jax import gallery
+from samplernn_jax.commands import cli
+from samplernn_jax.listening import gallery
 
 FLAGS = flags.FLAGS
 

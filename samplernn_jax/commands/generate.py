@@ -7,7 +7,7 @@ The model config comes from the checkpoint. Files are named like PRiSM's generat
 ``out/piano_e=STEP(i)_t=TEMP.wav`` (``out/piano_e=STEP_t=TEMP.wav`` for one sequence).
 Clips are written chunk by chunk into a scratch folder ``.generating-*`` beside the output
 and moved into place when complete (with ``--keep=K`` only the best ``K`` by score), so
-an existing file is never replaced by a partial one (see ``samplernn_jax.clips``).
+an existing file is never replaced by a partial one (see ``samplernn_jax.listening.clips``).
 Existing names stop the run before any work unless ``--overwrite`` is given.
 """
 
@@ -15,8 +15,8 @@ from absl import app
 from absl import flags
 
 from samplernn_jax import backend
-from samplernn_jax import cli
-from samplernn_jax import clips
+from samplernn_jax.commands import cli
+from samplernn_jax.listening import clips
 
 FLAGS = flags.FLAGS
 

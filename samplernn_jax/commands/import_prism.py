@@ -4,14 +4,14 @@
       --config=default.config.json --workdir=runs/imported
 
 Writes an Orbax checkpoint with the model config beside it, which samplernn-generate reads
-and samplernn-train resumes; the mapping of the variables: ``samplernn_jax.prism``.
+and samplernn-train resumes; the mapping of the variables: ``samplernn_jax.compat.prism``.
 """
 
 from absl import app
 from absl import flags
 
-from samplernn_jax import cli
-from samplernn_jax import prism
+from samplernn_jax.commands import cli
+from samplernn_jax.compat import prism
 
 FLAGS = flags.FLAGS
 

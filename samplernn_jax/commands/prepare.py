@@ -4,7 +4,7 @@ r"""``samplernn-prepare``: cut audio files into equal training chunks, as PRiSM'
       [--sample_rate=16000] [--chunk_length_ms=8000] [--overlap_ms=1000] \
       [--silence_thresh_db=-64] [--num_workers=N]
 
-Where the chunks start and which are dropped as silent: ``samplernn_jax.prepare``. A file
+Where the chunks start and which are dropped as silent: ``samplernn_jax.corpus.prepare``. A file
 that cannot be decoded is reported and skipped; the run then ends with status 1.
 """
 
@@ -14,8 +14,8 @@ import sys
 from absl import app
 from absl import flags
 
-from samplernn_jax import cli
-from samplernn_jax import prepare
+from samplernn_jax.commands import cli
+from samplernn_jax.corpus import prepare
 
 FLAGS = flags.FLAGS
 

@@ -4,7 +4,7 @@
     samplernn-score --reference=chunks/ my_clip.wav other_clips/
 
 prints one JSON object a line per audio file: ``path``, ``score`` and the parts (what they
-mean: ``samplernn_jax.clip_score``). A file that is not readable audio is named on stderr,
+mean: ``samplernn_jax.listening.clip_score``). A file that is not readable audio is named on stderr,
 and the run ends with status 1.
 """
 
@@ -14,8 +14,8 @@ import sys
 from absl import app
 from absl import flags
 
-from samplernn_jax import cli
-from samplernn_jax import clip_score
+from samplernn_jax.commands import cli
+from samplernn_jax.listening import clip_score
 
 FLAGS = flags.FLAGS
 

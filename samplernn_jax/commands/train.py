@@ -20,10 +20,12 @@ import jax
 from ml_collections import config_flags
 
 from samplernn_jax import backend
-from samplernn_jax import cli
+from samplernn_jax.commands import cli
 from samplernn_jax import config as config_lib
 from samplernn_jax import default_config
 from samplernn_jax import train as train_lib
+from samplernn_jax.corpus import demo_corpus
+from samplernn_jax.listening import training_hooks
 
 FLAGS = flags.FLAGS
 
@@ -67,7 +69,11 @@ def main(argv):
                                num_processes=num_processes, process_id=process_id)
   logging.info('JAX process %d of %d; %d local / %d global devices: %s', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices())
-  train_lib.train_and_evaluate(config, FLAGS.workdir, FLAGS.data_dir, FLAGS.resume_from)
+  # The data is the command's choice: without --data_dir, the demo corpus (made once).
+  data_dir = FLAGS.data_dir or demo_corpus.in_workdir(FLAGS.workdir,
+                                                      int(config.data.sample_rate))
+  train_lib.train_and_evaluate(config, FLAGS.workdir, data_dir, FLAGS.resume_from,
+                               hooks=training_hooks.training_hooks(config))
 
 
 def run():

@@ -3,7 +3,7 @@
   samplernn-tune --study_dir=S --config=configs/tiny.py --space=configs/spaces/small.py --trials=8
   samplernn-tune --study_dir=S --report
 
-How trials run, are pruned and are resumed after a worker dies: ``samplernn_jax.tune``.
+How trials run, are pruned and are resumed after a worker dies: ``samplernn_jax.search.tune``.
 ``--workers=K`` starts K processes of this command here; the same command on other machines
 with one PostgreSQL/MySQL ``--storage`` URL adds theirs.
 """
@@ -18,9 +18,9 @@ from ml_collections import config_flags
 import optuna
 
 from samplernn_jax import backend
-from samplernn_jax import cli
+from samplernn_jax.commands import cli
 from samplernn_jax import default_config
-from samplernn_jax import tune
+from samplernn_jax.search import tune
 
 FLAGS = flags.FLAGS
 
@@ -64,7 +64,7 @@ flags.DEFINE_bool('report', False, 'Write STUDY_DIR/report.md and pictures, prin
 
 
 def _report(study_name: str) -> None:
-  from samplernn_jax import tune_report  # pylint: disable=g-import-not-at-top
+  from samplernn_jax.search import report as tune_report  # pylint: disable=g-import-not-at-top
   study = tune.load_study(FLAGS.study_dir, FLAGS.storage, study_name)
   path, command = tune_report.write(study, FLAGS.study_dir)
   print(f'Report: {path}')

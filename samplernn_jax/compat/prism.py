@@ -33,7 +33,7 @@ from samplernn_jax import checkpoint
 from samplernn_jax import config as config_lib
 from samplernn_jax import default_config
 from samplernn_jax import model as model_lib
-from samplernn_jax import tf_checkpoint
+from samplernn_jax.compat import tf_checkpoint
 
 _SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
 _TIER_NAMES = ('frame_rnn', 'big_frame_rnn')  # frame_tier_0, frame_tier_1

@@ -9,6 +9,7 @@ the default batch of 64 files.
 
 import os
 
+from absl import logging
 import numpy as np
 
 from samplernn_jax import audio_io
@@ -63,3 +64,13 @@ def synthesize(out_dir: str, sample_rate: int = 16000, num_files: int = 72,
     audio_io.write_wav_atomic(path, melody(seconds, sample_rate, rng), sample_rate)
     paths.append(path)
   return paths
+
+
+def in_workdir(workdir: str, sample_rate: int) -> str:
+  """``WORKDIR/demo_corpus``, synthesized at ``sample_rate`` unless it holds files already:
+  what training reads when no ``--data_dir`` is given."""
+  data_dir = os.path.join(os.path.abspath(workdir), 'demo_corpus')
+  if not os.path.isdir(data_dir) or not os.listdir(data_dir):
+    logging.info('No --data_dir: synthesizing the demo corpus into %s.', data_dir)
+    synthesize(data_dir, sample_rate=sample_rate)
+  return data_dir

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 from absl import logging
 import optuna
 
-from samplernn_jax import search_space
+from samplernn_jax.search import space as search_space
 
 OBJECTIVES = {'val_bits': 'minimize', 'clip_score': 'maximize'}
 PRUNERS = ('median', 'hyperband', 'none')
@@ -115,9 +115,9 @@ def check_objective(objective: str, space: search_space.Space) -> None:
           'with those fields out of the space.')
   if objective == 'clip_score':
     try:
-      from samplernn_jax import clip_score  # noqa: F401  (the listening room's score)
+      from samplernn_jax.listening import clip_score  # noqa: F401  (the listening room's score)
     except ImportError:
-      raise TuneError('--objective=clip_score is unavailable: samplernn_jax.clip_score (the '
+      raise TuneError('--objective=clip_score is unavailable: samplernn_jax.listening.clip_score (the '
                       'listening-room curation score) is not installed; use '
                       '--objective=val_bits.') from None
 
@@ -223,7 +223,7 @@ class Objective:
     """
     if self.data_dir is None:  # Each trial synthesizes its own demo corpus.
       return
-    from samplernn_jax import clip_score  # pylint: disable=g-import-not-at-top  (librosa)
+    from samplernn_jax.listening import clip_score  # pylint: disable=g-import-not-at-top  (librosa)
     key = f'{int(config.data.sample_rate)}_{float(config.data.val_frac):g}'
     profile = clip_score.store_training_profile(
         os.path.join(self.study_dir, 'profiles', key), self.data_dir, config)
@@ -291,7 +291,7 @@ class Objective:
         raise ValueError(f'{workdir}: no validation ran; --objective=val_bits needs '
                          'validation files (config.data.val_frac > 0).')
       return min(b for _, b in history)
-    from samplernn_jax import clip_score, clips
+    from samplernn_jax.listening import clip_score, clips
     result = clips.generate_files(workdir, os.path.join(workdir, 'tune_clips', 'clip.wav'),
                                      num_seqs=self.clips, duration=self.clip_seconds,
                                      progress=False)

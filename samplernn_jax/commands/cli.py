@@ -13,7 +13,6 @@ import logging as py_logging
 import os
 import re
 import sys
-import tempfile
 from typing import Callable, Optional
 
 from absl import app
@@ -196,19 +195,6 @@ def _fail(program_name: str, error) -> None:
   message = error if isinstance(error, str) else describe(error)
   print(f'{program_name}: {message}', file=sys.stderr, flush=True)
   sys.exit(1)
-
-
-def check_writable(directory: str, flag: str) -> None:
-  """Raises OSError naming ``directory`` and ``flag`` unless a file can be created there.
-
-  A real probe, not ``os.access``: it also catches read-only mounts and full quotas.
-  """
-  try:
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.TemporaryFile(dir=directory):
-      pass
-  except OSError as e:
-    raise OSError(e.errno, f'{e.strerror} (the folder of {flag})', directory) from None
 
 
 def run(main: Callable, program_name: str,

@@ -35,7 +35,7 @@ import numpy as np
 import tqdm
 
 from samplernn_jax import audio_io
-from samplernn_jax import cli
+from samplernn_jax import files
 
 MANIFEST_DIR = '.samplernn-prepare'
 
@@ -237,7 +237,7 @@ def prepare(inputs: list[str], output_dir: str, settings: Settings = Settings(),
   # Chunks of an earlier run are not sources, even with --output_dir inside --input.
   out = os.path.abspath(output_dir) + os.sep
   paths = [p for p in find_sources(inputs) if not os.path.abspath(p).startswith(out)]
-  cli.check_writable(output_dir, '--output_dir')
+  files.check_writable(output_dir, '--output_dir')
   os.makedirs(os.path.join(output_dir, MANIFEST_DIR), exist_ok=True)
   for directory in (output_dir, os.path.join(output_dir, MANIFEST_DIR)):
     audio_io.remove_stale_partials(directory)  # Left by a killed run.

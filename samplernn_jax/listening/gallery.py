@@ -32,7 +32,7 @@ import jinja2
 import numpy as np
 
 from samplernn_jax import audio_io
-from samplernn_jax import clip_score
+from samplernn_jax.listening import clip_score
 
 GALLERY_DIR = 'gallery'
 INDEX = 'index.html'
@@ -309,7 +309,7 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
   has_curves = plot_curves(rows, [c.step for c in clips if c.step is not None],
                            os.path.join(gallery_dir, 'curves.png'))
 
-  env = jinja2.Environment(loader=jinja2.PackageLoader('samplernn_jax', 'templates'),
+  env = jinja2.Environment(loader=jinja2.PackageLoader('samplernn_jax.listening', 'templates'),
                            autoescape=True, trim_blocks=True, lstrip_blocks=True)
   page = env.get_template('gallery.html.j2').render(
       run=os.path.basename(workdir), workdir=workdir, clips=clips, chunks=chunks,

@@ -25,12 +25,12 @@ import tqdm
 
 from samplernn_jax import audio_io
 from samplernn_jax import checkpoint
-from samplernn_jax import cli
-from samplernn_jax import clip_score
-from samplernn_jax import gallery
+from samplernn_jax.listening import clip_score
+from samplernn_jax.listening import gallery
 from samplernn_jax import metrics
 from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
+from samplernn_jax import files
 
 # ---------------------------------------------------------------------------------------
 # Inputs: temperatures, names, seed audio
@@ -258,7 +258,7 @@ def _check_request(workdir: str, output: str, *, num_seqs: int, duration: float,
   if seed_audio is not None and not os.path.isfile(seed_audio):
     raise FileNotFoundError(f'{seed_audio}: seed audio file not found.')
   out_dir = os.path.dirname(os.path.abspath(output))
-  cli.check_writable(out_dir, '--output')
+  files.check_writable(out_dir, '--output')
   return out_dir
 
 

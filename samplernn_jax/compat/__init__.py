@@ -1,0 +1,1 @@
+"""Other SampleRNNs' files, standing on the core: PRiSM's configs and TensorFlow checkpoints."""

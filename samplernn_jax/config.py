@@ -4,6 +4,9 @@ Every message says what to change, since these errors are read by people launchi
 multi-day run from the command line.
 """
 
+import inspect
+import re
+
 import ml_collections
 
 from samplernn_jax import quantization
@@ -75,3 +78,27 @@ def _validate_train(t: ml_collections.ConfigDict) -> None:
                'eval_every_steps', 'checkpoint_every_steps', 'reduce_learning_rate_after'):
     if t.get(name, 0) < 0:
       raise ValueError(f'config.train.{name}={t[name]} must be 0 (off) or positive.')
+
+
+def describe_fields(config: ml_collections.ConfigDict) -> str:
+  """Every field of ``config`` as ``--config.SECTION.FIELD=VALUE  # meaning``, one per line.
+
+  The meanings are the one-line comments of ``default_config.py``, the one place they are
+  written; a field without one (added by a config file) is listed without.
+  """
+  from samplernn_jax import default_config  # pylint: disable=g-import-not-at-top
+  meaning = {}
+  for line in inspect.getsource(default_config).splitlines():
+    m = re.match(r'\s*(\w+)\.(\w+) = .*?#\s*(.+)$', line)
+    if m and m.group(1) != 'config':
+      meaning[(m.group(1), m.group(2))] = m.group(3)
+  lines = []
+  for section, fields in config.items():
+    if not isinstance(fields, ml_collections.ConfigDict):
+      continue
+    for name, value in fields.items():
+      if isinstance(value, (tuple, list)):
+        value = ','.join(str(v) for v in value)
+      note = meaning.get((section, name))
+      lines.append(f'--config.{section}.{name}={value}' + (f'  # {note}' if note else ''))
+  return '\n'.join(lines)

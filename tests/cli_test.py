@@ -143,6 +143,14 @@ def misuses(t: dict) -> dict:
                          'clip_e=2_t=0.95.wav: not readable audio'),
       'gallery-no-workdir': ('samplernn-gallery', [f'--workdir={tmp}/nowhere'],
                              'nowhere: no such workdir'),
+      # PRiSM's flags, typed by habit: this project's name for each, not absl's guess.
+      'train-prism-epochs': ('samplernn-train', [f'--workdir={tmp}/t4', '--num_epochs=3'],
+                             "--num_epochs is PRiSM's flag; here use "
+                             '--config.train.num_epochs=N'),
+      'train-prism-resume': ('samplernn-train', [f'--workdir={tmp}/t5', '--resume'],
+                             'always resumes'),
+      'generate-prism-dur': ('samplernn-generate', [f'--workdir={run}', '--dur=3'],
+                             '--duration=SECONDS'),
   }
 
 
@@ -151,6 +159,8 @@ def results(tree):
   jobs = {f'help-{name}': command(name) + ['--help'] for name in MODULES}
   jobs.update({key: command(name) + args
                for key, (name, args, _) in misuses(tree).items()})
+  jobs['show-config'] = command('samplernn-train') + [
+      f'--workdir={tree["tmp"]}/shown', '--config=configs/tiny.py', '--show_config']
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
     futures = {key: pool.submit(run_command, argv, str(REPO)) for key, argv in jobs.items()}
     return {key: f.result() for key, f in futures.items()}
@@ -180,6 +190,15 @@ def test_misuse_is_one_short_message(results, tree, key):
   assert expected in out.stderr, out.stderr
   # The one noise every command used to print on a host without a TPU.
   assert 'libtpu' not in out.stderr
+
+
+def test_show_config_lists_every_field_with_its_meaning(results, tree):
+  out = results['show-config']
+  assert out.returncode == 0, out.stderr
+  assert '--config.model.dim=16  # Width of every RNN' in out.stdout  # tiny's value.
+  assert '--config.model.frame_sizes=2,8  #' in out.stdout
+  assert '--config.train.num_epochs=2  # Passes over the training files.' in out.stdout
+  assert not os.path.exists(tree['tmp'] / 'shown')  # Nothing is trained or written.
 
 
 def test_misuse_leaves_nothing_behind(results, tree):

@@ -18,6 +18,8 @@ from typing import Callable, Optional
 from absl import app
 from absl import flags
 
+from samplernn_jax.compat import prism_flags
+
 
 def _own_flags_in_help(module_name: str) -> None:
   """Lists the flags that ``module_name`` defined in this program's ``--help``.
@@ -223,7 +225,9 @@ def run(main: Callable, program_name: str,
       os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
       sys.exit(0)
     except flags.Error as e:  # A missing, unknown or malformed flag.
-      _fail(program_name, f'{describe(e)} (see --help).')
+      # A PRiSM flag typed by habit gets its name here, not absl's guess at a similar one.
+      _fail(program_name, prism_flags.unknown_flag_message(program_name, argv)
+            or f'{describe(e)} (see --help).')
     except Exception as e:  # pylint: disable=broad-except
       # A --config file that does not load, or --config.x.y naming no field: the error
       # comes from the file or ml_collections, never from this program.

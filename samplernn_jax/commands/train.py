@@ -11,6 +11,7 @@ synthesized into the workdir. Multi-host: pass ``--coordinator_address``,
 JAX_NUM_PROCESSES, JAX_PROCESS_ID) on every host.
 """
 
+import contextlib
 import os
 
 from absl import app
@@ -32,8 +33,10 @@ FLAGS = flags.FLAGS
 # No default here: cli.run supplies it (see cli on --config).
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Training configuration file (configs/*.py); override any field with '
-    '--config.SECTION.FIELD=VALUE.',
+    '--config.SECTION.FIELD=VALUE; --show_config lists every field and what it means.',
     lock_config=True)
+flags.DEFINE_bool('show_config', False, 'Print the resolved config, every field with its '
+                  'meaning, and exit.')
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and audio; an existing '
                     'one is resumed.', required=True)
 flags.DEFINE_string('data_dir', None, 'Directory of audio files; if absent, the demo corpus '
@@ -58,6 +61,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   config = config_lib.validate(cli.loaded_config(_CONFIG))
+  if FLAGS.show_config:
+    with contextlib.suppress(BrokenPipeError):  # Piped into head: the reader has enough.
+      print(config_lib.describe_fields(config), flush=True)
+    return
   backend.enable_compilation_cache(FLAGS.compilation_cache_dir)
   if config.model.dtype == 'bfloat16' and not backend.fast_bfloat16():
     logging.warning('--config.model.dtype=bfloat16 on a CPU without AMX or AVX512-BF16: it '

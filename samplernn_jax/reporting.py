@@ -15,6 +15,7 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
+import tensorboardX
 
 
 class Reporter:
@@ -42,11 +43,7 @@ class Reporter:
       path = os.path.join(workdir, 'metrics.jsonl')
       drop_records_after(path, resumed_step)
       self._jsonl = open(path, 'a')
-      try:
-        import tensorboardX
-        self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
-      except ImportError:
-        logging.warning('tensorboardX is not installed; no TensorBoard event files.')
+      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   @property
   def num_epochs(self) -> int:

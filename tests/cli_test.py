@@ -157,6 +157,7 @@ def misuses(t: dict) -> dict:
 @pytest.fixture(scope='module')
 def results(tree):
   jobs = {f'help-{name}': command(name) + ['--help'] for name in MODULES}
+  jobs.update({f'version-{name}': command(name) + ['--version'] for name in MODULES})
   jobs.update({key: command(name) + args
                for key, (name, args, _) in misuses(tree).items()})
   jobs['show-config'] = command('samplernn-train') + [
@@ -176,6 +177,15 @@ def test_help_lists_the_commands_own_flags(results, name):
   # Not the ~100 flags of the libraries (those stay under --helpfull).
   for foreign in ('orbax', '--jax_', '--xla_', '--verbosity', '--grain_'):
     assert foreign not in out.stdout, (foreign, out.stdout)
+
+
+@pytest.mark.parametrize('name', sorted(MODULES))
+def test_version_needs_no_other_flag(results, name):
+  import samplernn_jax  # pylint: disable=g-import-not-at-top
+  out = results[f'version-{name}']
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.strip() == f'{name} {samplernn_jax.__version__}'
+  assert samplernn_jax.__version__ != '0+unknown'  # Installed: the metadata's version.
 
 
 @pytest.mark.parametrize('key', sorted(misuses(dict.fromkeys(

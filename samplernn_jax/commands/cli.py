@@ -18,7 +18,11 @@ from typing import Callable, Optional
 from absl import app
 from absl import flags
 
+import samplernn_jax
 from samplernn_jax.compat import prism_flags
+
+
+flags.DEFINE_bool('version', False, "Print the program's version and exit.")
 
 
 def _own_flags_in_help(module_name: str) -> None:
@@ -29,6 +33,7 @@ def _own_flags_in_help(module_name: str) -> None:
   among Orbax's and absl's. (Run as ``python -m``, the module is ``__main__`` and absl
   already files its flags under ``sys.argv[0]``.)
   """
+  flags.FLAGS.register_flag_by_module(sys.argv[0], flags.FLAGS['version'])
   if module_name == '__main__':
     return
   for flag in flags.FLAGS.get_flags_for_module(module_name):
@@ -207,6 +212,9 @@ def run(main: Callable, program_name: str,
   ``config_file``: the default of the command's ``--config`` (see above). Anything else
   is a bug and keeps its traceback.
   """
+  if '--version' in sys.argv[1:]:  # Before parsing: it needs no other flag, --workdir included.
+    print(f'{program_name} {samplernn_jax.__version__}')
+    sys.exit(0)
   quiet_logs()
   _own_flags_in_help(main.__module__)
   if config_file is not None:

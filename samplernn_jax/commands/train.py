@@ -6,9 +6,10 @@
 
 ``--config`` defaults to ``configs/default.py`` (PRiSM's defaults); any field is overridden
 with ``--config.<section>.<field>=value``. Without ``--data_dir`` the demo corpus is
-synthesized into the workdir. Multi-host: pass ``--coordinator_address``,
-``--num_processes`` and ``--process_id`` (or set JAX_COORDINATOR_ADDRESS,
-JAX_NUM_PROCESSES, JAX_PROCESS_ID) on every host.
+synthesized into the workdir. Multi-process: under ``srun`` (SLURM), ``mpirun`` (Open MPI)
+or a Kubernetes indexed Job, JAX's own detection joins the processes (``--distributed``);
+elsewhere pass ``--coordinator_address``, ``--num_processes`` and ``--process_id`` (or set
+JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID) on every host.
 """
 
 import contextlib
@@ -24,6 +25,7 @@ from samplernn_jax import backend
 from samplernn_jax.commands import cli
 from samplernn_jax import config as config_lib
 from samplernn_jax import default_config
+from samplernn_jax import distributed
 from samplernn_jax import train as train_lib
 from samplernn_jax.corpus import demo_corpus
 from samplernn_jax.listening import training_hooks
@@ -43,6 +45,10 @@ flags.DEFINE_string('data_dir', None, 'Directory of audio files; if absent, the 
                     'is synthesized into WORKDIR/demo_corpus.')
 flags.DEFINE_integer('resume_from', None, 'Resume from this checkpoint step instead of the '
                      'latest (newer checkpoints are deleted).')
+flags.DEFINE_enum('distributed', 'auto', list(distributed.MODES),
+                  'Join other processes with jax.distributed.initialize: auto when coordinator '
+                  'flags are given or JAX detects a multi-process cluster launch (SLURM srun, Open '
+                  'MPI, Kubernetes), on, or off.')
 flags.DEFINE_string('coordinator_address', os.environ.get('JAX_COORDINATOR_ADDRESS'),
                     'host:port of process 0, for multi-host training.')
 flags.DEFINE_integer('num_processes', None, 'Processes in all, for multi-host training.')
@@ -69,13 +75,11 @@ def main(argv):
   if config.model.dtype == 'bfloat16' and not backend.fast_bfloat16():
     logging.warning('--config.model.dtype=bfloat16 on a CPU without AMX or AVX512-BF16: it '
                     'trains slower than float32 here (README, "Precision").')
-  num_processes = FLAGS.num_processes or _env_int('JAX_NUM_PROCESSES')
-  process_id = FLAGS.process_id if FLAGS.process_id is not None else _env_int('JAX_PROCESS_ID')
-  if FLAGS.coordinator_address or (num_processes or 1) > 1:
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
-  logging.info('JAX process %d of %d; %d local / %d global devices: %s', jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices())
+  print(distributed.initialize(
+      FLAGS.distributed, coordinator_address=FLAGS.coordinator_address,
+      num_processes=FLAGS.num_processes or _env_int('JAX_NUM_PROCESSES'),
+      process_id=(FLAGS.process_id if FLAGS.process_id is not None
+                  else _env_int('JAX_PROCESS_ID'))), flush=True)
   # The data is the command's choice: without --data_dir, the demo corpus (made once).
   data_dir = FLAGS.data_dir or demo_corpus.in_workdir(FLAGS.workdir,
                                                       int(config.data.sample_rate))

@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 
 from absl import logging
 import optuna
+import sqlalchemy
 
 from samplernn_jax import search_space
 
@@ -55,19 +56,56 @@ def default_storage(study_dir: str) -> str:
   return 'sqlite:///' + os.path.join(os.path.abspath(study_dir), 'study.db')
 
 
+# The Python module SQLAlchemy imports for a URL's driver: what to install, or to write instead.
+_DRIVERS = {
+    'psycopg2': "pip install 'samplernn_jax[postgres]' (psycopg2-binary)",
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3.
+    'psycopg': "write postgresql+psycopg2:// and pip install 'samplernn_jax[postgres]'",
+    'pymysql': 'pip install pymysql',
+    'MySQLdb': 'write mysql+pymysql:// and pip install pymysql',  # A bare mysql:// (mysqlclient).
+}
+
+
+def _storage_error(url: str, error: Exception) -> str:
+  """One line saying why ``url`` does not open, its password hidden."""
+  try:
+    parsed = sqlalchemy.engine.make_url(url)
+  except sqlalchemy.exc.ArgumentError:
+    return (f'--storage={url}: not a database URL; write e.g. sqlite:///PATH, '
+            'postgresql+psycopg2://USER:PASSWORD@HOST/DB or mysql+pymysql://USER:PASSWORD@HOST/DB.')
+  shown = parsed.render_as_string(hide_password=True)
+  missing = error.__cause__ if isinstance(error, ImportError) else None
+  if isinstance(missing, ModuleNotFoundError):
+    hint = _DRIVERS.get(missing.name, f'install the package that provides {missing.name}')
+    return (f'--storage={shown}: the driver of {parsed.drivername}:// (Python module '
+            f'{missing.name}) is not installed; {hint}.')
+  if isinstance(error, sqlalchemy.exc.NoSuchModuleError):
+    return f'--storage={shown}: SQLAlchemy knows no database {parsed.drivername}://.'
+  reason = str(getattr(error, 'orig', None) or error).strip().splitlines()[0]
+  return f'--storage={shown}: cannot open the database: {reason}'
+
+
 def make_storage(url: str, heartbeat_seconds: int = 20,
                  grace_seconds: int = 60) -> optuna.storages.RDBStorage:
-  """The study database, with heartbeats: a trial silent for ``grace_seconds`` is re-queued."""
+  """The study database, with heartbeats: a trial silent for ``grace_seconds`` is re-queued.
+
+  TuneError when the URL's driver is missing or the database does not open.
+  """
+  sqlite = url.startswith('sqlite')
   engine_kwargs = {}
-  if url.startswith('sqlite'):
+  if sqlite:
     # Workers write heartbeats and results at once; wait for SQLite's file lock, don't fail.
     engine_kwargs = {'connect_args': {'timeout': 60}}
-  with warnings.catch_warnings():
-    warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
-        grace_period=grace_seconds,
-        heartbeat_stale_trial_callback=Retry(max_retry=None, inherit_intermediate_values=True))
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+      storage = optuna.storages.RDBStorage(
+          url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
+          grace_period=grace_seconds,
+          heartbeat_stale_trial_callback=Retry(max_retry=None, inherit_intermediate_values=True))
+  except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as e:
+    raise TuneError(_storage_error(url, e)) from None
+  return storage
 
 
 def make_pruner(name: str, startup_trials: int = 5, warmup_steps: int = 0):
@@ -453,10 +491,12 @@ def start_study(study_dir: str, storage: Optional[str], study_name: str, *,
                 grace_seconds: int = 60) -> optuna.Study:
   """Creates or joins the study, with a ``sampler`` (name) seeded for this worker."""
   optuna_sampler = make_sampler(sampler, space, seed)  # The grid refuses ranges here.
+  if not storage:  # The default database is a file in study_dir.
+    os.makedirs(study_dir, exist_ok=True)
+  database = make_storage(storage or default_storage(study_dir), heartbeat_seconds,
+                          grace_seconds)  # A URL that does not open leaves no study_dir.
   os.makedirs(study_dir, exist_ok=True)
-  study = open_study(make_storage(storage or default_storage(study_dir), heartbeat_seconds,
-                                  grace_seconds),
-                     study_name, objective, pruner, optuna_sampler)
+  study = open_study(database, study_name, objective, pruner, optuna_sampler)
   held = len(study.get_trials(deepcopy=False))
   if seed is not None and held and sampler != 'grid':
     # A restarted worker with its old seed would propose its first values again.

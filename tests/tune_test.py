@@ -243,3 +243,17 @@ def test_shipped_spaces_fit_their_configs():
   assert [len(v) for v in tune.grid(comparisons).values()] == [2, 2, 2, 2]
   small = search_space.load(str(REPO / 'configs' / 'spaces' / 'small.py'), tiny())
   tune.check_objective('val_bits', small)
+
+
+def test_missing_driver_is_one_line(tmp_path, corpus):
+  study_dir = tmp_path / 'study'
+  space = write_space(tmp_path / 'space.py', "{'model.dim': [16, 32]}")
+  proc = run_cli(f'--study_dir={study_dir}', f'--config={TINY}', f'--data_dir={corpus}',
+                 f'--space={space}', '--storage=mysql://tuner:secret@dbhost/studies',
+                 timeout=120)
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1] == (
+      'samplernn-tune: --storage=mysql://tuner:***@dbhost/studies: the driver of mysql:// '
+      '(Python module MySQLdb) is not installed; write mysql+pymysql:// and pip install '
+      'pymysql.')
+  assert not study_dir.exists()

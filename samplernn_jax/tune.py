@@ -94,8 +94,9 @@ def make_storage(url: str, heartbeat_seconds: int = 20,
   sqlite = url.startswith('sqlite')
   engine_kwargs = {}
   if sqlite:
-    # Workers write heartbeats and results at once; wait for SQLite's file lock, don't fail.
-    engine_kwargs = {'connect_args': {'timeout': 60}}
+    # Workers write heartbeats and results at once: wait for SQLite's file lock, don't fail.
+    # No BEGIN from the driver: _begin_immediate() issues its own (see there).
+    engine_kwargs = {'connect_args': {'timeout': 60, 'isolation_level': None}}
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
@@ -105,7 +106,22 @@ def make_storage(url: str, heartbeat_seconds: int = 20,
           heartbeat_stale_trial_callback=Retry(max_retry=None, inherit_intermediate_values=True))
   except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as e:
     raise TuneError(_storage_error(url, e)) from None
+  if sqlite:
+    _begin_immediate(storage.engine)
   return storage
+
+
+def _begin_immediate(engine) -> None:
+  """Every SQLite transaction takes the database's write lock when it begins.
+
+  Optuna makes its read-then-write steps atomic with row locks (SELECT ... FOR UPDATE):
+  failing a stale trial once, so that it is re-queued once. SQLite ignores FOR UPDATE, and
+  its driver begins a transaction only at the first write, after the read: three processes
+  failing one stale trial at once re-queued it twice in 2 tries of 8 (two retries would run
+  in one folder). BEGIN IMMEDIATE serializes the workers' transactions instead (SQLAlchemy's
+  recipe for pysqlite); test_a_stale_trial_is_requeued_once.
+  """
+  sqlalchemy.event.listen(engine, 'begin', lambda conn: conn.exec_driver_sql('BEGIN IMMEDIATE'))
 
 
 def make_pruner(name: str, startup_trials: int = 5, warmup_steps: int = 0):

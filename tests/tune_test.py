@@ -375,3 +375,58 @@ def test_a_stale_trial_is_requeued_once(tmp_path, database, request):
   """Four workers find one stale trial at once: one retry (SQLite: see make_storage)."""
   study = race(tmp_path, database_url(database, tmp_path, request), 'fail_stale')
   assert [t.state for t in study.trials] == [State.FAIL, State.WAITING]
+
+
+@pytest.mark.filterwarnings('ignore::optuna.exceptions.ExperimentalWarning')
+def test_postgres_workers_resume_a_killed_trial_and_keep_the_cap(tmp_path, corpus,
+                                                                postgres_url):
+  """Worker A is killed mid-trial; B (A's study_dir) resumes it; C, another study_dir (as on
+  another machine: no lock shared with B), joins; --trials=3 ends with three finished."""
+  space_file = write_space(tmp_path / 'space.py', "{'model.rnn_type': ['gru']}")
+  dirs = {w: str(tmp_path / d) for w, d in (('A', 'study'), ('B', 'study'), ('C', 'other'))}
+  logs = {w: str(tmp_path / f'{w}.log') for w in 'BC'}
+
+  def worker(name, **kwargs):
+    args = [f'--study_dir={dirs[name]}', f'--storage={postgres_url}', '--study_name=machines',
+            f'--config={TINY}', *TRAIN_FLAGS[1:], '--config.train.num_epochs=2',
+            '--config.train.log_every_steps=1', '--config.train.checkpoint_every_steps=10',
+            f'--data_dir={corpus}', f'--space={space_file}', '--trials=3',
+            '--heartbeat_seconds=1', '--grace_seconds=2']
+    return subprocess.Popen([sys.executable, '-m', 'samplernn_jax.commands.tune', *args],
+                            cwd=REPO, text=True, **kwargs)
+
+  a = worker('A', stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+  for line in a.stdout:
+    if '(30),' in line:  # Step 30 of 100: checkpoints at 10, 20, 30 are written or on the way.
+      a.kill()
+      break
+  a.wait(timeout=60)
+  killed_at = checkpoint_lib.latest_step(os.path.join(dirs['A'], 'trials', '0000'))
+  assert killed_at is not None and killed_at < 100, killed_at
+
+  storage = tune.make_storage(postgres_url, 1, 2)
+  retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+  with open(logs['B'], 'w') as b_out, open(logs['C'], 'w') as c_out:
+    b = worker('B', stdout=b_out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not any(retried(t) == 0 and t.state == State.RUNNING for t in
+                  optuna.load_study(study_name='machines', storage=storage).trials):
+      assert time.monotonic() < deadline and b.poll() is None, open(logs['B']).read()[-4000:]
+      time.sleep(0.5)
+    c = worker('C', stdout=c_out, stderr=subprocess.STDOUT)  # Once B holds the retry.
+    assert b.wait(timeout=240) == 0, open(logs['B']).read()[-4000:]
+    assert c.wait(timeout=240) == 0, open(logs['C']).read()[-4000:]
+
+  study = optuna.load_study(study_name='machines', storage=storage)
+  done = [t for t in study.trials if t.state == State.COMPLETE]
+  assert len(done) == 3 and tune.trial_counts(study)['finished'] == 3
+  assert study.trials[0].state == State.FAIL  # A's, stale, re-queued once:
+  (retry,) = [t for t in study.trials if retried(t) is not None]
+  assert retried(retry) == 0 and retry in done and retry.user_attrs['workdir'] == 'trials/0000'
+  assert f'Resumed from checkpoint {killed_at} ' in open(logs['B']).read()
+  with open(os.path.join(dirs['A'], 'trials', '0000', 'metrics.jsonl')) as f:
+    assert [r['step'] for r in map(json.loads, f) if 'sec_per_step' in r] == list(range(1, 101))
+  # Trials a worker created after the three places were taken never ran.
+  for t in study.trials[1:]:
+    assert t in done or t.user_attrs.get('over_cap') == 3, t
+  assert os.listdir(os.path.join(dirs['C'], 'trials'))  # C ran a trial of its own.

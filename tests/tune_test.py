@@ -1,15 +1,22 @@
-"""samplernn-tune: a pruned/failed trial, two workers, a killed worker resumed, bad SPACE input.
+"""samplernn-tune: a pruned/failed trial, two workers, a killed worker resumed, bad SPACE input,
+the --trials cap, and workers on a throwaway PostgreSQL server.
 
 Every trial is the tiny config on ten 0.1 s files at 8 kHz (50 steps per epoch), SQLite
-storage in the test's folder.
+storage in the test's folder unless the test says PostgreSQL.
 """
 
+import glob
+import importlib.util
 import json
 import logging
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
+import warnings
 
 import jax
 import optuna
@@ -243,3 +250,183 @@ def test_shipped_spaces_fit_their_configs():
   assert [len(v) for v in tune.grid(comparisons).values()] == [2, 2, 2, 2]
   small = search_space.load(str(REPO / 'configs' / 'spaces' / 'small.py'), tiny())
   tune.check_objective('val_bits', small)
+
+
+def test_missing_driver_is_one_line(tmp_path, corpus):
+  study_dir = tmp_path / 'study'
+  space = write_space(tmp_path / 'space.py', "{'model.dim': [16, 32]}")
+  proc = run_cli(f'--study_dir={study_dir}', f'--config={TINY}', f'--data_dir={corpus}',
+                 f'--space={space}', '--storage=mysql://tuner:secret@dbhost/studies',
+                 timeout=120)
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1] == (
+      'samplernn-tune: --storage=mysql://tuner:***@dbhost/studies: the driver of mysql:// '
+      '(Python module MySQLdb) is not installed; write mysql+pymysql:// and pip install '
+      'pymysql.')
+  assert not study_dir.exists()
+
+
+# ---------------------------------------------------------------------------------------
+# The --trials cap, and workers on PostgreSQL
+# ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def postgres_url():
+  """A throwaway PostgreSQL server (Debian's binaries) for this module: its URL.
+
+  Socket only (no TCP port to collide on), fsync off, in a folder of its own in /tmp: as
+  root, initdb refuses to run and the server runs as the postgres user, who cannot enter
+  pytest's folders (root's alone).
+  """
+  initdb = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'))
+  missing = []
+  if not initdb:
+    missing.append("Debian's postgresql (apt-get install -y postgresql)")
+  if importlib.util.find_spec('psycopg2') is None:
+    missing.append("psycopg2 (pip install -e '.[postgres]')")
+  if missing:
+    if os.environ.get('CI') == 'true':
+      pytest.fail(f'CI must run the PostgreSQL tests; they need {" and ".join(missing)} '
+                  '(.ci/run installs them).')
+    pytest.skip(f'The PostgreSQL tests need {" and ".join(missing)}.')
+  bindir = os.path.dirname(initdb[-1])
+  as_postgres = ['runuser', '-u', 'postgres', '--'] if os.geteuid() == 0 else []
+  root = tempfile.mkdtemp(prefix='samplernn-pg-')
+  if as_postgres:
+    shutil.chown(root, 'postgres')
+  data = os.path.join(root, 'data')
+  pg_ctl = [*as_postgres, os.path.join(bindir, 'pg_ctl'), '-D', data]
+  try:
+    subprocess.run([*as_postgres, initdb[-1], '-D', data, '-U', 'postgres', '--auth=trust'],
+                   check=True, capture_output=True)
+    subprocess.run([*pg_ctl, '-l', os.path.join(root, 'log'), '-w', '-o',
+                    f"-c listen_addresses='' -c unix_socket_directories={root} -c fsync=off",
+                    'start'], check=True, capture_output=True)
+    yield f'postgresql+psycopg2://postgres@/postgres?host={root}'
+  finally:
+    subprocess.run([*pg_ctl, '-m', 'immediate', 'stop'], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+# A worker process: joins the study, waits for the go, then either fails the stale trials or
+# runs one trial under a cap of two.
+RACER = """
+import os, sys, time, warnings
+import optuna
+from samplernn_jax import tune
+url, study_name, action, ready, go = sys.argv[1:]
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+study = optuna.load_study(study_name=study_name, storage=tune.make_storage(url, 1, 1))
+open(ready, 'w').close()
+while not os.path.exists(go):
+  time.sleep(0.01)
+
+def objective(trial):
+  time.sleep(1.0)  # Still running while the others ask.
+  return trial.suggest_float('x', 0.0, 1.0)
+if action == 'fail_stale':
+  optuna.storages.fail_stale_trials(study)
+else:
+  study.optimize(tune.capped(objective, 2), n_trials=1, catch=(Exception,))
+"""
+
+
+def race(tmp_path, url: str, action: str, processes: int = 4) -> optuna.Study:
+  """A new study in ``url``, after ``processes`` racers did ``action`` in it at once."""
+  study_name = tmp_path.name  # The PostgreSQL server serves every test of the module.
+  storage = tune.make_storage(url, 1, 1)
+  study = optuna.create_study(storage=storage, study_name=study_name)
+  if action == 'fail_stale':
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')  # Optuna's hint that heartbeats go with optimize().
+      trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)  # Stale once the racers start (1 s of grace).
+  ready = [str(tmp_path / f'ready{i}') for i in range(processes)]
+  go = tmp_path / 'go'
+  racers = [subprocess.Popen([sys.executable, '-c', RACER, url, study_name, action, r, str(go)],
+                             cwd=REPO) for r in ready]
+  deadline = time.monotonic() + 60
+  while not all(map(os.path.exists, ready)) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  go.touch()
+  assert [p.wait(timeout=60) for p in racers] == [0] * processes
+  return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def database_url(database: str, tmp_path, request) -> str:
+  if database == 'postgres':
+    return request.getfixturevalue('postgres_url')
+  return tune.default_storage(str(tmp_path))
+
+
+@pytest.mark.parametrize('database', ['sqlite', 'postgres'])
+def test_trials_cap_is_kept_by_the_database(tmp_path, database, request):
+  """Four processes that share no lock ask at once under a cap of two: two trials run."""
+  study = race(tmp_path, database_url(database, tmp_path, request), 'capped')
+  assert [t.state for t in study.trials] == [State.COMPLETE] * 2 + [State.FAIL] * 2
+  for t in study.trials[2:]:
+    assert t.user_attrs['over_cap'] == 2 and not t.params  # Failed before it sampled.
+  assert tune.trial_counts(study) == {'finished': 2, 'running': 0, 'waiting': 0}
+
+
+@pytest.mark.parametrize('database', ['sqlite', 'postgres'])
+def test_a_stale_trial_is_requeued_once(tmp_path, database, request):
+  """Four workers find one stale trial at once: one retry (SQLite: see make_storage)."""
+  study = race(tmp_path, database_url(database, tmp_path, request), 'fail_stale')
+  assert [t.state for t in study.trials] == [State.FAIL, State.WAITING]
+
+
+@pytest.mark.filterwarnings('ignore::optuna.exceptions.ExperimentalWarning')
+def test_postgres_workers_resume_a_killed_trial_and_keep_the_cap(tmp_path, corpus,
+                                                                postgres_url):
+  """Worker A is killed mid-trial; B (A's study_dir) resumes it; C, another study_dir (as on
+  another machine: no lock shared with B), joins; --trials=3 ends with three finished."""
+  space_file = write_space(tmp_path / 'space.py', "{'model.rnn_type': ['gru']}")
+  dirs = {w: str(tmp_path / d) for w, d in (('A', 'study'), ('B', 'study'), ('C', 'other'))}
+  logs = {w: str(tmp_path / f'{w}.log') for w in 'BC'}
+
+  def worker(name, **kwargs):
+    args = [f'--study_dir={dirs[name]}', f'--storage={postgres_url}', '--study_name=machines',
+            f'--config={TINY}', *TRAIN_FLAGS[1:], '--config.train.num_epochs=2',
+            '--config.train.log_every_steps=1', '--config.train.checkpoint_every_steps=10',
+            f'--data_dir={corpus}', f'--space={space_file}', '--trials=3',
+            '--heartbeat_seconds=1', '--grace_seconds=2']
+    return subprocess.Popen([sys.executable, '-m', 'samplernn_jax.commands.tune', *args],
+                            cwd=REPO, text=True, **kwargs)
+
+  a = worker('A', stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+  for line in a.stdout:
+    if '(30),' in line:  # Step 30 of 100: checkpoints at 10, 20, 30 are written or on the way.
+      a.kill()
+      break
+  a.wait(timeout=60)
+  killed_at = checkpoint_lib.latest_step(os.path.join(dirs['A'], 'trials', '0000'))
+  assert killed_at is not None and killed_at < 100, killed_at
+
+  storage = tune.make_storage(postgres_url, 1, 2)
+  retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+  with open(logs['B'], 'w') as b_out, open(logs['C'], 'w') as c_out:
+    b = worker('B', stdout=b_out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not any(retried(t) == 0 and t.state == State.RUNNING for t in
+                  optuna.load_study(study_name='machines', storage=storage).trials):
+      assert time.monotonic() < deadline and b.poll() is None, open(logs['B']).read()[-4000:]
+      time.sleep(0.5)
+    c = worker('C', stdout=c_out, stderr=subprocess.STDOUT)  # Once B holds the retry.
+    assert b.wait(timeout=240) == 0, open(logs['B']).read()[-4000:]
+    assert c.wait(timeout=240) == 0, open(logs['C']).read()[-4000:]
+
+  study = optuna.load_study(study_name='machines', storage=storage)
+  done = [t for t in study.trials if t.state == State.COMPLETE]
+  assert len(done) == 3 and tune.trial_counts(study)['finished'] == 3
+  assert study.trials[0].state == State.FAIL  # A's, stale, re-queued once:
+  (retry,) = [t for t in study.trials if retried(t) is not None]
+  assert retried(retry) == 0 and retry in done and retry.user_attrs['workdir'] == 'trials/0000'
+  assert f'Resumed from checkpoint {killed_at} ' in open(logs['B']).read()
+  with open(os.path.join(dirs['A'], 'trials', '0000', 'metrics.jsonl')) as f:
+    assert [r['step'] for r in map(json.loads, f) if 'sec_per_step' in r] == list(range(1, 101))
+  # Trials a worker created after the three places were taken never ran.
+  for t in study.trials[1:]:
+    assert t in done or t.user_attrs.get('over_cap') == 3, t
+  assert os.listdir(os.path.join(dirs['C'], 'trials'))  # C ran a trial of its own.

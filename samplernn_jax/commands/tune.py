@@ -34,8 +34,9 @@ flags.DEFINE_string('data_dir', None, 'Directory of audio files; absent: the dem
 flags.DEFINE_string('space', None, 'Python file whose get_space() maps config fields '
                     '(model.dim) to optuna distributions or lists of choices.')
 flags.DEFINE_integer('trials', 10, 'Finished trials the study should hold.')
-flags.DEFINE_string('storage', None, 'Optuna database URL (sqlite:///..., postgresql://..., '
-                    'mysql://...); default sqlite:///STUDY_DIR/study.db.')
+flags.DEFINE_string('storage', None, 'Optuna database URL (sqlite:///..., '
+                    'postgresql+psycopg2://..., mysql+pymysql://...); default '
+                    'sqlite:///STUDY_DIR/study.db.')
 flags.DEFINE_string('study_name', None, 'Study name in the storage; default: the basename '
                     'of --study_dir.')
 flags.DEFINE_enum('objective', 'val_bits', list(tune.OBJECTIVES), 'val_bits: best validation '

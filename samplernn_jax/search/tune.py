@@ -5,8 +5,10 @@ trains with ``train.train_and_evaluate`` (what ``samplernn-train`` runs) in
 ``S/trials/NNNN/``, reports each validation to Optuna and is pruned when it falls behind.
 SPACE fields also given as ``--config.x.y`` are fixed at that value and not searched.
 Workers are processes that share the study: ``--workers=K`` starts K here, the same command
-on other machines with one PostgreSQL/MySQL ``--storage`` URL adds theirs. Each worker
-beats a heartbeat into the database; a worker that dies leaves its trial to go stale, and
+on other machines with one PostgreSQL/MySQL ``--storage`` URL adds theirs. ``--trials=N``
+is a rule the database keeps: a trial runs only in one of the study's first N places
+(``capped``), however many workers ask at once, wherever they run. Each worker beats a
+heartbeat into the database; a worker that dies leaves its trial to go stale, and
 the next worker to ask for a trial re-runs it with the same parameters in the same
 workdir, so it resumes from its latest checkpoint.
 """
@@ -26,6 +28,7 @@ from typing import Optional, Sequence
 
 from absl import logging
 import optuna
+import sqlalchemy
 
 from samplernn_jax.search import space as search_space
 
@@ -55,19 +58,72 @@ def default_storage(study_dir: str) -> str:
   return 'sqlite:///' + os.path.join(os.path.abspath(study_dir), 'study.db')
 
 
+# The Python module SQLAlchemy imports for a URL's driver: what to install, or to write instead.
+_DRIVERS = {
+    'psycopg2': "pip install 'samplernn_jax[postgres]' (psycopg2-binary)",
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3.
+    'psycopg': "write postgresql+psycopg2:// and pip install 'samplernn_jax[postgres]'",
+    'pymysql': 'pip install pymysql',
+    'MySQLdb': 'write mysql+pymysql:// and pip install pymysql',  # A bare mysql:// (mysqlclient).
+}
+
+
+def _storage_error(url: str, error: Exception) -> str:
+  """One line saying why ``url`` does not open, its password hidden."""
+  try:
+    parsed = sqlalchemy.engine.make_url(url)
+  except sqlalchemy.exc.ArgumentError:
+    return (f'--storage={url}: not a database URL; write e.g. sqlite:///PATH, '
+            'postgresql+psycopg2://USER:PASSWORD@HOST/DB or mysql+pymysql://USER:PASSWORD@HOST/DB.')
+  shown = parsed.render_as_string(hide_password=True)
+  missing = error.__cause__ if isinstance(error, ImportError) else None
+  if isinstance(missing, ModuleNotFoundError):
+    hint = _DRIVERS.get(missing.name, f'install the package that provides {missing.name}')
+    return (f'--storage={shown}: the driver of {parsed.drivername}:// (Python module '
+            f'{missing.name}) is not installed; {hint}.')
+  if isinstance(error, sqlalchemy.exc.NoSuchModuleError):
+    return f'--storage={shown}: SQLAlchemy knows no database {parsed.drivername}://.'
+  reason = str(getattr(error, 'orig', None) or error).strip().splitlines()[0]
+  return f'--storage={shown}: cannot open the database: {reason}'
+
+
 def make_storage(url: str, heartbeat_seconds: int = 20,
                  grace_seconds: int = 60) -> optuna.storages.RDBStorage:
-  """The study database, with heartbeats: a trial silent for ``grace_seconds`` is re-queued."""
+  """The study database, with heartbeats: a trial silent for ``grace_seconds`` is re-queued.
+
+  TuneError when the URL's driver is missing or the database does not open.
+  """
+  sqlite = url.startswith('sqlite')
   engine_kwargs = {}
-  if url.startswith('sqlite'):
-    # Workers write heartbeats and results at once; wait for SQLite's file lock, don't fail.
-    engine_kwargs = {'connect_args': {'timeout': 60}}
-  with warnings.catch_warnings():
-    warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
-        grace_period=grace_seconds,
-        heartbeat_stale_trial_callback=Retry(max_retry=None, inherit_intermediate_values=True))
+  if sqlite:
+    # Workers write heartbeats and results at once: wait for SQLite's file lock, don't fail.
+    # No BEGIN from the driver: _begin_immediate() issues its own (see there).
+    engine_kwargs = {'connect_args': {'timeout': 60, 'isolation_level': None}}
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+      storage = optuna.storages.RDBStorage(
+          url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
+          grace_period=grace_seconds,
+          heartbeat_stale_trial_callback=Retry(max_retry=None, inherit_intermediate_values=True))
+  except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as e:
+    raise TuneError(_storage_error(url, e)) from None
+  if sqlite:
+    _begin_immediate(storage.engine)
+  return storage
+
+
+def _begin_immediate(engine) -> None:
+  """Every SQLite transaction takes the database's write lock when it begins.
+
+  Optuna makes its read-then-write steps atomic with row locks (SELECT ... FOR UPDATE):
+  failing a stale trial once, so that it is re-queued once. SQLite ignores FOR UPDATE, and
+  its driver begins a transaction only at the first write, after the read: three processes
+  failing one stale trial at once re-queued it twice in 2 tries of 8 (two retries would run
+  in one folder). BEGIN IMMEDIATE serializes the workers' transactions instead (SQLAlchemy's
+  recipe for pysqlite); test_a_stale_trial_is_requeued_once.
+  """
+  sqlalchemy.event.listen(engine, 'begin', lambda conn: conn.exec_driver_sql('BEGIN IMMEDIATE'))
 
 
 def make_pruner(name: str, startup_trials: int = 5, warmup_steps: int = 0):
@@ -206,13 +262,12 @@ class Objective:
   """``trial -> objective value``: trains, reports each validation, may prune, may score clips."""
 
   def __init__(self, config, config_file, overrides, space, study_dir, data_dir, objective,
-               clips=4, clip_seconds=2.0, prune=True, on_trial_created=None):
+               clips=4, clip_seconds=2.0, prune=True):
     self.config, self.overrides = config, overrides
     self.config_file = os.path.abspath(config_file)
     self.space, self.study_dir, self.data_dir = space, os.path.abspath(study_dir), data_dir
     self.objective, self.clips, self.clip_seconds, self.prune = (
         objective, clips, clip_seconds, prune)
-    self.on_trial_created = on_trial_created
 
   def _share_profile(self, config, workdir: str) -> None:
     """Profiles the training audio once per study; each trial starts with a copy.
@@ -231,8 +286,6 @@ class Objective:
       clip_score.save_profile(workdir, profile)
 
   def __call__(self, trial: optuna.Trial) -> float:
-    if self.on_trial_created is not None:
-      self.on_trial_created()
     from samplernn_jax import train  # JAX starts in workers only, not in a --workers parent.
     # A re-queued trial carries its original's user attributes, so it finds that workdir and
     # resumes from its checkpoint (the same thing RetryHeartbeatStaleTrialCallback's
@@ -305,13 +358,55 @@ class Objective:
 # Workers
 # ---------------------------------------------------------------------------------------
 
-def trial_counts(study: optuna.Study) -> dict:
-  """Finished trials (a stale trial that was re-queued does not count), running, waiting."""
-  trials = study.get_trials(deepcopy=False)
+def _retry_history(trial: optuna.trial.FrozenTrial) -> list:
+  """The numbers of the trials this one retries, the first try first; [] for a first try."""
   with warnings.catch_warnings():
     warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-    retried = {n for t in trials for n in Retry.retry_history(t)}
-  finished = [t for t in trials if t.state.is_finished() and t.number not in retried]
+    return Retry.retry_history(trial)
+
+
+def place(trial: optuna.trial.FrozenTrial, trials: Sequence[optuna.trial.FrozenTrial]) -> int:
+  """The place of ``trial``'s first try among the study's first tries (``trials``), from 0.
+
+  The storage numbers trials one at a time (Optuna locks the study's row to create one), so
+  every trial numbered below one exists when it does: its place is known at once and never
+  changes, on whichever machine it is asked. A retry keeps its first try's place.
+  """
+  history = _retry_history(trial)
+  first = history[0] if history else trial.number
+  return sum(1 for t in trials if t.number < first and not _retry_history(t))
+
+
+class OverCap(Exception):
+  """A trial created when the study's ``--trials`` places were taken; it does not run."""
+
+
+def capped(objective, num_trials: int):
+  """``objective`` for the trials in the study's first ``num_trials`` places.
+
+  Any other trial (two workers asked for the last place at once) fails at once, marked
+  ``over_cap``, and counts for nothing: this is what holds ``--trials`` across machines.
+  """
+  def run(trial: optuna.Trial) -> float:
+    trials = trial.study.get_trials(deepcopy=False)
+    (this,) = [t for t in trials if t.number == trial.number]
+    if place(this, trials) >= num_trials:
+      message = (f'over the cap: --trials={num_trials} places were taken when it was '
+                 'created; not run')
+      trial.set_user_attr('over_cap', num_trials)
+      trial.set_user_attr('error', message)
+      raise OverCap(message)
+    return objective(trial)
+  return run
+
+
+def trial_counts(study: optuna.Study) -> dict:
+  """Finished trials (not a stale trial that was re-queued, nor one over the cap), running,
+  waiting."""
+  trials = study.get_trials(deepcopy=False)
+  retried = {n for t in trials for n in _retry_history(t)}
+  finished = [t for t in trials if t.state.is_finished() and t.number not in retried
+              and 'over_cap' not in t.user_attrs]
   state = optuna.trial.TrialState
   return {'finished': len(finished),
           'running': sum(t.state == state.RUNNING for t in trials),
@@ -321,8 +416,10 @@ def trial_counts(study: optuna.Study) -> dict:
 class _AskLock:
   """A file lock held from counting trials until the next trial exists.
 
-  So K workers on one machine never start more than ``--trials`` between them; workers on
-  other machines (another study_dir) can start at most one extra each.
+  Only to spare waste: ``capped`` keeps ``--trials`` without it. But K workers here whose
+  trials end together (same shapes, same data) would all count the last free place and each
+  create a trial for it, all but one over the cap (without this lock
+  test_two_workers_share_one_study saw such a trial in one run of two).
   """
 
   def __init__(self, path: str):
@@ -339,15 +436,21 @@ class _AskLock:
       fcntl.flock(self._file, fcntl.LOCK_UN)
 
 
-def work(study: optuna.Study, objective: Objective, num_trials: int, study_dir: str,
+def work(study: optuna.Study, objective, num_trials: int, study_dir: str,
          poll_seconds: float = 5.0) -> None:
   """Runs trials until the study has ``num_trials`` finished ones.
 
-  A worker with nothing to start while others still run waits, so that a trial whose worker
-  dies is re-run here once its heartbeat is stale.
+  ``capped`` keeps that number, through the database; the count before asking only spares
+  creating trials that could not run. A worker with nothing to start while others still run
+  waits, so that a trial whose worker dies is re-run here once its heartbeat is stale.
   """
   lock = _AskLock(os.path.join(study_dir, '.ask.lock'))
-  objective.on_trial_created = lock.release
+  run_capped = capped(objective, num_trials)
+
+  def run(trial: optuna.Trial) -> float:
+    lock.release()  # The trial exists: the next worker here may count.
+    return run_capped(trial)
+
   while True:
     lock.acquire()
     try:
@@ -360,7 +463,7 @@ def work(study: optuna.Study, objective: Objective, num_trials: int, study_dir: 
       if n['waiting'] or n['finished'] + n['running'] < num_trials:
         # Any trial failure is recorded (state FAIL, user attribute 'error') and the search
         # goes on: a diverged or misconfigured trial is a result, not a reason to stop.
-        study.optimize(objective, n_trials=1, catch=(Exception,))
+        study.optimize(run, n_trials=1, catch=(Exception,))
         continue
     finally:
       lock.release()
@@ -453,10 +556,12 @@ def start_study(study_dir: str, storage: Optional[str], study_name: str, *,
                 grace_seconds: int = 60) -> optuna.Study:
   """Creates or joins the study, with a ``sampler`` (name) seeded for this worker."""
   optuna_sampler = make_sampler(sampler, space, seed)  # The grid refuses ranges here.
+  if not storage:  # The default database is a file in study_dir.
+    os.makedirs(study_dir, exist_ok=True)
+  database = make_storage(storage or default_storage(study_dir), heartbeat_seconds,
+                          grace_seconds)  # A URL that does not open leaves no study_dir.
   os.makedirs(study_dir, exist_ok=True)
-  study = open_study(make_storage(storage or default_storage(study_dir), heartbeat_seconds,
-                                  grace_seconds),
-                     study_name, objective, pruner, optuna_sampler)
+  study = open_study(database, study_name, objective, pruner, optuna_sampler)
   held = len(study.get_trials(deepcopy=False))
   if seed is not None and held and sampler != 'grid':
     # A restarted worker with its old seed would propose its first values again.

@@ -20,6 +20,8 @@ import optuna
 from samplernn_jax import backend
 from samplernn_jax.commands import cli
 from samplernn_jax import default_config
+from samplernn_jax.corpus import demo_corpus
+from samplernn_jax.listening import training_hooks
 from samplernn_jax.search import tune
 
 FLAGS = flags.FLAGS
@@ -102,9 +104,16 @@ def main(argv):
     return tune.spawn_workers(FLAGS.workers, _worker_argv(), FLAGS.seed, FLAGS.sampler)
 
   backend.enable_compilation_cache(FLAGS.compilation_cache_dir)
+  # The trials' training runs get the listening room's hooks and data as samplernn-train's
+  # do; the profile of a --data_dir corpus is made once for the study.
+  shared = os.path.join(FLAGS.study_dir, 'profiles') if FLAGS.data_dir else None
+  studio = tune.Studio(
+      hooks=lambda c, on_eval: training_hooks.training_hooks(c, on_eval, shared_profiles=shared),
+      demo_corpus=demo_corpus.in_workdir, score_clips=training_hooks.score_new_clips)
   objective = tune.Objective(config, config_flags.get_config_filename(FLAGS['config']),
                              overrides, space, FLAGS.study_dir, FLAGS.data_dir, FLAGS.objective,
-                             clips=FLAGS.clips, clip_seconds=FLAGS.clip_seconds, prune=prune)
+                             studio=studio, clips=FLAGS.clips, clip_seconds=FLAGS.clip_seconds,
+                             prune=prune)
   optuna.logging.set_verbosity(optuna.logging.INFO)
   trials = FLAGS.trials
   if FLAGS.sampler == 'grid' and trials > tune.grid_size(space):

@@ -14,6 +14,7 @@ workdir, so it resumes from its latest checkpoint.
 """
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import math
@@ -24,7 +25,7 @@ import socket
 import subprocess
 import time
 import warnings
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from absl import logging
 import optuna
@@ -169,13 +170,6 @@ def check_objective(objective: str, space: search_space.Space) -> None:
           'sample are only comparable between models on the same quantization levels. Use '
           '--objective=clip_score, or one study per quantization (--config.model.q_type=...) '
           'with those fields out of the space.')
-  if objective == 'clip_score':
-    try:
-      from samplernn_jax.listening import clip_score  # noqa: F401  (the listening room's score)
-    except ImportError:
-      raise TuneError('--objective=clip_score is unavailable: samplernn_jax.listening.clip_score (the '
-                      'listening-room curation score) is not installed; use '
-                      '--objective=val_bits.') from None
 
 
 def open_study(storage, study_name: str, objective: str, pruner, sampler) -> optuna.Study:
@@ -258,32 +252,32 @@ def _signal_watch():
     writer.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class Studio:
+  """What a trial uses of the layers beside the search, handed in by the command (the search
+  imports neither the listening room nor the corpus).
+
+  * ``hooks(config, on_eval)``: the ``train.Hooks`` of a trial's training run;
+  * ``demo_corpus(workdir, sample_rate)``: the data folder of a study without ``--data_dir``;
+  * ``score_clips(workdir, num_seqs, seconds)``: ``{clip path: curation score}`` of clips
+    generated from the trial's last checkpoint (``--objective=clip_score``).
+  """
+  hooks: Callable
+  demo_corpus: Callable[[str, int], str]
+  score_clips: Callable[[str, int, float], dict]
+
+
 class Objective:
   """``trial -> objective value``: trains, reports each validation, may prune, may score clips."""
 
-  def __init__(self, config, config_file, overrides, space, study_dir, data_dir, objective,
-               clips=4, clip_seconds=2.0, prune=True):
+  def __init__(self, config, config_file, overrides, space, study_dir, data_dir, objective, *,
+               studio: Studio, clips=4, clip_seconds=2.0, prune=True):
     self.config, self.overrides = config, overrides
     self.config_file = os.path.abspath(config_file)
     self.space, self.study_dir, self.data_dir = space, os.path.abspath(study_dir), data_dir
     self.objective, self.clips, self.clip_seconds, self.prune = (
         objective, clips, clip_seconds, prune)
-
-  def _share_profile(self, config, workdir: str) -> None:
-    """Profiles the training audio once per study; each trial starts with a copy.
-
-    Training profiles its files when it starts (what clips are scored against) unless its
-    workdir holds that profile already: without the copy every trial would read the whole
-    corpus again. Keyed by what the profile depends on: sample rate and validation split.
-    """
-    if self.data_dir is None:  # Each trial synthesizes its own demo corpus.
-      return
-    from samplernn_jax.listening import clip_score  # pylint: disable=g-import-not-at-top  (librosa)
-    key = f'{int(config.data.sample_rate)}_{float(config.data.val_frac):g}'
-    profile = clip_score.store_training_profile(
-        os.path.join(self.study_dir, 'profiles', key), self.data_dir, config)
-    if clip_score.load_profile(workdir) is None:
-      clip_score.save_profile(workdir, profile)
+    self.studio = studio
 
   def __call__(self, trial: optuna.Trial) -> float:
     from samplernn_jax import train  # JAX starts in workers only, not in a --workers parent.
@@ -301,10 +295,12 @@ class Objective:
     trial.set_user_attr('command', shlex.join(train_command(
         self.config_file, overrides, workdir, self.data_dir)))
     logging.info('Trial %d in %s: %s', trial.number, workdir, params)
-    self._share_profile(config, workdir)
+    # Without --data_dir each trial trains on a demo corpus of its own, as samplernn-train.
+    data_dir = self.data_dir or self.studio.demo_corpus(workdir, int(config.data.sample_rate))
     try:
       with _signal_watch() as interrupted:
-        train.train_and_evaluate(config, workdir, self.data_dir, on_eval=self._reporter(trial))
+        train.train_and_evaluate(config, workdir, data_dir,
+                                 hooks=self.studio.hooks(config, self._reporter(trial)))
         if interrupted():
           raise Interrupted(f'stopped by a signal; trial {trial.number} ({workdir}) is '
                             'checkpointed and goes to the next worker once its heartbeat is '
@@ -344,14 +340,10 @@ class Objective:
         raise ValueError(f'{workdir}: no validation ran; --objective=val_bits needs '
                          'validation files (config.data.val_frac > 0).')
       return min(b for _, b in history)
-    from samplernn_jax.listening import clip_score, clips
-    result = clips.generate_files(workdir, os.path.join(workdir, 'tune_clips', 'clip.wav'),
-                                     num_seqs=self.clips, duration=self.clip_seconds,
-                                     progress=False)
-    scores = clip_score.score_paths(result['paths'], reference=workdir)
-    trial.set_user_attr('clip_scores', {os.path.relpath(s['path'], workdir): float(s['score'])
-                                        for s in scores})
-    return float(sum(float(s['score']) for s in scores) / max(len(scores), 1))
+    scores = self.studio.score_clips(workdir, self.clips, self.clip_seconds)
+    trial.set_user_attr('clip_scores', {os.path.relpath(path, workdir): float(score)
+                                        for path, score in scores.items()})
+    return float(sum(scores.values()) / max(len(scores), 1))
 
 
 # ---------------------------------------------------------------------------------------

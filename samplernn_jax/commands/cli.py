@@ -9,6 +9,7 @@ two commands' flags of one name (``--workdir``) never meet in one process.
 
 import ast
 import errno
+import importlib.resources
 import logging as py_logging
 import os
 import re
@@ -54,9 +55,32 @@ _CONFIG_ARG = re.compile(r'^--?config(=|$)')
 
 def _with_default_config(argv: list, config_file: str) -> list:
   if any(_CONFIG_ARG.match(arg) for arg in argv[1:]):
-    return argv
+    return [argv[0]] + [_named_config(arg) for arg in argv[1:]]
   # First: config_flags refuses an override that comes before --config.
   return [argv[0], f'--config={config_file}', *argv[1:]]
+
+
+def shipped(name: str, folder: str = '') -> Optional[str]:
+  """The path of the config ``name`` (``default``, ``demo``, ...) shipped in the package's
+  ``configs`` (``folder``: a subfolder such as ``spaces``), or None."""
+  if not re.fullmatch(r'\w+', name):
+    return None
+  path = importlib.resources.files('samplernn_jax.configs').joinpath(folder, f'{name}.py')
+  return str(path) if path.is_file() else None
+
+
+def shipped_names(folder: str = '') -> list:
+  root = importlib.resources.files('samplernn_jax.configs').joinpath(folder)
+  return sorted(p.name[:-3] for p in root.iterdir() if p.name.endswith('.py')
+                and not p.name.startswith('_'))
+
+
+def _named_config(arg: str) -> str:
+  """``--config=NAME`` as the shipped config's path, unless NAME is a file here."""
+  match = re.fullmatch(r'(--?config=)(\w+)', arg)
+  if not match or os.path.exists(match.group(2)):
+    return arg
+  return match.group(1) + (shipped(match.group(2)) or match.group(2))
 
 
 def loaded_config(holder: flags.FlagHolder):
@@ -66,8 +90,8 @@ def loaded_config(holder: flags.FlagHolder):
     config.keys()  # A file that failed to load raises on first use.
   except OSError:
     path = flags.FLAGS[holder.name].config_filename
-    raise ValueError(f'--{holder.name}={path}: no such config file; pass one of configs/*.py, '
-                     'e.g. --config=configs/demo.py.') from None
+    raise ValueError(f'--{holder.name}={path}: no such config file; pass a path or one of '
+                     f'{", ".join(shipped_names())} (e.g. --config=demo).') from None
   return config
 
 

@@ -34,7 +34,8 @@ flags.DEFINE_string('study_dir', None, 'Folder of the study: trials/NNNN/ runs, 
                     '(default storage), report.md.', required=True)
 flags.DEFINE_string('data_dir', None, 'Directory of audio files; absent: the demo corpus.')
 flags.DEFINE_string('space', None, 'Python file whose get_space() maps config fields '
-                    '(model.dim) to optuna distributions or lists of choices.')
+                    '(model.dim) to optuna distributions or lists of choices, or the name of a '
+                    'shipped one (comparisons, small).')
 flags.DEFINE_integer('trials', 10, 'Finished trials the study should hold.')
 flags.DEFINE_string('storage', None, 'Optuna database URL (sqlite:///..., '
                     'postgresql+psycopg2://..., mysql+pymysql://...); default '
@@ -91,8 +92,10 @@ def main(argv):
   # Everything is checked before any trial, and before the database is made.
   config = cli.loaded_config(_CONFIG)
   overrides = config_flags.get_override_values(FLAGS['config'])
-  space = tune.load_space(FLAGS.space, config, list(overrides), FLAGS.objective,
-                          FLAGS.data_dir)
+  space_file = FLAGS.space
+  if space_file and not os.path.exists(space_file):
+    space_file = cli.shipped(space_file, 'spaces') or space_file
+  space = tune.load_space(space_file, config, list(overrides), FLAGS.objective, FLAGS.data_dir)
   prune = tune.can_prune(FLAGS.pruner, FLAGS.objective, space)
   pruner = tune.make_pruner(FLAGS.pruner if prune else 'none', FLAGS.pruner_startup_trials,
                             FLAGS.pruner_warmup_steps)

@@ -1,0 +1,4 @@
+"""The shipped configs, installed as ``samplernn_jax.configs``: ``--config=NAME`` reads NAME.py here.
+
+Each file is loaded by path (``get_config()``), never imported by the library.
+"""

@@ -1,0 +1,1 @@
+"""The shipped search spaces: ``samplernn-tune --space=NAME`` reads NAME.py here."""

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from benchmarks import compare
 from benchmarks import flops
 from benchmarks import hlo
 from benchmarks import run
@@ -160,6 +161,13 @@ def test_each_form_is_timed_and_read(quick_forms):
     table = f.read()
   assert 'train s/step [wavefront]' in table and 'train s/step [layered]' in table
   assert '| train step [wavefront]: depth, executed FLOPs/step | 24 dependent loop' in table
+
+
+def test_compare_lists_every_form_and_run(quick_tiny, quick_forms):
+  table = compare.markdown({'dtypes': quick_tiny[0], 'forms': quick_forms[0]})
+  assert '| tiny | float32 | wavefront | forms |' in table
+  assert '| tiny | bfloat16 | layered | dtypes |' in table
+  assert '| tiny | float32 | 1 | dtypes |' in table  # Generation: quick_forms measured none.
 
 
 @pytest.mark.parametrize('fixture', ['quick_tiny', 'quick_forms'])

@@ -215,13 +215,13 @@ def markdown(dots: Sequence[Dot], title: str, list_all: bool = False) -> str:
 def train_step_dots(config) -> List[Dot]:
   """The dots of ``config``'s train step on one device."""
   import jax  # pylint: disable=g-import-not-at-top
-  from benchmarks import scaling  # pylint: disable=g-import-not-at-top
-  lowered = scaling.lower_train_step(config, jax.devices()[:1])
+  from benchmarks import scaling_lib  # pylint: disable=g-import-not-at-top
+  lowered = scaling_lib.lower_train_step(config, jax.devices()[:1])
   return parse(lowered.as_text(debug_info=True))
 
 
 def main(argv=None):
-  from benchmarks import scaling  # pylint: disable=g-import-not-at-top
+  from benchmarks import scaling_lib  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--config', default='default', help='A configs/ module: default, small, ...')
   parser.add_argument('--dtype', default='bfloat16', choices=['float32', 'bfloat16'])
@@ -229,7 +229,7 @@ def main(argv=None):
   parser.add_argument('--seq_len', type=int, help="Window length (default: the config's).")
   parser.add_argument('--all', action='store_true', help='List every dot, not only the wide ones.')
   args = parser.parse_args(argv)
-  config = scaling.config_for(args.config, args.batch_size, args.seq_len, dtype=args.dtype)
+  config = scaling_lib.config_for(args.config, args.batch_size, args.seq_len, dtype=args.dtype)
   title = (f'{args.config}, {args.dtype}, batch {config.train.batch_size}, '
            f'seq_len {config.data.seq_len}')
   print(markdown(train_step_dots(config), title, args.all))

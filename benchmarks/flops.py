@@ -1,4 +1,4 @@
-r"""Model FLOPs of SampleRNN per audio sample, from a formula; and what XLA counts.
+r"""Model FLOPs of SampleRNN per audio sample, from a formula; and what a train step executes.
 
 Notation (``config.model``): ``D = dim``, ``Q = q_levels``, ``L = num_rnn_layers``,
 ``G`` gates per RNN cell (GRU 3, LSTM 4), frame sizes ``f_0 < ... < f_{n-1}`` (frame tier
@@ -33,15 +33,20 @@ built once per train step or generated chunk (``f_0 Q^2 D + f_0 Q D^2 + f_0 D^3`
 call, not per sample), and feeds PRiSM's doubled skip input through summed kernels;
 ``form='implemented'`` counts that instead: the *executed* FLOPs, which are what can be
 set against the machine's matmul peak (model FLOP/s can exceed it: the folds skip
-``f_0 Q D + D^2`` MACs per sample), and what XLA is checked against.
+``f_0 Q D + D^2`` MACs per sample), and what the compiled step is checked against.
 
-XLA's cost analysis (``compiled.cost_analysis()['flops']``) counts the body of a
-``while`` loop once, not once per iteration, so the recurrent matmuls ``h @ W_hh`` inside
-``lax.scan`` (forward, and the backward scan) appear for one frame per tier only, while
-``dW_hh``, which ``rnn.gru_scan`` and ``rnn.lstm_scan`` take as one matmul after their
-backward scan, counts for every frame.
-``train_flops_per_step(..., form='implemented', scan_bodies_once=True)`` counts the same way;
-that is the number to compare with XLA.
+The wavefront form of the stacked RNNs (``model.rnn_form='wavefront'``, see
+``samplernn_jax/wavefront.py``) runs ``T + L - 1`` scan steps for a window of ``T`` frames, every
+layer on every step: on its ``L - 1`` ramp steps a layer computes and discards. It also projects
+the inputs of layers ``1..L-1`` inside the loop. So with ``rnn_form='wavefront'`` the executed
+count (``form='implemented'``) takes the recurrent products and those layers' input projections
+``(T + L - 1) / T`` times, in the forward, input-gradient and weight-gradient passes alike: 5% more
+at 64 frames, 19% at 16, with 4 layers. The model count does not change with the form.
+
+``benchmarks.hlo.matmul_flops`` counts the compiled program's matmuls, loop bodies times their
+trip counts; ``train_flops_per_step(..., form='implemented', rnn_form=...)`` is what it should
+find (tested). XLA's own cost analysis counts a ``while`` body once, so it cannot be compared
+with either (``benchmarks/PERF.md``, "Depth").
 """
 
 from typing import Dict
@@ -59,15 +64,16 @@ def _dims(model_config: ml_collections.ConfigDict):
 
 
 def frame_tier_macs(model_config, j: int, form: str = 'model') -> Dict[str, int]:
-  """MACs of frame tier ``j`` for one frame, split into recurrent and the rest."""
+  """MACs of frame tier ``j`` for one frame: ``recurrent`` (every layer's ``h @ W_hh``),
+  ``upper_inputs`` (the input kernels of layers ``1..L-1``) and the ``rest``."""
   frame_sizes, d, _, layers, gates, skip = _dims(model_config)
   f = frame_sizes[j]
   ratio = f // (frame_sizes[j - 1] if j > 0 else 1)
   layer0_in = 2 * d if (skip and form == 'model') else d
-  input_kernels = gates * d * (layer0_in + (layers - 1) * d)
   recurrent = layers * gates * d * d
-  rest = f * d + input_kernels + (layers * d * d if skip else 0) + ratio * d * d
-  return {'recurrent': recurrent, 'rest': rest}
+  upper_inputs = (layers - 1) * gates * d * d
+  rest = f * d + gates * d * layer0_in + (layers * d * d if skip else 0) + ratio * d * d
+  return {'recurrent': recurrent, 'upper_inputs': upper_inputs, 'rest': rest}
 
 
 def sample_mlp_macs(model_config, form: str = 'model') -> int:
@@ -98,8 +104,7 @@ def forward_macs_per_sample(model_config, form: str = 'model') -> float:
   frame_sizes = tuple(int(f) for f in model_config.frame_sizes)
   total = float(sample_mlp_macs(model_config, form))
   for j, f in enumerate(frame_sizes):
-    tier = frame_tier_macs(model_config, j, form)
-    total += (tier['recurrent'] + tier['rest']) / f
+    total += sum(frame_tier_macs(model_config, j, form).values()) / f
   return total
 
 
@@ -139,28 +144,25 @@ def executed_generate_flops_per_sample(model_config, fold_upper_upsampling: bool
 
 
 def train_flops_per_step(model_config, batch_size: int, seq_len: int,
-                         form: str = 'model', scan_bodies_once: bool = False) -> float:
+                         form: str = 'model', rnn_form: str = 'layered') -> float:
   """FLOPs of one training step over ``batch_size`` windows of ``seq_len`` samples.
 
-  ``form='implemented', scan_bodies_once=True`` is what XLA's cost analysis of this
-  project's train step should report, up to elementwise work.
+  ``form='implemented'`` with the step's ``rnn_form`` (``'layered'`` or ``'wavefront'``, not
+  ``'auto'``) is what ``benchmarks.hlo.matmul_flops`` of the compiled step counts, up to
+  rounding; the model count (``form='model'``) ignores ``rnn_form``.
   """
-  frame_sizes = tuple(int(f) for f in model_config.frame_sizes)
+  if rnn_form not in ('layered', 'wavefront'):
+    raise ValueError(f"rnn_form={rnn_form!r}: resolve 'auto' first (backend.rnn_form).")
+  frame_sizes, _, _, layers, _, _ = _dims(model_config)
   samples = batch_size * seq_len
   macs = sample_mlp_macs(model_config, form) * samples
   if form == 'implemented':
     macs += tap_table_macs(model_config)
-  recurrent = 0  # Counted apart: forward, input-gradient and weight-gradient passes.
   for j, f in enumerate(frame_sizes):
     tier = frame_tier_macs(model_config, j, form)
-    frames = samples // f
-    macs += tier['rest'] * frames
-    if not scan_bodies_once:
-      recurrent += 3 * tier['recurrent'] * frames
-    elif form == 'implemented':
-      # rnn.gru_scan's and lstm_scan's backward take dW_hh as one matmul over all frames;
-      # only h @ W_hh and dh @ W_hh^T stay in (once-counted) scan bodies.
-      recurrent += tier['recurrent'] * (2 * batch_size + frames)
-    else:
-      recurrent += 3 * tier['recurrent'] * batch_size
-  return 2 * float(3 * macs + recurrent)
+    frames = seq_len // f  # Per window; the scans run over them.
+    looped = tier['recurrent'] + tier['upper_inputs']
+    if form == 'implemented' and rnn_form == 'wavefront':
+      looped *= (frames + layers - 1) / frames  # Its ramp: L - 1 steps more per window.
+    macs += (tier['rest'] + looped) * frames * batch_size
+  return 2 * float(3 * macs)

@@ -67,6 +67,7 @@ def machine_info() -> Dict[str, Any]:
       'jax': jax.__version__,
       'jaxlib': jaxlib.__version__,
       'flax': flax.__version__,
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
   }
   if jax.default_backend() == 'gpu':
     info['gpu_name'] = jax.devices()[0].device_kind

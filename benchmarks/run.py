@@ -1,7 +1,8 @@
 r"""Throughput of this project against PRiSM SampleRNN (TF2), A/B on the same machine.
 
     python -m benchmarks.run --suite=quick|full [--prism_dir=PATH]
-        [--out=benchmarks/results/NAME] [--dtype=float32,bfloat16] [--profile_dir=DIR]
+        [--out=benchmarks/results/NAME] [--dtype=float32,bfloat16]
+        [--rnn_form=layered,wavefront] [--profile_dir=DIR]
 
 For each config (``--configs``, default ``default,two_tier,small``; ``small`` is default
 with dim 256) it measures training, generation for 1 and 32 sequences (quick: 1 and 2),
@@ -13,22 +14,25 @@ Each figure is measured in ``--rounds`` rounds alternating this project (A) and 
 A B A B ...; a figure is the median over its rounds, so machine load drifting during the run
 hits both sides alike. With several ``--dtype`` each round runs every dtype of ours, then
 PRiSM once (float32): A(float32) A(bfloat16) B ...; each share of the matmul peak is of the
-peak measured in that side's dtype. Ratios are ``ours / reference`` for every figure;
-throughputs are higher-is-better (``x_real_time`` too: audio seconds per wall second of one
-sequence, "0.81x real time"), times lower-is-better (``ratio_higher_is_better`` in the JSON
-says which). Writes ``--out``.json and ``--out``.md; the table is printed last.
-``scripts/benchmark.sh`` runs the full suite against a PRiSM checkout; README.md,
-"Benchmarks", says what each figure means.
+peak measured in that side's dtype. Each ``--rnn_form`` (how the stacked RNNs scan, see
+``samplernn_jax/wavefront.py``) is one more side of the train step, and every form's compiled
+step is read: its depth (dependent loop iterations, ``benchmarks.hlo.loop_depth``) beside its
+matmul FLOPs (``benchmarks.hlo.matmul_flops``, checked against ``benchmarks/flops.py``).
+Generation does not depend on the form: it is measured once per dtype. Ratios are
+``ours / reference`` for every figure; throughputs are higher-is-better (``x_real_time`` too:
+audio seconds per wall second of one sequence, "0.81x real time"), times lower-is-better
+(``ratio_higher_is_better`` in the JSON says which). Writes ``--out``.json and ``--out``.md;
+the table is printed last. ``scripts/benchmark.sh`` runs the full suite against a PRiSM
+checkout; README.md, "Benchmarks", says what each figure means.
 """
 
 import contextlib
 import functools
-import importlib.util
 import json
 import os
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -40,15 +44,20 @@ import numpy as np
 from benchmarks import flops as flops_lib
 from benchmarks.input_pipeline import measure_pipeline
 from benchmarks import machine
+from benchmarks import named_configs
 from benchmarks import reference as reference_lib
-from benchmarks import scaling
+from benchmarks import scaling_lib
+from samplernn_jax import backend
 from samplernn_jax import config as config_lib
 from samplernn_jax import metrics
 from samplernn_jax import model as model_lib
+from samplernn_jax import rnn as rnn_lib
 from samplernn_jax.corpus.demo_corpus import synthesize
 from samplernn_jax import sampler as sampler_lib
 
 from benchmarks.train_step import benchmark_train_step
+
+Side = Tuple[str, str]  # (rnn form, dtype) of a train step measured.
 
 
 def _source(fn: Callable) -> str:
@@ -68,6 +77,11 @@ _DTYPE = flags.DEFINE_list('dtype', ['float32'],
                            'config.model.dtype of this project, one or several '
                            '(--dtype=float32,bfloat16): each is measured in the same rounds, '
                            'against one PRiSM measurement (float32).')
+_RNN_FORM = flags.DEFINE_list('rnn_form', ['auto'],
+                              'config.model.rnn_form of the train step, one or several '
+                              '(--rnn_form=layered,wavefront): each is timed in the same rounds '
+                              "and its compiled step's depth read; auto: this backend's choice "
+                              '(backend.rnn_form).')
 _PROFILE_DIR = flags.DEFINE_string('profile_dir', None,
                                    'Write a jax.profiler trace of generation (batch 1) per '
                                    'config to DIR/CONFIG; view with TensorBoard or Perfetto.')
@@ -93,24 +107,17 @@ SUITES = {
 TABLE_HEADER = ['config', 'figure', 'this project', 'PRiSM (TF2)', 'ours / PRiSM']
 
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           'configs')
-
-
 def load_config(name: str) -> ml_collections.ConfigDict:
-  """``configs/NAME.py``'s config, loaded by path as ``--config`` loads it."""
-  path = os.path.join(CONFIGS_DIR, f'{name}.py')
-  if not os.path.isfile(path):
-    raise app.UsageError(f'--configs: no configs/{name}.py.')
-  spec = importlib.util.spec_from_file_location(f'_config_{name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  """``configs/NAME.py``'s config (``named_configs``); a missing one is a usage error."""
+  try:
+    return named_configs.load_config(name)
+  except ValueError as e:
+    raise app.UsageError(f'--configs: {e}') from e
 
 
-def suite_config(config: ml_collections.ConfigDict, suite: Dict[str, Any],
-                 dtype: str) -> ml_collections.ConfigDict:
-  """``config`` at the suite's shapes and ``dtype``, validated."""
+def suite_config(config: ml_collections.ConfigDict, suite: Dict[str, Any], dtype: str,
+                 rnn_form: str = 'auto') -> ml_collections.ConfigDict:
+  """``config`` at the suite's shapes, ``dtype`` and ``rnn_form``, validated."""
   config = ml_collections.ConfigDict(config.to_dict())
   big = int(config.model.frame_sizes[-1])
   if suite['dim_divisor']:
@@ -118,6 +125,7 @@ def suite_config(config: ml_collections.ConfigDict, suite: Dict[str, Any],
   config.train.batch_size = suite['batch_size']
   config.data.seq_len = suite.get('seq_len') or suite['seq_len_big_frames'] * big
   config.model.dtype = dtype
+  config.model.rnn_form = rnn_form
   return config_lib.validate(config)
 
 
@@ -174,52 +182,55 @@ def _by_dtype(part: Dict[str, Any], ours: Dict[str, Dict[str, Any]]) -> Dict[str
 # ---------------------------------------------------------------------------------------
 
 
-def bench_train(configs: Dict[str, ml_collections.ConfigDict], suite, prism) -> Dict[str, Any]:
-  """Train steps of ``configs`` (one per dtype, else equal) and of PRiSM, in the same rounds."""
+def bench_train(configs: Dict[Side, ml_collections.ConfigDict], suite, prism) -> Dict[str, Any]:
+  """Train steps of ``configs`` (one per (rnn form, dtype), else equal) and of PRiSM, in the same
+  rounds; each form's compiled step read for its depth and FLOPs (``program_by_form``)."""
   config = next(iter(configs.values()))
   steps = suite['train_steps']
-  samples_per_step = config.train.batch_size * config.data.seq_len
+  batch_size, seq_len = config.train.batch_size, config.data.seq_len
+  samples_per_step = batch_size * seq_len
   trainer = None
   if prism is not None:
     logging.info('  PRiSM: building and tracing the train step')
     trainer = prism.trainer(config)
   ours_rounds, ref_rounds = _ab(
-      {dtype: functools.partial(benchmark_train_step, c, steps) for dtype, c in configs.items()},
+      {side: functools.partial(benchmark_train_step, c, steps) for side, c in configs.items()},
       (lambda: trainer.measure(steps)) if trainer else None, suite['rounds'])
 
   per_sample = flops_lib.train_flops_per_sample(config.model)
-  # What each side really executes per step: PRiSM runs the model as written.
-  executed = {'ours': flops_lib.train_flops_per_step(
-      config.model, config.train.batch_size, config.data.seq_len, 'implemented'),
-              'reference': per_sample * samples_per_step}
 
-  def summary(rounds, compile_sec, side):  # fraction_of_peak: see _peak_shares.
+  def summary(rounds, compile_sec, executed):  # fraction_of_peak: see _peak_shares.
+    # executed: what the side really runs per step (PRiSM runs the model as written).
     sec = _median(rounds, 'sec_per_step')
     return {'sec_per_step': sec, 'samples_per_sec': samples_per_step / sec,
-            'compile_sec': compile_sec, 'achieved_flops_per_sec': per_sample * samples_per_step / sec,
-            'executed_flops_per_sec': executed[side] / sec,
+            'compile_sec': compile_sec,
+            'achieved_flops_per_sec': per_sample * samples_per_step / sec,
+            'executed_flops_per_sec': executed / sec,
             'rounds_sec_per_step': [r['sec_per_step'] for r in rounds]}
 
-  ours = {}
-  for dtype, rounds in ours_rounds.items():
-    ours[dtype] = summary(rounds, rounds[0]['compile_sec'], 'ours')
-    ours[dtype]['source'] = _source(benchmark_train_step)
-    ours[dtype]['flops_per_step_xla'] = rounds[0].get('flops_per_step_xla')
-  xla = ours_rounds[next(iter(configs))][0].get('flops_per_step_xla')
-  expected_xla = flops_lib.train_flops_per_step(
-      config.model, config.train.batch_size, config.data.seq_len, 'implemented',
-      scan_bodies_once=True)
+  by_form, program_by_form = {}, {}
+  for (form, dtype), rounds in ours_rounds.items():
+    formula = flops_lib.train_flops_per_step(config.model, batch_size, seq_len, 'implemented',
+                                             form)
+    figures = summary(rounds, rounds[0]['compile_sec'], formula)
+    figures['source'] = _source(benchmark_train_step)
+    figures['depth'] = rounds[0]['depth']
+    by_form.setdefault(form, {})[dtype] = figures
+    if form not in program_by_form:  # The same loops and matmuls in every dtype.
+      compiled = rounds[0]['flops_per_step_compiled']
+      program_by_form[form] = {
+          'depth': rounds[0]['depth'], 'loops': rounds[0]['loops'],
+          'flops_per_step_compiled': compiled, 'flops_per_step_formula': formula,
+          'compiled_over_formula': compiled / formula}
   result = {
       'steps_per_round': steps, 'samples_per_step': samples_per_step,
       'flops_per_step_model': per_sample * samples_per_step,
-      'flops_per_step_xla': xla,
-      'flops_per_step_formula_as_xla_counts': expected_xla,
-      'xla_over_formula': (xla / expected_xla) if xla else None,
+      'program_by_form': program_by_form, 'ours_by_form': by_form,
   }
   if trainer is not None:
-    result['reference'] = summary(ref_rounds, trainer.compile_sec, 'reference')
+    result['reference'] = summary(ref_rounds, trainer.compile_sec, per_sample * samples_per_step)
     result['reference']['compile_sec_note'] = 'trace + first step'
-  return _by_dtype(result, ours)
+  return _by_dtype(result, next(iter(by_form.values())))
 
 
 def _numbers(d: Dict[str, Any]) -> Dict[str, float]:
@@ -352,10 +363,13 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
               prism_dir: Optional[str] = None, dtypes: Sequence[str] = ('float32',),
               profile_dir: Optional[str] = None, rounds: Optional[int] = None,
               data_dir: Optional[str] = None,
-              parts=('train', 'generate', 'pipeline')) -> Dict[str, Any]:
-  """Measures every config in each of ``dtypes``; returns the results (layout: README.md,
-  "Benchmarks"). PRiSM runs once per config (float32), in the same rounds as every dtype."""
+              parts=('train', 'generate', 'pipeline'),
+              rnn_forms: Sequence[str] = ('auto',)) -> Dict[str, Any]:
+  """Measures every config in each of ``dtypes`` (and the train step in each of ``rnn_forms``,
+  ``'auto'`` resolved for this backend); returns the results (layout: README.md,
+  "Benchmarks"). PRiSM runs once per config (float32), in the same rounds as every side."""
   dtypes = list(dtypes)
+  forms = list(dict.fromkeys(backend.rnn_form(f) for f in rnn_forms))
   suite = dict(SUITES[suite_name])
   if rounds:
     suite['rounds'] = rounds
@@ -370,17 +384,20 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
   peaks = _measure_peaks(peak_dtypes, suite)
   results = {
       'suite': suite_name, 'suite_settings': suite, 'dtype': dtypes[0], 'dtypes': dtypes,
+      'rnn_forms': forms, 'rnn_form_auto': backend.rnn_form('auto'),
       'machine': info, 'matmul_peaks': peaks, 'matmul_peak': peaks['float32'],
       'reference': prism.info() if prism else {'note': reference_note},
       'configs': {},
   }
   for name in config_names:
-    configs = {dtype: suite_config(load_config(name), suite, dtype) for dtype in dtypes}
+    sides = {(form, dtype): suite_config(load_config(name), suite, dtype, form)
+             for form in forms for dtype in dtypes}
+    configs = {dtype: sides[(forms[0], dtype)] for dtype in dtypes}  # Generation: any form.
     config = configs[dtypes[0]]
     m = config.model
-    logging.info('== %s: frame_sizes %s, dim %d, %d x %s, batch %d, seq_len %d, %s', name,
+    logging.info('== %s: frame_sizes %s, dim %d, %d x %s, batch %d, seq_len %d, %s; %s', name,
                  tuple(m.frame_sizes), m.dim, m.num_rnn_layers, m.rnn_type,
-                 config.train.batch_size, config.data.seq_len, ', '.join(dtypes))
+                 config.train.batch_size, config.data.seq_len, ', '.join(dtypes), ', '.join(forms))
     why_not = reference_lib.supports(config)
     config_prism = prism if why_not is None else None
     entry = {
@@ -394,7 +411,7 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
     }
     if 'train' in parts:
       logging.info('-- training')
-      entry['train'] = bench_train(configs, suite, config_prism)
+      entry['train'] = bench_train(sides, suite, config_prism)
     if 'generate' in parts:
       logging.info('-- generation')
       entry['generate'] = bench_generate(
@@ -404,7 +421,9 @@ def run_suite(suite_name: str = 'quick', config_names=('default', 'two_tier', 's
       entry['pipeline'] = bench_pipeline(config, suite, config_prism, data_dir)
     if 'scaling' in parts:
       logging.info('-- data-parallel scaling (compiled program, 1 to 8 devices, %s)', dtypes[0])
-      entry['scaling'] = scaling.run_in_subprocess(config, (1, 2, 4, 8))
+      entry['scaling'] = {
+          form: scaling_lib.with_modeled_times(scaling_lib.run_in_subprocess(
+              sides[(form, dtypes[0])], (1, 2, 4, 8)), scaling_lib.DEFAULT_GPU) for form in forms}
     results['configs'][name] = entry
   if prism is not None:
     prism.close()
@@ -438,21 +457,27 @@ def _measure_peaks(dtypes: Sequence[str], suite: Dict[str, Any]) -> Dict[str, Di
 
 def _peak_shares(entry: Dict[str, Any], peaks: Dict[str, float], first_dtype: str) -> None:
   """Sets ``fraction_of_peak`` (executed FLOP/s over the matmul peak of the side's dtype;
-  PRiSM's is float32) and the ratios ours / PRiSM of every dtype in a config's results
-  (``ratio``: ``first_dtype``'s)."""
+  PRiSM's is float32) and the ratios ours / PRiSM of every side in a config's results
+  (``ratio_by_dtype``: the first form's; ``ratio_by_form``; ``ratio``: ``first_dtype``'s)."""
   parts = [entry.get('train')] + [v for k, v in entry.get('generate', {}).items()
                                   if k.startswith('batch_')]
   for part in filter(None, parts):
     ref = part.get('reference')
     if ref is not None and 'executed_flops_per_sec' in ref:
       ref['fraction_of_peak'] = ref['executed_flops_per_sec'] / peaks['float32']
-    for dtype, ours in part.get('ours_by_dtype', {}).items():
-      if 'executed_flops_per_sec' in ours:
-        ours['fraction_of_peak'] = ours['executed_flops_per_sec'] / peaks[dtype]
+    # ours_by_dtype holds the first form's figures: the same dicts, until read back from JSON.
+    for by_dtype in [part.get('ours_by_dtype', {})] + list(part.get('ours_by_form', {}).values()):
+      for dtype, ours in by_dtype.items():
+        if 'executed_flops_per_sec' in ours:
+          ours['fraction_of_peak'] = ours['executed_flops_per_sec'] / peaks[dtype]
     if ref is not None:
       part['ratio_by_dtype'] = {dtype: _ratios(_numbers(ours), _numbers(ref))
                                 for dtype, ours in part['ours_by_dtype'].items()}
       part['ratio'] = part['ratio_by_dtype'][first_dtype]
+      if 'ours_by_form' in part:
+        part['ratio_by_form'] = {
+            form: {dtype: _ratios(_numbers(ours), _numbers(ref)) for dtype, ours in d.items()}
+            for form, d in part['ours_by_form'].items()}
 
 
 def _fmt(x, unit: str = '') -> str:
@@ -503,14 +528,16 @@ def markdown(results: Dict[str, Any]) -> str:
   """The results as a markdown table, with the machine and the peaks in a header.
 
   With several dtypes each of this project's figures has a row per dtype, against the same
-  PRiSM (float32) figure.
+  PRiSM (float32) figure; with several RNN forms each train figure has a row per form and
+  dtype. Every form's train step has a row with its depth and FLOPs.
   """
   mi = results['machine']
   ref = results['reference']
   dtypes = results.get('dtypes') or [results['dtype']]
+  forms = results.get('rnn_forms') or []
   lines = [
       f"SampleRNN benchmarks, suite `{results['suite']}`, dtype {', '.join(dtypes)}, "
-      f"{mi['date']}",
+      + (f"RNN form {', '.join(forms)}, " if forms else '') + f"{mi['date']}",
       '',
       _machine_line(results) + ' Reference: '
       + (_reference_line(ref, mi) if 'prism_dir' in ref else ref['note']),
@@ -523,15 +550,20 @@ def markdown(results: Dict[str, Any]) -> str:
     if part is None:
       return
     ref_v = part.get('reference', {}).get(key)
-    if 'ours_by_dtype' in part:
-      sides = [(d, part['ours_by_dtype'][d], (part.get('ratio_by_dtype') or {}).get(d))
-               for d in dtypes]
+    if 'ours_by_form' in part and len(forms) > 1:
+      sides = [(', '.join(d for d in (dtype if len(dtypes) > 1 else None, form) if d),
+                part['ours_by_form'][form][dtype],
+                (part.get('ratio_by_form') or {}).get(form, {}).get(dtype))
+               for form in forms for dtype in dtypes]
+    elif 'ours_by_dtype' in part:
+      sides = [(d if len(dtypes) > 1 else None, part['ours_by_dtype'][d],
+                (part.get('ratio_by_dtype') or {}).get(d)) for d in dtypes]
     else:  # The input pipeline: no matmuls, one figure.
       sides = [(None, part['ours'], part.get('ratio'))]
-    for dtype, ours, ratios in sides:
+    for side, ours, ratios in sides:
       ratio = (ratios or {}).get(key)
       ratio_s = '–' if ratio is None else f"{ratio:.3g}{' (lower is better)' if lower_better else ''}"
-      name = f'{figure} [{dtype}]' if dtype is not None and len(dtypes) > 1 else figure
+      name = f'{figure} [{side}]' if side else figure
       lines.append(f'| {config} | {name} | {_fmt(ours.get(key), unit)} | {_fmt(ref_v, unit)} '
                    f'| {ratio_s} |')
 
@@ -559,17 +591,17 @@ def markdown(results: Dict[str, Any]) -> str:
     f = c['flops']
     lines.append(f"| {label} | model FLOPs/sample train, generate | "
                  f"{_fmt(f['train_per_sample'])}, {_fmt(f['generate_per_sample'])} | same | – |")
-    if t and t.get('xla_over_formula'):
-      lines.append(f"| {label} | XLA flops/step vs formula | {_fmt(t['flops_per_step_xla'])} vs "
-                   f"{_fmt(t['flops_per_step_formula_as_xla_counts'])} "
-                   f"(x{t['xla_over_formula']:.3f}) | – | – |")
+    for form, p in (t or {}).get('program_by_form', {}).items():
+      lines.append(f"| {label} | train step [{form}]: depth, executed FLOPs/step | "
+                   f"{p['depth']} dependent loop iterations, {_fmt(p['flops_per_step_compiled'])} "
+                   f"(formula x{p['compiled_over_formula']:.3f}) | – | – |")
     if c.get('reference_skipped'):
       lines.append(f"| {label} | reference | – | not run: {c['reference_skipped']} | – |")
   lines += ['', 'Ratios are ours / PRiSM: above 1 is better for throughput and for x real time '
             '(audio seconds per wall second of one sequence); times are lower-is-better.']
   for name, c in results['configs'].items():
-    if c.get('scaling'):
-      lines += ['', scaling.markdown(c['scaling'], f'Data-parallel scaling, {name}')]
+    for form, result in (c.get('scaling') or {}).items():
+      lines += ['', scaling_lib.markdown(result, f'Data-parallel scaling, {name}')]
   return '\n'.join(lines) + '\n'
 
 
@@ -593,8 +625,12 @@ def main(argv):
   if bad or not _DTYPE.value or len(set(_DTYPE.value)) < len(_DTYPE.value):
     raise app.UsageError(f'--dtype={",".join(_DTYPE.value)}: give each of '
                          f'{", ".join(model_lib.DTYPES)} at most once.')
+  forms = _RNN_FORM.value
+  if not forms or any(f not in rnn_lib.RNN_FORMS for f in forms) or len(set(forms)) < len(forms):
+    raise app.UsageError(f'--rnn_form={",".join(forms)}: give each of '
+                         f'{", ".join(rnn_lib.RNN_FORMS)} at most once.')
   results = run_suite(_SUITE.value, _CONFIGS.value, _PRISM_DIR.value, _DTYPE.value,
-                      _PROFILE_DIR.value, _ROUNDS.value, _DATA_DIR.value, _PARTS.value)
+                      _PROFILE_DIR.value, _ROUNDS.value, _DATA_DIR.value, _PARTS.value, forms)
   if _OUT.value:
     write(results, _OUT.value)
   print(markdown(results), flush=True)

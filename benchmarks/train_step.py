@@ -16,7 +16,10 @@ import jax
 import ml_collections
 import numpy as np
 
+from benchmarks import hlo
+from benchmarks import named_configs
 from samplernn_jax import config as config_lib
+from samplernn_jax import lookup
 from samplernn_jax import steps
 from samplernn_jax import train_state
 
@@ -37,10 +40,17 @@ def _compiled_train_step(config_json: str):
   start = time.perf_counter()
   compiled = steps.make_train_step(config, mesh).lower(state, carry, batch).compile()
   compile_sec = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return compiled, {'state': state, 'carry': carry}, batch, compile_sec, float(
-      (cost or {}).get('flops', float('nan')))
+  return compiled, {'state': state, 'carry': carry}, batch, compile_sec, program_figures(
+      compiled.as_text())
+
+
+def program_figures(hlo_text: str) -> dict:
+  """``depth`` (dependent loop iterations, XLA:CPU's row loop left out: a GPU program has
+  none), how many ``loops`` that counts, and ``flops_per_step_compiled`` (matmul FLOPs, loop
+  bodies times their trip counts) of a compiled train step (``benchmarks.hlo``)."""
+  depth = hlo.loop_depth(hlo_text, exclude_scopes=(lookup.ROW_LOOP_SCOPE,))
+  return {'depth': depth['depth'], 'loops': depth['loops'],
+          'flops_per_step_compiled': hlo.matmul_flops(hlo_text)}
 
 
 def benchmark_train_step(config: ml_collections.ConfigDict, num_steps: int = 3) -> dict:
@@ -48,10 +58,11 @@ def benchmark_train_step(config: ml_collections.ConfigDict, num_steps: int = 3) 
 
   ``sec_per_step`` is the median over ``num_steps`` timed steps after one untimed warm-up
   step; ``compile_sec`` is the wall time of lowering and compiling (paid once per process:
-  later calls with the same config reuse the compiled step).
+  later calls with the same config reuse the compiled step); ``program_figures`` of the
+  compiled step (depth, compiled FLOPs) come with them.
   """
   config_lib.validate(config)
-  compiled, held, batch, compile_sec, flops = _compiled_train_step(config.to_json())
+  compiled, held, batch, compile_sec, program = _compiled_train_step(config.to_json())
   times = []
   for i in range(num_steps + 1):
     start = time.perf_counter()
@@ -62,12 +73,11 @@ def benchmark_train_step(config: ml_collections.ConfigDict, num_steps: int = 3) 
   sec = statistics.median(times)
   samples = config.train.batch_size * config.data.seq_len
   return dict(sec_per_step=sec, samples_per_sec=samples / sec, compile_sec=compile_sec,
-              flops_per_step_xla=flops, step_times=times)
+              step_times=times, **program)
 
 
 def get_config(name: str):
-  from benchmarks import run  # pylint: disable=g-import-not-at-top
-  return run.load_config(name)
+  return named_configs.load_config(name)
 
 
 def main():

@@ -16,14 +16,17 @@ import jax
 #     (a small body run most often; fewer loop-control steps). On a GPU each iteration's
 #     kernels are launched separately, so unrolling saves launches there too: same value.
 #   frame_unroll: steps of the frame loops per iteration. XLA:CPU: 1 (unrolling gained about
-#     1% for 14 s more compile). XLA:GPU ends every while-loop iteration by copying the loop
-#     predicate to the host; 2 halves those round trips per frame for a longer compile.
+#     1% for 14 s more compile). XLA:GPU: 1, not measured. A loop of known trip count (every
+#     scan) runs its body that many times without reading the predicate back to the host
+#     (WhileThunk, xla/backends/gpu/runtime/while_thunk.cc), so unrolling saves no round trip
+#     there; an unrolled body launches as many kernels per frame, and compiles longer. (It was
+#     2, for a predicate copy per iteration that XLA:GPU no longer makes.)
 #   unfolded_upper_max_batch: up to this batch an upper tier's upsampling is not folded into
 #     the tier below (fewer bytes, more flops). Batch-1 frames are bound by streaming weights
 #     from memory on both kinds of device, so the same crossover is kept.
 _SAMPLER = {
     'cpu': dict(sample_unroll=16, frame_unroll=1, unfolded_upper_max_batch=8),
-    'gpu': dict(sample_unroll=16, frame_unroll=2, unfolded_upper_max_batch=8),
+    'gpu': dict(sample_unroll=16, frame_unroll=1, unfolded_upper_max_batch=8),
 }
 
 

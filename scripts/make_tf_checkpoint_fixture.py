@@ -1,5 +1,5 @@
 r"""Regenerates tests/testdata/tf_checkpoint: a TensorFlow checkpoint of every kind of tensor
-that samplernn_jax/tf_checkpoint.py reads, so its tests run without TensorFlow.
+that samplernn_jax/compat/tf_checkpoint.py reads, so its tests run without TensorFlow.
 
   pip install -e '.[reference]'
   python scripts/make_tf_checkpoint_fixture.py

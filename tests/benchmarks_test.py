@@ -1,4 +1,5 @@
-"""The benchmark suite's quick mode on the tiny config, so the harness cannot rot.
+"""The benchmark suite's quick mode on the tiny config, so the harness cannot rot; the FLOP
+formula and the compiled program's FLOP count; the scaling model.
 
 Set SAMPLERNN_PRISM_DIR to a PRiSM SampleRNN checkout to also run the reference side.
 """
@@ -9,6 +10,8 @@ import io
 import json
 import math
 import os
+import subprocess
+import sys
 
 from absl import app
 from absl import flags
@@ -16,10 +19,17 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from benchmarks import compare
 from benchmarks import flops
+from benchmarks import hlo
 from benchmarks import run
+from benchmarks import scaling_lib
 from samplernn_jax import model as model_lib
+from tests.conftest import REPO
 from tests.conftest import load_config
+
+# The quick suites below compile the same tiny steps: the second reads the first's.
+pytestmark = pytest.mark.usefixtures('module_compilation_cache')
 
 
 def _run_cli(tmp_path, extra=()):
@@ -40,6 +50,12 @@ def _run_cli(tmp_path, extra=()):
 @pytest.fixture(scope='module')
 def quick_tiny(tmp_path_factory):
   return _run_cli(tmp_path_factory.mktemp('bench'), ['--dtype=float32,bfloat16'])
+
+
+@pytest.fixture(scope='module')
+def quick_forms(tmp_path_factory):
+  return _run_cli(tmp_path_factory.mktemp('bench_forms'),
+                  ['--parts=train', '--rnn_form=layered,wavefront'])
 
 
 def _positive(x):
@@ -143,11 +159,82 @@ def test_bad_dtype_list_is_one_clear_error(tmp_path):
       _run_cli(tmp_path, [f'--dtype={bad}'])
 
 
-def test_xla_agrees_with_the_formula(quick_tiny):
+def test_auto_is_this_backends_form(quick_tiny):
   results, _, _ = quick_tiny
+  assert results['rnn_forms'] == [results['rnn_form_auto']]
   train = results['configs']['tiny']['train']
-  # Elementwise work, left out of the formula, is a large share only at tiny sizes.
-  assert 0.9 < train['xla_over_formula'] < 1.5, train
+  assert list(train['ours_by_form']) == results['rnn_forms']
+  assert train['ours_by_form'][results['rnn_form_auto']] == train['ours_by_dtype']
+
+
+def test_each_form_is_timed_and_read(quick_forms):
+  results, _, out = quick_forms
+  train = results['configs']['tiny']['train']
+  assert results['rnn_forms'] == ['layered', 'wavefront']
+  for form in ('layered', 'wavefront'):
+    assert _positive(train['ours_by_form'][form]['float32']['sec_per_step'])
+  program = train['program_by_form']
+  # Quick tiny: windows of 16 samples, tiers of 8 and 2 frames, 2 layers; forward, backward.
+  assert program['layered']['depth'] == 2 * 2 * (8 + 2)
+  assert program['wavefront']['depth'] == 2 * ((8 + 1) + (2 + 1))
+  assert train['ours_by_form']['wavefront']['float32']['depth'] == program['wavefront']['depth']
+  with open(f'{out}.md') as f:
+    table = f.read()
+  assert 'train s/step [wavefront]' in table and 'train s/step [layered]' in table
+  assert '| train step [wavefront]: depth, executed FLOPs/step | 24 dependent loop' in table
+
+
+def test_compare_lists_every_form_and_run(quick_tiny, quick_forms):
+  table = compare.markdown({'dtypes': quick_tiny[0], 'forms': quick_forms[0]})
+  assert '| tiny | float32 | wavefront | forms |' in table
+  assert '| tiny | bfloat16 | layered | dtypes |' in table
+  assert '| tiny | float32 | 1 | dtypes |' in table  # Generation: quick_forms measured none.
+
+
+@pytest.mark.parametrize('fixture', ['quick_tiny', 'quick_forms'])
+def test_compiled_flops_agree_with_the_formula(fixture, request):
+  """The compiled step's matmul FLOPs (loop bodies times their trips) against flops.py."""
+  results, _, _ = request.getfixturevalue(fixture)
+  for form, program in results['configs']['tiny']['train']['program_by_form'].items():
+    assert program['compiled_over_formula'] == pytest.approx(1, abs=2e-3), (form, program)
+
+
+def test_bad_rnn_form_list_is_one_clear_error(tmp_path):
+  for bad in ('diagonal', 'layered,layered', ''):
+    with pytest.raises(app.UsageError, match='--rnn_form'):
+      _run_cli(tmp_path, [f'--rnn_form={bad}'])
+
+
+def test_matmul_flops_count_loop_bodies_times_their_trips():
+  def scan(x, w):
+    return jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), x, None, length=10)[0]
+  compiled = jax.jit(scan).lower(jnp.ones((8, 64)), jnp.ones((64, 64))).compile()
+  assert hlo.matmul_flops(compiled.as_text()) == 10 * 2 * 8 * 64 * 64
+
+  def conv_and_batched(x, k, a, b):
+    return (jax.lax.conv_general_dilated(x, k, (1,), 'VALID').sum()
+            + jnp.einsum('lbi,lio->lbo', a, b).sum())
+  compiled = jax.jit(conv_and_batched).lower(
+      jnp.ones((2, 3, 10)), jnp.ones((5, 3, 4)), jnp.ones((4, 8, 16)),
+      jnp.ones((4, 16, 32))).compile()
+  # conv: 2 x [2, 5, 7] outputs x 3 features x 4 taps; batched: 2 x [4, 8, 32] x 16.
+  assert hlo.matmul_flops(compiled.as_text()) == 2 * 70 * 12 + 2 * 4 * 8 * 32 * 16
+
+
+def test_matmul_flops_read_cublas_calls():
+  """XLA:GPU's cuBLAS calls carry the dot's dimensions in their backend config."""
+  text = '\n'.join([
+      'ENTRY %main (p0: f32[64,1024], p1: f32[1024,3072]) -> f32[64,3072] {',
+      '  %p0 = f32[64,1024]{1,0} parameter(0)',
+      '  %p1 = f32[1024,3072]{1,0} parameter(1)',
+      '  %gemm = (f32[64,3072]{1,0}, s8[4194304]{0}) custom-call(%p0, %p1), '
+      'custom_call_target="__cublas$gemm", backend_config={"gemm_backend_config":{'
+      '"dot_dimension_numbers":{"lhs_contracting_dimensions":["1"],'
+      '"rhs_contracting_dimensions":["0"],"lhs_batch_dimensions":[],'
+      '"rhs_batch_dimensions":[]}}}',
+      '  ROOT %out = f32[64,3072]{1,0} get-tuple-element(%gemm), index=0',
+      '}'])
+  assert hlo.matmul_flops(text) == 2 * 64 * 3072 * 1024
 
 
 def test_markdown_is_written_and_printed_last(quick_tiny):
@@ -157,6 +244,41 @@ def test_markdown_is_written_and_printed_last(quick_tiny):
   assert '| tiny' in table and 'train samples/s' in table
   assert stdout.rstrip().endswith(table.rstrip())
   assert "pip install -e '.[reference]'" in stdout
+
+
+def test_wavefront_ramp_in_the_executed_formula():
+  m = load_config('default').model  # Tiers of 64 and 16 frames per 1024 samples, 4 layers.
+  d, gru, layers, batch = 1024, 3, 4, 64
+  layered = flops.train_flops_per_step(m, batch, 1024, 'implemented', 'layered')
+  wavefront = flops.train_flops_per_step(m, batch, 1024, 'implemented', 'wavefront')
+  looped = (2 * layers - 1) * gru * d * d  # h @ W_hh of every layer, x @ W_ih of layers 1..3.
+  # Three extra steps per tier and window, forward + input gradient + weight gradient.
+  assert wavefront - layered == pytest.approx(2 * 3 * looped * batch * 3 * 2)
+  assert flops.train_flops_per_step(m, batch, 1024, 'model', 'wavefront') == pytest.approx(
+      flops.train_flops_per_step(m, batch, 1024, 'model', 'layered'))
+  with pytest.raises(ValueError, match='auto'):
+    flops.train_flops_per_step(m, batch, 1024, 'implemented', 'auto')
+
+
+def test_modeled_time_adds_depth_flops_and_link():
+  collectives = {k: {'ring_bytes_per_device': 0.0} for k in scaling_lib.COLLECTIVES}
+  link = dict(collectives, **{'all-reduce': {'ring_bytes_per_device': 360e6}})
+  result = {'batch_size': 64, 'dtype': 'bfloat16', 'flops_per_row': 8e12 / 64, 'devices': {
+      '1': {'depth': 100, 'flops_per_device': 8e12, 'collectives': collectives},
+      '8': {'depth': 100, 'flops_per_device': 1e12, 'collectives': link}}}
+  scaling_lib.with_modeled_times(result, 'H100')
+  latency = scaling_lib.MODEL['iteration_sec']['value']
+  rate = 989.5e12 * scaling_lib.MODEL['matmul_fraction']['value']
+  one, eight = result['devices']['1']['modeled'], result['devices']['8']['modeled']
+  assert one['step_sec'] == pytest.approx(100 * latency + 8e12 / rate)
+  assert eight['link_sec'] == pytest.approx(360e6 / (450e9 * 0.8))
+  assert result['devices']['8']['time_efficiency'] == pytest.approx(
+      one['step_sec'] / (8 * eight['step_sec']))
+  assert result['devices']['8']['time_efficiency'] < 1
+  # FLOP term >= depth term: rows x (8e12 / 64) / rate >= 100 x latency.
+  rows = result['rows_per_device_for_flop_term_at_least_depth_term']
+  assert (rows - 1) * 8e12 / 64 / rate < 100 * latency <= rows * 8e12 / 64 / rate
+  assert 'H200' in scaling_lib.parameters_markdown('float32')
 
 
 def test_flop_formula_by_hand():
@@ -196,9 +318,10 @@ def test_sampler_flop_formula_matches_xla(fold_upper):
 
 
 def test_quick_shrinks_and_full_keeps_shapes():
-  quick = run.suite_config(run.load_config('small'), run.SUITES['quick'], 'bfloat16')
+  quick = run.suite_config(run.load_config('small'), run.SUITES['quick'], 'bfloat16',
+                           'wavefront')
   assert (quick.model.dim, quick.train.batch_size, quick.data.seq_len) == (16, 4, 128)
-  assert quick.model.dtype == 'bfloat16'
+  assert (quick.model.dtype, quick.model.rnn_form) == ('bfloat16', 'wavefront')
   full = run.suite_config(run.load_config('default'), run.SUITES['full'], 'float32')
   assert (full.model.dim, full.train.batch_size, full.data.seq_len) == (1024, 64, 1024)
   assert run.load_config('small').model.dim == 256
@@ -223,3 +346,19 @@ def test_reference_side(tmp_path):
   assert _positive(c['train']['reference']['samples_per_sec'])
   assert _positive(c['train']['ratio']['samples_per_sec'])
   assert _positive(c['generate']['batch_1']['reference']['samples_per_sec_per_sequence'])
+
+
+@pytest.mark.slow
+def test_scaling_command_models_time_per_form(tmp_path):
+  out = tmp_path / 'scaling'
+  subprocess.run([sys.executable, '-m', 'benchmarks.scaling', '--config=tiny', '--batch_sizes=4',
+                  '--devices=1,2', '--rnn_form=wavefront', '--gpu=H100', f'--out={out}'],
+                 check=True, capture_output=True, cwd=REPO)
+  result = json.loads((tmp_path / 'scaling.json').read_text())
+  (run_result,) = result['runs']
+  assert (run_result['rnn_form'], run_result['modeled_gpu']) == ('wavefront', 'H100')
+  two = run_result['devices']['2']
+  assert two['depth'] == 2 * (5 + 17) and two['collectives']['all-reduce']['count'] == 1
+  assert 0 < two['time_efficiency'] < two['efficiency'] <= 1.01
+  table = (tmp_path / 'scaling.md').read_text()
+  assert 'time efficiency' in table and 'NVIDIA H100 Tensor Core GPU datasheet' in table

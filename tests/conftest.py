@@ -5,7 +5,9 @@ from one another.
 
 Float32 matmuls run at full precision in every test and its subprocesses: GPUs would
 otherwise use TF32 (10-bit mantissas) and miss the 1e-4 parity bounds. On a GPU, XLA is
-also asked for deterministic reductions, so resumed runs equal uninterrupted ones.
+also asked for deterministic reductions, so resumed runs equal uninterrupted ones, and each
+process allocates GPU memory as it needs it: by default the first process to start JAX takes
+75% of the GPU, and the training subprocesses that tests spawn beside it would run out.
 """
 
 import importlib.util
@@ -21,6 +23,7 @@ if any(importlib.util.find_spec(p) for p in ('jax_cuda12_plugin', 'jax_cuda13_pl
                                              'jax_rocm60_plugin')):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
                              + ' --xla_gpu_deterministic_ops=true').strip()
+  os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
 # JAX is imported only now, after the environment above is set.
 # pylint: disable=g-import-not-at-top,wrong-import-position

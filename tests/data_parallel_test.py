@@ -1,8 +1,8 @@
 """Data parallel: N devices each do 1/N of the step, and N devices compute what one does.
 
-The compiled program is read on 8 forced CPU devices (``benchmarks.scaling``): per-device
-FLOPs, and which collectives move what. Equality runs 1, 2 and 4 devices in one subprocess,
-and two processes on localhost (``jax.distributed``, gloo collectives).
+The compiled program is read on 8 forced CPU devices (``benchmarks.scaling_lib``):
+per-device FLOPs, and which collectives move what. Equality runs 1, 2 and 4 devices in one
+subprocess, and two processes on localhost (``jax.distributed``, gloo collectives).
 """
 
 import os
@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import scaling
+from benchmarks import scaling_lib
 from samplernn_jax import config as config_lib
 from tests.conftest import load_config
 
@@ -41,7 +41,7 @@ def param_bytes(config) -> int:
 
 def test_each_of_8_devices_does_an_eighth():
   config = small_config(batch_size=24)  # 24 rows: a size no model dimension has.
-  result = scaling.run_in_subprocess(config, [1, 8])
+  result = scaling_lib.run_in_subprocess(config, [1, 8])
   one, eight = result['devices']['1'], result['devices']['8']
   assert eight['flops_per_device'] <= 1.1 * one['flops_per_device'] / 8, (
       eight['flops_per_device'], one['flops_per_device'])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks import dots as dots_lib
-from benchmarks import scaling
+from benchmarks import scaling_lib
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import model as model_lib
 from samplernn_jax import precision
@@ -40,7 +40,7 @@ def rel_l2(a, b):
 
 
 def step_dots(name, dtype, **overrides):
-  config = scaling.config_for(name, dtype=dtype, **overrides)
+  config = scaling_lib.config_for(name, dtype=dtype, **overrides)
   return dots_lib.train_step_dots(config)
 
 

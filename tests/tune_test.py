@@ -319,7 +319,7 @@ def postgres_url():
 RACER = """
 import os, sys, time, warnings
 import optuna
-from samplernn_jax import tune
+from samplernn_jax.search import tune
 url, study_name, action, ready, go = sys.argv[1:]
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import hlo
-from benchmarks import scaling
+from benchmarks import flops
+from benchmarks import scaling_lib
+from benchmarks import train_step
 from samplernn_jax import backend
-from samplernn_jax import lookup
 from samplernn_jax import model as model_lib
 from samplernn_jax import rnn
 from tests.conftest import load_config
@@ -121,22 +121,28 @@ def test_unknown_form_is_refused_with_the_choices(tiny_config):
     config_lib.validate(tiny_config)
 
 
-def train_step_depth(config) -> int:
-  """The compiled train step's dependent loop iterations, XLA:CPU's row loop left out."""
-  compiled = scaling.compile_train_step(config, jax.devices()[:1])
-  return hlo.loop_depth(compiled.as_text(), exclude_scopes=(lookup.ROW_LOOP_SCOPE,))['depth']
+def train_step_figures(config) -> dict:
+  """The compiled train step's depth (XLA:CPU's row loop left out) and matmul FLOPs."""
+  compiled = scaling_lib.compile_train_step(config, jax.devices()[:1])
+  return train_step.program_figures(compiled.as_text())
 
 
 @pytest.mark.parametrize('form,depth', [('layered', 2 * 2 * (4 + 16)), ('wavefront', 2 * (5 + 17))])
 def test_tiny_train_step_depth(tiny_config, form, depth):
   # Tiers of 4 and 16 frames, 2 layers, forward and backward.
   tiny_config.model.rnn_form = form
-  assert train_step_depth(tiny_config) == depth
+  assert train_step_figures(tiny_config)['depth'] == depth
 
 
 @pytest.mark.slow
-def test_default_train_step_wavefront_depth_is_at_most_180():
+def test_default_train_step_wavefront_depth_is_at_most_180_for_its_ramp_flops():
   config = load_config('default')
   config.model.rnn_form = 'wavefront'
+  figures = train_step_figures(config)
   # Tiers of 64 and 16 frames, 4 layers: (64 + 3 + 16 + 3) forward, as many backward.
-  assert train_step_depth(config) == 172 <= 180
+  assert figures['depth'] == 172 <= 180
+  # Paid for with the ramp's FLOPs: 2.7% more than the layered step's 1.8627e12.
+  want = flops.train_flops_per_step(config.model, 64, 1024, 'implemented', 'wavefront')
+  assert figures['flops_per_step_compiled'] == pytest.approx(want, rel=1e-3)
+  assert want / flops.train_flops_per_step(config.model, 64, 1024, 'implemented',
+                                           'layered') == pytest.approx(1.027, abs=1e-3)

@@ -20,6 +20,8 @@ from typing import Any, Optional
 import ml_collections
 import orbax.checkpoint as ocp
 
+from samplernn_jax import files
+
 CHECKPOINT_DIR = 'checkpoints'
 CONFIG_FILE = 'config.json'
 
@@ -35,10 +37,8 @@ def config_from_json(d: dict) -> ml_collections.ConfigDict:
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   os.makedirs(workdir, exist_ok=True)
-  tmp = os.path.join(workdir, CONFIG_FILE + '.tmp')
-  with open(tmp, 'w') as f:
+  with files.atomic_write(os.path.join(workdir, CONFIG_FILE)) as f:
     json.dump(config_to_json(config), f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
 
 
 def make_manager(workdir: str,

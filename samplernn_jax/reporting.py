@@ -16,6 +16,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from samplernn_jax import files
+
 
 class Reporter:
   """Writes what the loop reports; only process 0 writes.
@@ -194,7 +196,5 @@ def drop_records_after(path: str, step: int) -> None:
     except ValueError:
       pass  # A line cut short by a kill.
   if len(kept) != len(lines):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    with files.atomic_write(path) as f:
       f.writelines(kept)
-    os.replace(tmp, path)

@@ -36,6 +36,7 @@ from jax.sharding import Mesh
 
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import config as config_lib
+from samplernn_jax import files as files_lib
 from samplernn_jax import reporting
 from samplernn_jax import steps as steps_lib
 from samplernn_jax import train_state as train_state_lib
@@ -619,10 +620,8 @@ def _note_data_change(workdir: str, datasets, resumed: bool) -> None:
                     'the new files, so the resumed run does not continue the old order.',
                     len(before.get('train', ())), len(files['train']),
                     len(before.get('val', ())), len(files['val']))
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
+  with files_lib.atomic_write(path) as f:
     json.dump(files, f)
-  os.replace(tmp, path)
 
 
 def _restore_newest_intact(manager, workdir: str, steps, restore, explicit: bool):

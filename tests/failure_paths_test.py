@@ -289,7 +289,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads /proc')
-def test_killed_prepare_leaves_no_workers_and_its_partials_are_cleaned(tmp_path):
+def test_killed_prepare_leaves_no_workers_and_its_temporary_files_are_cleaned(tmp_path):
   src = tmp_path / 'src'
   src.mkdir()
   for i in range(40):
@@ -312,12 +312,12 @@ def test_killed_prepare_leaves_no_workers_and_its_partials_are_cleaned(tmp_path)
     time.sleep(0.1)
   assert not [p for p in workers if _alive(p)]
 
-  # A partial of a dead writer goes on the next run; a live writer's stays.
+  # A temporary file of a dead writer goes on the next run; a live writer's stays.
   out.mkdir(exist_ok=True)
   dead = subprocess.Popen([sys.executable, '-c', 'pass'])
   dead.wait()
-  stale = out / f'.s0_00000.wav.{dead.pid}.partial'
-  live = out / f'.s1_00000.wav.{os.getpid()}.partial'
+  stale = out / f'.s0_00000.wav.{dead.pid}.a1b2c3d4.tmp'
+  live = out / f'.s1_00000.wav.{os.getpid()}.e5f6g7h8.tmp'
   stale.write_bytes(b'x')
   live.write_bytes(b'x')
   prepare.prepare([str(src / 's0.wav')], str(out), SETTINGS, progress=False)

@@ -223,15 +223,18 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
   scores = score_sequences(levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate,
                            clip_score.load_profile(workdir))
   order, kept = _curate(scores, plan, keep)
+  # A move, not files.atomic_write: the clips were streamed into the scratch folder chunk by
+  # chunk (a stopped run keeps them there), and each is complete before it moves.
   for i in kept:
     os.replace(scratch_paths[i], plan.paths[i])
   shutil.rmtree(scratch)
   if plot:
     _plot(levels_BxT, kept, plan)
   scores_path = f'{_stem(output)}_e={plan.step}_scores.json'
-  _write_json_atomic(scores_path, {
-      'workdir': workdir, 'step': plan.step, 'rng_seed': rng_seed, 'seed_audio': seed_audio,
-      'duration': duration, 'ranking': order, 'sequences': scores})
+  with files.atomic_write(scores_path) as f:
+    json.dump({'workdir': workdir, 'step': plan.step, 'rng_seed': rng_seed,
+               'seed_audio': seed_audio, 'duration': duration, 'ranking': order,
+               'sequences': scores}, f, indent=2)
   if out_dir.startswith(os.path.abspath(workdir) + os.sep):
     gallery.refresh(workdir)  # Clips written into the run: its page lists them.
   return {'paths': [plan.paths[i] for i in kept], 'scores': scores, 'step': plan.step,
@@ -406,9 +409,3 @@ def _plot(levels_BxT: np.ndarray, kept: Sequence[int], plan: _Plan) -> None:
     audio_T = quantization.decode(levels_BxT[i], m.q_type, m.q_levels)
     gallery.plot_clip(audio_T, plan.sample_rate, plan.paths[i][:-len('.wav')] + '.png',
                       figsize=gallery.LARGE_FIGSIZE, title=os.path.basename(plan.paths[i]))
-
-
-def _write_json_atomic(path: str, obj: dict) -> None:
-  with open(path + '.tmp', 'w') as f:
-    json.dump(obj, f, indent=2)
-  os.replace(path + '.tmp', path)

@@ -32,6 +32,7 @@ import jinja2
 import numpy as np
 
 from samplernn_jax import audio_io
+from samplernn_jax import files
 from samplernn_jax.listening import clip_score
 
 GALLERY_DIR = 'gallery'
@@ -192,9 +193,8 @@ def plot_curves(rows: list, clip_steps: list, path: str) -> bool:
 
 
 def _save(fig, path: str) -> None:
-  tmp = f'{path}.{os.getpid()}.partial.png'
-  fig.savefig(tmp)
-  os.replace(tmp, path)
+  with files.atomic_write(path, 'wb') as f:
+    fig.savefig(f, format='png')
 
 
 # ---------------------------------------------------------------------------------------
@@ -237,10 +237,8 @@ class _Cache:
 
   def save(self, keep: set):
     self.entries = {k: v for k, v in self.entries.items() if k in keep}
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
+    with files.atomic_write(self.path) as f:
       json.dump(self.entries, f)
-    os.replace(tmp, self.path)
 
 
 def _url(path: str, start: str) -> str:
@@ -318,10 +316,8 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
       penalties=list(clip_score.PENALTY_WEIGHTS), last_step=rows[-1]['step'] if rows else None,
       built=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC'))
   index = os.path.join(gallery_dir, INDEX)
-  tmp = index + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
+  with files.atomic_write(index, encoding='utf-8') as f:
     f.write(page)
-  os.replace(tmp, index)
   return index
 
 

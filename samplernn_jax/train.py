@@ -40,6 +40,7 @@ from samplernn_jax import files as files_lib
 from samplernn_jax import reporting
 from samplernn_jax import steps as steps_lib
 from samplernn_jax import train_state as train_state_lib
+from samplernn_jax import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -597,9 +598,6 @@ def _merge_model_config(config: ml_collections.ConfigDict, saved: ml_collections
   return config
 
 
-DATA_FILES = 'data_files.json'  # What the last start of a run trained on.
-
-
 def _note_data_change(workdir: str, datasets, resumed: bool) -> None:
   """Warns when a resumed run's files differ from its last start's: the epoch is re-planned.
 
@@ -608,7 +606,7 @@ def _note_data_change(workdir: str, datasets, resumed: bool) -> None:
   """
   files = {'train': [[p, os.path.getsize(p)] for p in datasets.train_files],
            'val': [[p, os.path.getsize(p)] for p in datasets.val_files]}
-  path = os.path.join(workdir, DATA_FILES)
+  path = os.path.join(workdir, workdir_lib.DATA_FILES)
   try:
     with open(path) as f:
       before = json.load(f)

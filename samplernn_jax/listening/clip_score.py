@@ -36,8 +36,8 @@ import numpy as np
 
 from samplernn_jax import audio_io
 from samplernn_jax import files
+from samplernn_jax import workdir as workdir_lib
 
-PROFILE_FILE = 'clip_profile.json'
 # Reference audio is cut into segments of this length: about a phrase, and many per file.
 SEGMENT_SECONDS = 4.0
 # Enough segments for stable spreads; more only costs time at training start.
@@ -277,7 +277,7 @@ def make_profile(paths: Sequence[str], sample_rate: Optional[int] = None,
 
 
 def profile_path(workdir: str) -> str:
-  return os.path.join(workdir, PROFILE_FILE)
+  return os.path.join(workdir, workdir_lib.CLIP_PROFILE)
 
 
 def save_profile(workdir: str, profile: Profile) -> None:
@@ -318,7 +318,7 @@ def store_training_profile(workdir: str, data_dir: str, config) -> Profile:
 
 def _is_workdir(path: str) -> bool:
   return any(os.path.exists(os.path.join(path, n))
-             for n in (PROFILE_FILE, 'checkpoints', 'config.json'))
+             for n in (workdir_lib.CLIP_PROFILE, workdir_lib.CHECKPOINTS, workdir_lib.CONFIG))
 
 
 def reference_profile(reference: str) -> Profile:
@@ -334,9 +334,9 @@ def reference_profile(reference: str) -> Profile:
     profile = load_profile(reference)
     if profile is not None:
       return profile
-    demo = os.path.join(reference, 'demo_corpus')
+    demo = os.path.join(reference, workdir_lib.DEMO_CORPUS)
     if not os.path.isdir(demo):
-      raise ValueError(f'{reference}: this workdir stores no {PROFILE_FILE}; pass the folder '
+      raise ValueError(f'{reference}: this workdir stores no {workdir_lib.CLIP_PROFILE}; pass the folder '
                        'of its training audio as --reference instead.')
     reference = demo
   found = audio_files([reference])

@@ -346,16 +346,16 @@ class _ChunkWriter:
 
 def _open_wavs(paths: Sequence[str], sample_rate: int) -> list:
   """16-bit mono WAV files open for writing; none stays open if one fails."""
-  files = []
+  opened = []
   try:
     for path in paths:
-      files.append(sf.SoundFile(path, 'w', samplerate=sample_rate, channels=1,
-                                subtype='PCM_16'))
+      opened.append(sf.SoundFile(path, 'w', samplerate=sample_rate, channels=1,
+                                 subtype='PCM_16'))
   except (sf.LibsndfileError, OSError):
-    for f in files:
+    for f in opened:
       f.close()
     raise
-  return files
+  return opened
 
 
 def _sample_into(scratch: str, paths: Sequence[str], sampler: sampler_lib.Sampler,

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import ml_collections
 import orbax.checkpoint as ocp
 
+from samplernn_jax import config as config_lib
 from samplernn_jax import files
 from samplernn_jax import workdir as workdir_lib
 
@@ -30,7 +31,8 @@ def config_to_json(config: ml_collections.ConfigDict) -> dict:
 
 
 def config_from_json(d: dict) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(d)
+  """A stored config, its missing fields (a run older than them) filled with the defaults."""
+  return config_lib.with_defaults(d)
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:

@@ -285,7 +285,7 @@ def make_datasets(config, data_dir: str, *, num_epochs: int | None = None,
 
   train_files, val_files = split_files(find_audio_files(data_dir), config.data.val_frac)
   # The split is made before bad files drop out, so one bad file does not move the others.
-  on_bad_file = config.data.get('on_bad_file', 'skip')
+  on_bad_file = config.data.on_bad_file
   train_files, train_lengths = usable_files(train_files, windowing.sample_rate, on_bad_file)
   val_files, val_lengths = usable_files(val_files, windowing.sample_rate, on_bad_file)
   if len(train_files) < batch_size:

@@ -394,9 +394,9 @@ def from_config(model_config: ml_collections.ConfigDict,
       skip_conn=bool(model_config.skip_conn),
       learn_h0=bool(model_config.learn_h0),
       rnn_dropout=float(model_config.rnn_dropout),
-      dtype=DTYPES[model_config.get('dtype', 'float32')],
+      dtype=DTYPES[model_config.dtype],
       axis_name=axis_name,
-      rnn_form=backend.rnn_form(model_config.get('rnn_form', 'auto')))
+      rnn_form=backend.rnn_form(model_config.rnn_form))
 
 
 def init_params(model: SampleRNN, rng: jax.Array, batch_size: int = 1):

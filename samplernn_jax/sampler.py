@@ -25,8 +25,12 @@ import ml_collections
 import numpy as np
 
 from samplernn_jax import backend
+from samplernn_jax import default_config
 from samplernn_jax import model as model_lib
 from samplernn_jax import quantization
+
+# Samples per compiled call when none is given: config.generate.chunk_size's default.
+DEFAULT_CHUNK_SIZE = default_config.get_config().generate.chunk_size
 
 
 class Spec(NamedTuple):
@@ -193,14 +197,14 @@ class Sampler:
   PRIME_WINDOW_FRAMES = 256
 
   def __init__(self, model_config: ml_collections.ConfigDict, batch_size: int,
-               chunk_size: int = 16384, dtype: Optional[str] = None, **options):
+               chunk_size: int = DEFAULT_CHUNK_SIZE, dtype: Optional[str] = None, **options):
     """``dtype``: the matmul dtype; default: ``model_config.dtype`` as this backend runs it
     fastest at this batch size (``backend.generation_dtype``). ``options``: ``Spec`` fields
     that change speed, not results (default: the backend's)."""
     loops = backend.sampler_options()
     spec = dict(sample_unroll=loops['sample_unroll'], frame_unroll=loops['frame_unroll'],
                 fold_upper_upsampling=batch_size > loops['unfolded_upper_max_batch'])
-    dtype = dtype or backend.generation_dtype(model_config.get('dtype', 'float32'), batch_size)
+    dtype = dtype or backend.generation_dtype(model_config.dtype, batch_size)
     model = model_lib.from_config(model_config).clone(dtype=model_lib.DTYPES[dtype])
     self.spec = Spec(model, **{**spec, **options})
     self.model = self.spec.model
@@ -306,7 +310,8 @@ class Sampler:
 
 
 def generate(params, model_config: ml_collections.ConfigDict, num_samples: int,
-             temperatures: Sequence[float], rng, seed_levels=None, chunk_size: int = 16384,
+             temperatures: Sequence[float], rng, seed_levels=None,
+             chunk_size: int = DEFAULT_CHUNK_SIZE,
              callback: Optional[Callable[[np.ndarray, int], Any]] = None) -> np.ndarray:
   """``len(temperatures)`` sequences of ``num_samples`` int32 levels (see ``Sampler``)."""
   sampler = Sampler(model_config, len(temperatures), chunk_size)

@@ -585,8 +585,7 @@ def _merge_model_config(config: ml_collections.ConfigDict, saved: ml_collections
   same parameters are computed) from ``config``."""
   model = ml_collections.ConfigDict(saved.model.to_dict())
   for k in ('rnn_dropout', 'dtype', 'rnn_form'):
-    if k in config.model:
-      model[k] = config.model[k]
+    model[k] = config.model[k]
   mine = checkpoint_lib.config_to_json(config.model)
   theirs = checkpoint_lib.config_to_json(model)
   diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))

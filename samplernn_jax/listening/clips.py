@@ -292,7 +292,7 @@ def _plan(workdir: str, output: str, out_dir: str, *, step: Optional[int], num_s
   if dtype is not None:
     config.model.dtype = dtype
   if temperatures is None:
-    temperatures = tuple(config.generate.get('temperatures', (0.95,)))
+    temperatures = tuple(config.generate.temperatures)
   temps = pad_temperatures(temperatures, num_seqs)
   sample_rate = int(config.data.sample_rate)
   num_samples = max(1, int(round(duration * sample_rate)))
@@ -308,7 +308,7 @@ def _plan(workdir: str, output: str, out_dir: str, *, step: Optional[int], num_s
     seed_levels = load_seed_levels(seed_audio, config.model, sample_rate, seed_offset)
   return _Plan(params=params, config=config, step=step, temperatures=temps,
                num_samples=num_samples, paths=paths, seed_levels=seed_levels,
-               chunk_size=int(chunk_size or config.generate.get('chunk_size', 16384)))
+               chunk_size=int(chunk_size or config.generate.chunk_size))
 
 
 class _ChunkWriter:

@@ -190,7 +190,7 @@ def bench_train(configs: Dict[str, ml_collections.ConfigDict], suite, prism) -> 
   per_sample = flops_lib.train_flops_per_sample(config.model)
   # What each side really executes per step: PRiSM runs the model as written.
   executed = {'ours': flops_lib.train_flops_per_step(
-      config.model, config.train.batch_size, config.data.seq_len, 'implemented'),
+      config.model, config.train.batch_size, config.data.seq_len, form='implemented'),
               'reference': per_sample * samples_per_step}
 
   def summary(rounds, compile_sec, side):  # fraction_of_peak: see _peak_shares.
@@ -207,7 +207,7 @@ def bench_train(configs: Dict[str, ml_collections.ConfigDict], suite, prism) -> 
     ours[dtype]['flops_per_step_xla'] = rounds[0].get('flops_per_step_xla')
   xla = ours_rounds[next(iter(configs))][0].get('flops_per_step_xla')
   expected_xla = flops_lib.train_flops_per_step(
-      config.model, config.train.batch_size, config.data.seq_len, 'implemented',
+      config.model, config.train.batch_size, config.data.seq_len, form='implemented',
       scan_bodies_once=True)
   result = {
       'steps_per_round': steps, 'samples_per_step': samples_per_step,
@@ -293,7 +293,7 @@ def _generation_run(model_config, params, batch: int, num_samples: int):
   key = [0]
   sampler = sampler_lib.Sampler(model_config, batch, chunk_size=num_samples)
   executed = flops_lib.executed_generate_flops_per_sample(
-      model_config, sampler.spec.fold_upper_upsampling)
+      model_config, fold_upper_upsampling=sampler.spec.fold_upper_upsampling)
   # Folding the weights is part of loading a checkpoint, done once per run of
   # samplernn-generate, as PRiSM's model building and loading is; timed apart.
   start = time.perf_counter()
@@ -519,7 +519,7 @@ def markdown(results: Dict[str, Any]) -> str:
       '|' + '---|' * len(TABLE_HEADER),
   ]
 
-  def row(config, figure, part, key, unit='', lower_better=False):
+  def row(config, figure, part, key, unit='', *, lower_better=False):
     if part is None:
       return
     ref_v = part.get('reference', {}).get(key)
@@ -540,8 +540,8 @@ def markdown(results: Dict[str, Any]) -> str:
             f"B{c['batch_size']}x{c['seq_len']})"
     t = c.get('train')
     row(label, 'train samples/s', t, 'samples_per_sec')
-    row(label, 'train s/step', t, 'sec_per_step', 's', True)
-    row(label, 'train compile s', t, 'compile_sec', 's', True)
+    row(label, 'train s/step', t, 'sec_per_step', 's', lower_better=True)
+    row(label, 'train compile s', t, 'compile_sec', 's', lower_better=True)
     row(label, 'train FLOP/s (model count)', t, 'achieved_flops_per_sec', 'FLOP/s')
     row(label, 'train FLOP/s (executed)', t, 'executed_flops_per_sec', 'FLOP/s')
     row(label, 'train executed share of matmul peak', t, 'fraction_of_peak', '%')

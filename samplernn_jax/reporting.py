@@ -27,7 +27,7 @@ class Reporter:
   """
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict,
-               windows_per_epoch: Sequence[int], resumed_step: int = 0):
+               windows_per_epoch: Sequence[int], *, resumed_step: int = 0):
     self.active = jax.process_index() == 0
     self.tty = sys.stdout.isatty()
     self.samples_per_step = int(config.train.batch_size) * int(config.data.seq_len)

@@ -89,7 +89,7 @@ def _forced(logits_BxQ, sample_B):
 
 
 def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_BxC, carry, ll_B,
-              position, frame_inputs: Callable, keep_logits: bool):
+              position, frame_inputs: Callable, *, keep_logits: bool):
   """Runs ``num_frames`` consecutive frames of tier ``j`` and every tier below.
 
   ``context_BxC`` ends with the samples just before the first frame (``C >= f_j``);
@@ -115,7 +115,8 @@ def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_B
       logits = logits if keep_logits else None
     else:
       carry, ll, new_Bxf, logits = _run_tier(folded, spec, j - 1, out_RxBxG, ratio, context_Bxf,
-                                             carry, ll, frame_position, frame_inputs, keep_logits)
+                                             carry, ll, frame_position, frame_inputs,
+                                             keep_logits=keep_logits)
     return (carry, new_Bxf, ll), (new_Bxf, logits)
 
   (carry, _, ll_B), (new_RxBxf, logits) = jax.lax.scan(
@@ -129,12 +130,13 @@ def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_B
 
 
 def _run(folded, spec: Spec, state: GenerationState, num_samples: int,
-         frame_inputs: Callable, keep_logits: bool = False):
+         frame_inputs: Callable, *, keep_logits: bool = False):
   """``num_samples`` (whole big frames) after ``state``: ``(state, samples_BxT, logits)``."""
   big = spec.model.big_frame_size
   carry, ll, samples, logits = _run_tier(
       folded, spec, len(spec.model.frame_sizes) - 1, None, num_samples // big, state.history_BxS,
-      state.rnn_carry, state.log_likelihood_B, state.position, frame_inputs, keep_logits)
+      state.rnn_carry, state.log_likelihood_B, state.position, frame_inputs,
+      keep_logits=keep_logits)
   state = GenerationState(rnn_carry=carry, history_BxS=samples[:, -big:], log_likelihood_B=ll,
                           position=state.position + num_samples)
   return state, samples, logits
@@ -166,7 +168,7 @@ def _teacher_forced(folded, state: GenerationState, levels_BxT, spec: Spec):
 
 @functools.partial(jax.jit, static_argnames='spec')
 def _fold(params, spec: Spec):
-  return spec.model.fold(params, spec.fold_upper_upsampling)
+  return spec.model.fold(params, fold_upper_upsampling=spec.fold_upper_upsampling)
 
 
 @functools.partial(jax.jit, static_argnames='model')
@@ -246,7 +248,7 @@ class Sampler:
                            log_likelihood_B=jnp.zeros((batch,), jnp.float32),
                            position=jnp.zeros((), jnp.int32))
 
-  def generate(self, params, num_samples: int, temperatures: Sequence[float], rng,
+  def generate(self, params, num_samples: int, temperatures: Sequence[float], rng, *,
                seed_levels=None, callback: Optional[Callable[[np.ndarray, int], Any]] = None,
                folded=None, return_log_likelihood: bool = False):
     """``batch_size`` sequences of ``num_samples`` new levels: int32 ``[B, num_samples]``.
@@ -315,4 +317,5 @@ def generate(params, model_config: ml_collections.ConfigDict, num_samples: int,
              callback: Optional[Callable[[np.ndarray, int], Any]] = None) -> np.ndarray:
   """``len(temperatures)`` sequences of ``num_samples`` int32 levels (see ``Sampler``)."""
   sampler = Sampler(model_config, len(temperatures), chunk_size)
-  return sampler.generate(params, num_samples, temperatures, rng, seed_levels, callback)
+  return sampler.generate(params, num_samples, temperatures, rng, seed_levels=seed_levels,
+                          callback=callback)

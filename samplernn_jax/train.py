@@ -79,7 +79,7 @@ class Hooks:
   on_checkpoint: Optional[Callable[[Checkpointed], None]] = None
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_dir: str, *,
                        resume_from: Optional[int] = None, hooks: Hooks = Hooks()) -> dict:
   """Trains (or resumes training) in ``workdir`` on ``data_dir``; returns the last epoch's
   metrics. ``hooks``: what the caller adds (see ``Hooks``).
@@ -213,7 +213,7 @@ class Progress:
     steps = max(self.epoch_steps, 1)
     return {'loss': self.loss_sum / steps, 'accuracy': self.accuracy_sum / steps}
 
-  def end_epoch(self, epochs_done: int, value: float, improved: bool) -> None:
+  def end_epoch(self, epochs_done: int, value: float, *, improved: bool) -> None:
     """An epoch ended with the monitored ``value``; the next one's sums start at zero."""
     self.best = value if improved else self.best
     self.bad_epochs = 0 if improved else self.bad_epochs + 1
@@ -355,7 +355,7 @@ def _end_epoch(loop: _Loop, run: _Run, epoch: int, val_metrics: dict) -> tuple[d
   loop.reporter.epoch(step=run.step, epoch=epochs_done, metrics=metrics)
   value = metrics[loop.monitor]
   improved = _improves(value, best=run.progress.best, mode=checkpoint_lib.MONITORS[loop.monitor])
-  run.progress.end_epoch(epochs_done, value, improved)
+  run.progress.end_epoch(epochs_done, value, improved=improved)
   patience = int(t.early_stopping_patience)
   stop_early = patience > 0 and run.progress.bad_epochs >= patience
   every = max(int(t.checkpoint_every_epochs), 1)
@@ -433,7 +433,8 @@ def _resume_point(manager, workdir: str, config: ml_collections.ConfigDict,
   return restore_step, config
 
 
-def _datasets(config: ml_collections.ConfigDict, workdir: str, data_dir: str, resumed: bool):
+def _datasets(config: ml_collections.ConfigDict, workdir: str, data_dir: str, *,
+              resumed: bool):
   """The pipeline's datasets over ``data_dir``."""
   from samplernn_jax import input_pipeline  # grain; training only.
   datasets = input_pipeline.make_datasets(config, data_dir)
@@ -457,7 +458,7 @@ def _make_steps(config: ml_collections.ConfigDict) -> _Steps:
 
 
 def _start(config: ml_collections.ConfigDict, manager, workdir: str, programs: _Steps,
-           datasets, restore_step: Optional[int], explicit: bool):
+           datasets, restore_step: Optional[int], *, explicit: bool):
   """``(run, step)``: the run restored from checkpoint ``step``, or a fresh one (step None).
 
   Unless the step was named (``explicit``), a checkpoint that fails to restore is set aside
@@ -476,7 +477,7 @@ def _start(config: ml_collections.ConfigDict, manager, workdir: str, programs: _
     restore_step, restored = _restore_newest_intact(
         manager, workdir, [restore_step] if explicit else
         [s for s in manager.all_steps() if s <= restore_step],
-        lambda s: _restore(manager, s, abstract_state, abstract_carry, data), explicit)
+        lambda s: _restore(manager, s, abstract_state, abstract_carry, data), explicit=explicit)
   if restore_step is None:
     data = iter(datasets.train)  # A failed restore may have moved it.
     state = jax.jit(make_state, out_shardings=rep)()
@@ -597,7 +598,7 @@ def _merge_model_config(config: ml_collections.ConfigDict, saved: ml_collections
   return config
 
 
-def _note_data_change(workdir: str, datasets, resumed: bool) -> None:
+def _note_data_change(workdir: str, datasets, *, resumed: bool) -> None:
   """Warns when a resumed run's files differ from its last start's: the epoch is re-planned.
 
   The data position in a checkpoint counts windows of the plan made from the file list, so
@@ -621,7 +622,7 @@ def _note_data_change(workdir: str, datasets, resumed: bool) -> None:
     json.dump(files, f)
 
 
-def _restore_newest_intact(manager, workdir: str, steps, restore, explicit: bool):
+def _restore_newest_intact(manager, workdir: str, steps, restore, *, explicit: bool):
   """``(step, restore(step))`` for the newest of ``steps`` that restores, else ``(None, None)``.
 
   A damaged checkpoint is moved to ``workdir/broken_checkpoints`` with a warning naming it,

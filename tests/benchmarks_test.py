@@ -189,7 +189,7 @@ def test_sampler_flop_formula_matches_xla(fold_upper):
         folded['frame_tiers'][j], jax.ShapeDtypeStruct((1, f), jnp.int32), cond,
         carry[j]).compile()
     total += compiled.cost_analysis()['flops'] / 2 / f
-  want = flops.executed_generate_flops_per_sample(m, fold_upper)
+  want = flops.executed_generate_flops_per_sample(m, fold_upper_upsampling=fold_upper)
   # XLA also counts the gates' elementwise work: under 1% here.
   assert 2 * total == pytest.approx(want, rel=0.01)
   assert want < flops.generate_flops_per_sample(m)

@@ -264,7 +264,8 @@ def test_exit_reasons_and_clipping(tmp_path):
   assert 'loud.wav: 25% of samples' in prepare.summary(results, 'out')
   assert prepare.problem(results) is None
   short = prepare.prepare([str(tmp_path / 'loud.wav')], str(tmp_path / 'out2'),
-                          prepare.Settings(8000, 5000, 0), progress=False)
+                          prepare.Settings(sample_rate=8000, chunk_length_ms=5000, overlap_ms=0),
+                          progress=False)
   assert 'no chunk was written' in prepare.problem(short)
   failed = [prepare.Result('x.wav', 'failed', reason='empty')] + results
   assert '1 of 2 files failed' in prepare.problem(failed)

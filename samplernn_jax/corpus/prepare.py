@@ -224,7 +224,7 @@ def unique_stems(paths: list[str]) -> list[str]:
           for s, p in zip(stems, paths)]
 
 
-def prepare(inputs: list[str], output_dir: str, settings: Settings = Settings(),
+def prepare(inputs: list[str], output_dir: str, settings: Settings = Settings(), *,
             num_workers: int = 1, progress: bool = True) -> list[Result]:
   """Chunks every source under ``inputs`` into ``output_dir``; one Result per source."""
   settings.check()

@@ -186,7 +186,7 @@ def score_sequences(levels_BxT: np.ndarray, mean_log_likelihood_B: np.ndarray, m
 # The run: check, plan, sample into a scratch folder, curate, move into place
 # ---------------------------------------------------------------------------------------
 
-def generate_files(workdir: str, output: str, step: Optional[int] = None, num_seqs: int = 1,
+def generate_files(workdir: str, output: str, *, step: Optional[int] = None, num_seqs: int = 1,
                    duration: float = 3.0, temperatures: Optional[Sequence[float]] = None,
                    seed_audio: Optional[str] = None, seed_offset: int = 0, rng_seed: int = 0,
                    keep: Optional[int] = None, plot: bool = False,
@@ -314,7 +314,7 @@ def _plan(workdir: str, output: str, out_dir: str, *, step: Optional[int], num_s
 class _ChunkWriter:
   """The sampler's callback: appends every chunk to the clips' files, shows the speed."""
 
-  def __init__(self, files: list, plan: _Plan, progress: bool, desc: str):
+  def __init__(self, files: list, plan: _Plan, *, progress: bool, desc: str):
     self._files, self._plan = files, plan
     self._bar = tqdm.tqdm(
         total=plan.num_samples, unit='sample', unit_scale=True, disable=not progress,
@@ -367,7 +367,7 @@ def _sample_into(scratch: str, paths: Sequence[str], sampler: sampler_lib.Sample
   when nothing was written yet, and otherwise leaves the partial clips there.
   """
   try:
-    writer = _ChunkWriter(_open_wavs(paths, plan.sample_rate), plan, progress, desc)
+    writer = _ChunkWriter(_open_wavs(paths, plan.sample_rate), plan, progress=progress, desc=desc)
   except BaseException:
     shutil.rmtree(scratch, ignore_errors=True)
     raise

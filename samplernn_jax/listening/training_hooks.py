@@ -21,7 +21,7 @@ from samplernn_jax.listening import clips as clips_lib
 from samplernn_jax.listening import gallery
 
 
-def training_hooks(config, on_eval: Optional[Callable[[int, dict], None]] = None,
+def training_hooks(config, on_eval: Optional[Callable[[int, dict], None]] = None, *,
                    profile: bool = True) -> train.Hooks:
   """The profile at the start (unless ``profile`` is False) and clips after checkpoints
   (unless ``config.generate.max_generate_per_epoch`` is 0); ``on_eval`` is passed through."""

@@ -177,7 +177,8 @@ def drop_records_after(workdir: str, step: int) -> None:
   """Keeps the records of ``metrics.jsonl`` up to ``step``: a resumed run writes the rest.
 
   Steps after the checkpoint a run resumes from were logged by a run that was killed;
-  they are done again, and would otherwise appear twice.
+  they are done again, and would otherwise appear twice. A rewrite keeps no damaged line
+  (``read_records`` warned of it).
   """
   records = workdir_lib.read_records(workdir)
   kept = [r for r in records if r['step'] <= step]

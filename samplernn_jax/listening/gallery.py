@@ -151,7 +151,7 @@ def plot_clip(audio_N: np.ndarray, sample_rate: int, path: str,
 def plot_curves(records: list, clip_steps: list, path: str) -> bool:
   """Train and validation bits/sample and the learning rate against step; False if no data.
 
-  ``records``: ``workdir.read_records``'.
+  ``records`` as ``workdir.read_records`` returns them.
   """
   def curve(kind, field):
     return [(r['step'], r[field]) for r in records if r['kind'] == kind and field in r]

@@ -50,7 +50,8 @@ def component_times(config, repeats=3) -> dict:
     return jnp.sum(cond * 1e-3)
 
   cond = jax.random.normal(jax.random.key(1), (batch, seq_len, model.dim))
-  mlp = model_lib.SampleMLP(f0, model.dim, model.q_levels, model.dtype)
+  mlp = model_lib.SampleMLP(frame_size=f0, dim=model.dim, q_levels=model.q_levels,
+                            dtype=model.dtype)
 
   def sample_mlp(p, cond, x):
     logits = mlp.apply({'params': p}, x[:, big - f0:x.shape[1] - 1], cond)

@@ -196,7 +196,7 @@ def summary(dots: Sequence[Dot]) -> Dict[str, Dict[str, float]]:
   return out
 
 
-def markdown(dots: Sequence[Dot], title: str, list_all: bool = False) -> str:
+def markdown(dots: Sequence[Dot], title: str, *, list_all: bool = False) -> str:
   lines = [f'### {title}', '', '| operands -> result | ops | runs per step | operand bytes '
            'per step | FLOPs per step |', '| --- | --- | --- | --- | --- |']
   for dtypes, row in sorted(summary(dots).items()):
@@ -232,7 +232,7 @@ def main(argv=None):
   config = scaling_lib.config_for(args.config, args.batch_size, args.seq_len, dtype=args.dtype)
   title = (f'{args.config}, {args.dtype}, batch {config.train.batch_size}, '
            f'seq_len {config.data.seq_len}')
-  print(markdown(train_step_dots(config), title, args.all))
+  print(markdown(train_step_dots(config), title, list_all=args.all))
 
 
 if __name__ == '__main__':

@@ -118,7 +118,7 @@ def generate_flops_per_sample(model_config) -> float:
   return 2 * forward_macs_per_sample(model_config, 'model')
 
 
-def executed_generate_flops_per_sample(model_config, fold_upper_upsampling: bool = True
+def executed_generate_flops_per_sample(model_config, *, fold_upper_upsampling: bool = True
                                        ) -> float:
   """FLOPs the sampler executes per generated sample of one sequence (its folded form).
 
@@ -143,7 +143,7 @@ def executed_generate_flops_per_sample(model_config, fold_upper_upsampling: bool
   return 2 * total
 
 
-def train_flops_per_step(model_config, batch_size: int, seq_len: int,
+def train_flops_per_step(model_config, batch_size: int, seq_len: int, *,
                          form: str = 'model', rnn_form: str = 'layered') -> float:
   """FLOPs of one training step over ``batch_size`` windows of ``seq_len`` samples.
 

@@ -20,7 +20,7 @@ def _random_params(model_config, seed=0):
 
 
 def benchmark_generation(model_config: ml_collections.ConfigDict, batch_size: int,
-                         num_samples: int, chunk_size: int = None, repeats: int = 3,
+                         num_samples: int, *, chunk_size: int = None, repeats: int = 3,
                          return_details: bool = False, sample_rate: int = 16000):
   """Total samples per second (all sequences) generating ``num_samples`` per sequence.
 

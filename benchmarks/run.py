@@ -210,8 +210,8 @@ def bench_train(configs: Dict[Side, ml_collections.ConfigDict], suite, prism) ->
 
   by_form, program_by_form = {}, {}
   for (form, dtype), rounds in ours_rounds.items():
-    formula = flops_lib.train_flops_per_step(config.model, batch_size, seq_len, 'implemented',
-                                             form)
+    formula = flops_lib.train_flops_per_step(config.model, batch_size, seq_len, form='implemented',
+                                             rnn_form=form)
     figures = summary(rounds, rounds[0]['compile_sec'], formula)
     figures['source'] = _source(benchmark_train_step)
     figures['depth'] = rounds[0]['depth']
@@ -304,7 +304,7 @@ def _generation_run(model_config, params, batch: int, num_samples: int):
   key = [0]
   sampler = sampler_lib.Sampler(model_config, batch, chunk_size=num_samples)
   executed = flops_lib.executed_generate_flops_per_sample(
-      model_config, sampler.spec.fold_upper_upsampling)
+      model_config, fold_upper_upsampling=sampler.spec.fold_upper_upsampling)
   # Folding the weights is part of loading a checkpoint, done once per run of
   # samplernn-generate, as PRiSM's model building and loading is; timed apart.
   start = time.perf_counter()
@@ -546,7 +546,7 @@ def markdown(results: Dict[str, Any]) -> str:
       '|' + '---|' * len(TABLE_HEADER),
   ]
 
-  def row(config, figure, part, key, unit='', lower_better=False):
+  def row(config, figure, part, key, unit='', *, lower_better=False):
     if part is None:
       return
     ref_v = part.get('reference', {}).get(key)
@@ -572,8 +572,8 @@ def markdown(results: Dict[str, Any]) -> str:
             f"B{c['batch_size']}x{c['seq_len']})"
     t = c.get('train')
     row(label, 'train samples/s', t, 'samples_per_sec')
-    row(label, 'train s/step', t, 'sec_per_step', 's', True)
-    row(label, 'train compile s', t, 'compile_sec', 's', True)
+    row(label, 'train s/step', t, 'sec_per_step', 's', lower_better=True)
+    row(label, 'train compile s', t, 'compile_sec', 's', lower_better=True)
     row(label, 'train FLOP/s (model count)', t, 'achieved_flops_per_sec', 'FLOP/s')
     row(label, 'train FLOP/s (executed)', t, 'executed_flops_per_sec', 'FLOP/s')
     row(label, 'train executed share of matmul peak', t, 'fraction_of_peak', '%')

@@ -171,7 +171,7 @@ def measure(config, device_counts: Sequence[int] = (1, 2, 4, 8)) -> Dict[str, An
     row['efficiency'] = row['ideal_flops_per_device'] / row['flops_per_device']
   batch_size, seq_len = int(config.train.batch_size), int(config.data.seq_len)
   form = str(config.model.rnn_form)
-  per_step = [flops_lib.train_flops_per_step(config.model, b, seq_len, 'implemented', form)
+  per_step = [flops_lib.train_flops_per_step(config.model, b, seq_len, form='implemented', rnn_form=form)
               for b in (0, batch_size)]
   return {'batch_size': batch_size, 'seq_len': seq_len,
           'dtype': str(config.model.get('dtype', 'float32')), 'rnn_form': form,

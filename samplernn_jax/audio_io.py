@@ -5,8 +5,8 @@
   ogg/vorbis, opus, mp3, m4a/aac, webm, and the audio track of video files.
   soundfile is tried first because it is exact and fast for the formats it knows.
 * ``to_mono`` averages channels; ``resample`` uses soxr at high quality ('HQ').
-* ``write_wav_atomic`` writes 16-bit PCM through a temporary file and ``os.replace``,
-  so an interrupted run never leaves a half-written chunk under its final name.
+* ``write_wav_atomic`` writes 16-bit PCM through ``files.atomic_write``, so an interrupted
+  run never leaves a half-written chunk under its final name.
 
 Every failure to produce usable samples raises ``AudioError`` with a reason a person
 can act on (empty, truncated, not audio, non-finite samples, ...).
@@ -19,6 +19,8 @@ import av
 import numpy as np
 import soundfile as sf
 import soxr
+
+from samplernn_jax import files
 
 # What samplernn-prepare looks for in a directory; PyAV reads all of them.
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.oga', '.opus', '.mp3', '.m4a', '.aac',
@@ -164,50 +166,6 @@ def to_pcm16(samples_N: np.ndarray) -> np.ndarray:
   return np.clip(np.round(samples_N * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def partial_path(path: str) -> str:
-  """Where ``path`` is written before it is renamed into place: ``.NAME.PID.partial``.
-
-  A dot-name without the audio suffix, so a crash leftover is never read as audio, and
-  with the writer's PID, so ``remove_stale_partials`` knows when its writer is gone.
-  """
-  directory, name = os.path.split(path)
-  return os.path.join(directory, f'.{name}.{os.getpid()}.partial')
-
-
-_PARTIAL_RE = re.compile(r'\.(\d+)\.partial$')
-
-
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True  # Someone else's live process.
-  return True
-
-
-def remove_stale_partials(directory: str) -> list[str]:
-  """Deletes the ``partial_path`` files in ``directory`` whose writer no longer runs.
-
-  A killed run cannot clean up after itself; the next run does. Returns the paths removed.
-  """
-  removed = []
-  try:
-    names = os.listdir(directory)
-  except OSError:
-    return removed
-  for name in names:
-    match = _PARTIAL_RE.search(name)
-    if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-      try:
-        os.remove(os.path.join(directory, name))
-        removed.append(os.path.join(directory, name))
-      except OSError:
-        pass
-  return removed
-
-
 def write_wav_atomic(path: str, samples_N: np.ndarray, sample_rate: int) -> None:
   """Writes float (or int16) samples as a 16-bit PCM WAV at ``path``, all or nothing.
 
@@ -215,11 +173,5 @@ def write_wav_atomic(path: str, samples_N: np.ndarray, sample_rate: int) -> None
   "System error".
   """
   pcm_N = samples_N if samples_N.dtype == np.int16 else to_pcm16(samples_N)
-  tmp_path = partial_path(path)
-  try:
-    with open(tmp_path, 'wb') as f:
-      sf.write(f, pcm_N, sample_rate, subtype='PCM_16', format='WAV')
-    os.replace(tmp_path, path)
-  finally:
-    if os.path.exists(tmp_path):
-      os.remove(tmp_path)
+  with files.atomic_write(path, 'wb') as f:
+    sf.write(f, pcm_N, sample_rate, subtype='PCM_16', format='WAV')

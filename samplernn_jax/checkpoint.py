@@ -20,8 +20,9 @@ from typing import Any, Optional
 import ml_collections
 import orbax.checkpoint as ocp
 
-CHECKPOINT_DIR = 'checkpoints'
-CONFIG_FILE = 'config.json'
+from samplernn_jax import config as config_lib
+from samplernn_jax import files
+from samplernn_jax import workdir as workdir_lib
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
@@ -30,21 +31,20 @@ def config_to_json(config: ml_collections.ConfigDict) -> dict:
 
 
 def config_from_json(d: dict) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(d)
+  """A stored config, its missing fields (a run older than them) filled with the defaults."""
+  return config_lib.with_defaults(d)
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   os.makedirs(workdir, exist_ok=True)
-  tmp = os.path.join(workdir, CONFIG_FILE + '.tmp')
-  with open(tmp, 'w') as f:
+  with files.atomic_write(os.path.join(workdir, workdir_lib.CONFIG)) as f:
     json.dump(config_to_json(config), f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
 
 
 def make_manager(workdir: str,
                  options: Optional[ocp.CheckpointManagerOptions] = None) -> ocp.CheckpointManager:
   """The manager over ``workdir/checkpoints`` (created if missing)."""
-  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+  directory = os.path.join(os.path.abspath(workdir), workdir_lib.CHECKPOINTS)
   return ocp.CheckpointManager(directory, options=options)
 
 
@@ -59,7 +59,7 @@ def save_params(workdir: str, step: int, params: Any, config: ml_collections.Con
 
 
 def latest_step(workdir: str) -> Optional[int]:
-  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+  directory = os.path.join(os.path.abspath(workdir), workdir_lib.CHECKPOINTS)
   if not os.path.isdir(directory):
     return None
   with make_manager(workdir) as manager:
@@ -98,7 +98,7 @@ def set_aside(manager: ocp.CheckpointManager, step: int, workdir: str) -> str:
 
   Left in place, it would block a new save of the same step; returns the new path.
   """
-  target_dir = os.path.join(os.path.abspath(workdir), 'broken_checkpoints')
+  target_dir = os.path.join(os.path.abspath(workdir), workdir_lib.BROKEN_CHECKPOINTS)
   os.makedirs(target_dir, exist_ok=True)
   target = os.path.join(target_dir, str(step))
   while os.path.exists(target):
@@ -128,7 +128,7 @@ def restore_params(workdir: str, step: Optional[int] = None):
     CheckpointError: that checkpoint is damaged; the message names the broken item, the
       intact steps and the ``--step`` to pass.
   """
-  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+  directory = os.path.join(os.path.abspath(workdir), workdir_lib.CHECKPOINTS)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f'{directory}: no checkpoints here; train or import a model into '
                             f'--workdir={workdir} first.')

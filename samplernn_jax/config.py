@@ -1,4 +1,5 @@
-"""Checks that a ``ConfigDict`` (see ``configs/``) describes a model that can be built.
+"""Checks that a ``ConfigDict`` (see ``configs/``) describes a model that can be built, and
+fills a stored config's missing fields with the library's defaults.
 
 Every message says what to change, since these errors are read by people launching a
 multi-day run from the command line.
@@ -6,11 +7,33 @@ multi-day run from the command line.
 
 import inspect
 import re
+from typing import Mapping, Union
 
 import ml_collections
 
+from samplernn_jax import default_config
 from samplernn_jax import quantization
 from samplernn_jax import rnn
+
+
+def with_defaults(stored: Union[ml_collections.ConfigDict, Mapping]) -> ml_collections.ConfigDict:
+  """``stored`` (a config, or the dict of its JSON) over ``default_config.get_config()``.
+
+  Stored values win; a field that a run written before it existed lacks gets its default, so
+  code reading a checkpoint's config never needs a fallback of its own.
+  """
+  if isinstance(stored, ml_collections.ConfigDict):
+    stored = stored.to_dict()
+  return ml_collections.ConfigDict(_merged(default_config.get_config().to_dict(), stored))
+
+
+def _merged(defaults: Mapping, stored: Mapping) -> dict:
+  merged = dict(defaults)
+  for key, value in stored.items():
+    if isinstance(value, Mapping) and isinstance(defaults.get(key), Mapping):
+      value = _merged(defaults[key], value)
+    merged[key] = value
+  return merged
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -37,9 +60,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                      f'{m.num_rnn_layers} must both be positive.')
   if not 0.0 <= m.rnn_dropout < 1.0:
     raise ValueError(f'config.model.rnn_dropout={m.rnn_dropout} must lie in [0, 1).')
-  if m.get('rnn_form', 'auto') not in rnn.RNN_FORMS:
+  if m.rnn_form not in rnn.RNN_FORMS:
     raise ValueError(f'config.model.rnn_form={m.rnn_form!r}; use one of {rnn.RNN_FORMS}.')
-  if m.get('dtype', 'float32') not in ('float32', 'bfloat16'):
+  if m.dtype not in ('float32', 'bfloat16'):
     raise ValueError(f"config.model.dtype={m.dtype!r}; use 'float32' or 'bfloat16'.")
   try:
     quantization.check_q_type(m.q_type, m.q_levels)
@@ -57,7 +80,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       raise ValueError(f'config.data.sample_rate={d.sample_rate} must be a positive rate in Hz.')
     if not 0 <= d.val_frac < 1:
       raise ValueError(f'config.data.val_frac={d.val_frac} must lie in [0, 1).')
-    if d.get('on_bad_file', 'skip') not in BAD_FILE_ACTIONS:
+    if d.on_bad_file not in BAD_FILE_ACTIONS:
       raise ValueError(f'config.data.on_bad_file={d.on_bad_file!r}; use one of '
                        f'{BAD_FILE_ACTIONS}.')
   if 'train' in config:
@@ -72,11 +95,11 @@ BAD_FILE_ACTIONS = ('skip', 'stop')
 def _validate_train(t: ml_collections.ConfigDict) -> None:
   """Counts that must be positive or non-negative; checked before any data is made."""
   for name in ('batch_size', 'num_epochs', 'checkpoint_every_epochs'):
-    if t.get(name, 1) < 1:
+    if t[name] < 1:
       raise ValueError(f'config.train.{name}={t[name]} must be at least 1.')
   for name in ('max_checkpoints', 'early_stopping_patience', 'log_every_steps',
                'eval_every_steps', 'checkpoint_every_steps', 'reduce_learning_rate_after'):
-    if t.get(name, 0) < 0:
+    if t[name] < 0:
       raise ValueError(f'config.train.{name}={t[name]} must be 0 (off) or positive.')
 
 
@@ -86,7 +109,7 @@ def describe_fields(config: ml_collections.ConfigDict) -> str:
   The meanings are the one-line comments of ``default_config.py``, the one place they are
   written; a field without one (added by a config file) is listed without.
   """
-  from samplernn_jax import default_config  # pylint: disable=g-import-not-at-top
+
   meaning = {}
   for line in inspect.getsource(default_config).splitlines():
     m = re.match(r'\s*(\w+)\.(\w+) = .*?#\s*(.+)$', line)

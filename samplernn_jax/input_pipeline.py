@@ -116,7 +116,7 @@ class _GroupSource:
   group with windows). Picklable, so grain workers can each build it.
   """
 
-  def __init__(self, files, lengths, windowing, batch_size, rows, num_epochs, *, shuffle,
+  def __init__(self, files, lengths, windowing, *, batch_size, rows, num_epochs, shuffle,
                seed, pad_last):
     self._files = list(files)
     self._lengths = np.asarray(lengths, np.int64)
@@ -279,13 +279,14 @@ def make_datasets(config, data_dir: str, *, num_epochs: int | None = None,
     raise ValueError(f'batch_size {batch_size} does not split over {process_count} hosts.')
   per_host = batch_size // process_count
   rows = slice(process_index * per_host, (process_index + 1) * per_host)
-  windowing = _Windowing(config.data.seq_len, config.model.frame_sizes[-1],
-                         config.data.sample_rate, config.model.q_type, config.model.q_levels)
+  windowing = _Windowing(seq_len=config.data.seq_len, big_frame=config.model.frame_sizes[-1],
+                         sample_rate=config.data.sample_rate, q_type=config.model.q_type,
+                         q_levels=config.model.q_levels)
   quantization.check_q_type(windowing.q_type, windowing.q_levels)
 
   train_files, val_files = split_files(find_audio_files(data_dir), config.data.val_frac)
   # The split is made before bad files drop out, so one bad file does not move the others.
-  on_bad_file = config.data.get('on_bad_file', 'skip')
+  on_bad_file = config.data.on_bad_file
   train_files, train_lengths = usable_files(train_files, windowing.sample_rate, on_bad_file)
   val_files, val_lengths = usable_files(val_files, windowing.sample_rate, on_bad_file)
   if len(train_files) < batch_size:
@@ -295,13 +296,13 @@ def make_datasets(config, data_dir: str, *, num_epochs: int | None = None,
         f'config.train.batch_size or add files (e.g. shorter chunks from samplernn-prepare).')
   num_epochs = config.train.num_epochs if num_epochs is None else num_epochs
   seed = config.data.shuffle_seed
-  train = _GroupSource(train_files, train_lengths, windowing, batch_size, rows, num_epochs,
-                       shuffle=True, seed=seed, pad_last=False)
+  train = _GroupSource(train_files, train_lengths, windowing, batch_size=batch_size, rows=rows,
+                       num_epochs=num_epochs, shuffle=True, seed=seed, pad_last=False)
   windows_per_epoch = tuple(int(train.plan(e)[1].sum()) for e in range(num_epochs))
   val_ds, val_windows = None, 0
   if val_files:
-    val = _GroupSource(val_files, val_lengths, windowing, batch_size, rows, 1,
-                       shuffle=False, seed=seed, pad_last=True)
+    val = _GroupSource(val_files, val_lengths, windowing, batch_size=batch_size, rows=rows,
+                       num_epochs=1, shuffle=False, seed=seed, pad_last=True)
     val_ds = _windows_dataset(val, windowing, config.data.num_workers)
     val_windows = int(val.plan(0)[1].sum())
   return Datasets(

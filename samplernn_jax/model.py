@@ -77,10 +77,11 @@ class FrameTier(nn.Module):
   def initial_carry(self, batch_size: int):
     return self.rnn.initial_carry(batch_size)
 
-  def __call__(self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry,
+  def __call__(self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry, *,
                deterministic: bool = True):
     """Runs ``N = T / frame_size`` frames; returns ``(carry, cond_Bx(N*R)xD)``."""
-    carry, h_BxNxD = self.rnn_outputs(samples_BxT, conditioning_BxNxD, carry, deterministic)
+    carry, h_BxNxD = self.rnn_outputs(samples_BxT, conditioning_BxNxD, carry,
+                                      deterministic=deterministic)
     return carry, self.upsampled(h_BxNxD)
 
   def upsampled(self, h_BxNxD):
@@ -91,7 +92,7 @@ class FrameTier(nn.Module):
     out = precision.matmul(h_BxNxD, u_DxRD, self.dtype)
     return out.reshape(batch, num_frames * self.upsample_ratio, self.dim)
 
-  def rnn_outputs(self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry,
+  def rnn_outputs(self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry, *,
                   deterministic: bool = True):
     """Like ``__call__`` without the upsampling: ``(carry, h_BxNxD)``, one row per frame."""
     batch, length = samples_BxT.shape
@@ -101,7 +102,7 @@ class FrameTier(nn.Module):
     x_BxNxD = self.input_proj(frames_BxNxF)
     if conditioning_BxNxD is not None:
       x_BxNxD = x_BxNxD + conditioning_BxNxD
-    return self.rnn(x_BxNxD, carry, deterministic)
+    return self.rnn(x_BxNxD, carry, deterministic=deterministic)
 
   def _stack(self, **module_kwargs) -> rnn.StackedRNN:
     return rnn.StackedRNN(rnn_type=self.rnn_type, dim=self.dim, num_layers=self.num_layers,
@@ -116,7 +117,7 @@ class FrameTier(nn.Module):
     input gates; the input projection's output is added to it first)."""
     return self._stack(parent=None).first_layer_input(params['rnn'])[0]
 
-  def fold(self, params, below_w_DxG, fold_upsampling: bool = True) -> dict:
+  def fold(self, params, below_w_DxG, *, fold_upsampling: bool = True) -> dict:
     """The one-frame form of ``params`` (this tier's tree); pure, matrices in the matmul dtype.
 
     ``below_w_DxG`` is what the upsampled output feeds (``SampleMLP.input_weight`` or the
@@ -291,8 +292,8 @@ class SampleRNN(nn.Module):
                      axis_name=self.axis_name, rnn_form=self.rnn_form, **module_kwargs)
 
   def _sample_mlp(self, **module_kwargs) -> SampleMLP:
-    return SampleMLP(self.frame_sizes[0], self.dim, self.q_levels, self.dtype, self.axis_name,
-                     **module_kwargs)
+    return SampleMLP(frame_size=self.frame_sizes[0], dim=self.dim, q_levels=self.q_levels,
+                     dtype=self.dtype, axis_name=self.axis_name, **module_kwargs)
 
   def step_modules(self) -> tuple:
     """``(frame tiers, sample MLP)`` unbound: their ``step`` methods need no parameters."""
@@ -303,7 +304,7 @@ class SampleRNN(nn.Module):
     """The reset state: zeros, or the learned h0 when ``learn_h0``; one entry per frame tier."""
     return tuple(tier.initial_carry(batch_size) for tier in self.frame_tiers)
 
-  def __call__(self, x_BxL, carry, deterministic: bool = True):
+  def __call__(self, x_BxL, carry, *, deterministic: bool = True):
     """Logits for the last ``L - big_frame`` samples of the window ``x_BxL``.
 
     Args:
@@ -314,7 +315,7 @@ class SampleRNN(nn.Module):
       ``(carry, logits_BxTxQ)`` with ``T = L - big_frame``; ``logits[:, t]`` predicts
       ``x[:, big_frame + t]``.
     """
-    new_carry, h_BxNxD = self.frame_tiers_forward(x_BxL, carry, deterministic)
+    new_carry, h_BxNxD = self.frame_tiers_forward(x_BxL, carry, deterministic=deterministic)
     f0 = self.frame_sizes[0]
     lowest = self.frame_tiers[0]
     ids_BxL = x_BxL[:, self.big_frame_size - f0:x_BxL.shape[1] - 1]
@@ -323,7 +324,7 @@ class SampleRNN(nn.Module):
       return new_carry, self.sample_mlp(ids_BxL, lowest.upsampled(h_BxNxD))
     return new_carry, self.sample_mlp.from_frames(ids_BxL, h_BxNxD, lowest.upsample)
 
-  def frame_tiers_forward(self, x_BxL, carry, deterministic: bool = True):
+  def frame_tiers_forward(self, x_BxL, carry, *, deterministic: bool = True):
     """Every frame tier over the window, top down: ``(carry, h_BxNxD)``.
 
     Each upper tier's upsampled output conditions the tier below; ``h_BxNxD`` is the
@@ -340,13 +341,13 @@ class SampleRNN(nn.Module):
       frames_BxT = x_BxL[:, big - f:length - f]
       if j > 0:
         new_carry[j], conditioning = self.frame_tiers[j](frames_BxT, conditioning, carry[j],
-                                                         deterministic)
+                                                         deterministic=deterministic)
       else:
-        new_carry[j], h_BxNxD = self.frame_tiers[j].rnn_outputs(frames_BxT, conditioning,
-                                                               carry[j], deterministic)
+        new_carry[j], h_BxNxD = self.frame_tiers[j].rnn_outputs(
+            frames_BxT, conditioning, carry[j], deterministic=deterministic)
     return tuple(new_carry), h_BxNxD
 
-  def fold(self, params, fold_upper_upsampling: bool = True) -> dict:
+  def fold(self, params, *, fold_upper_upsampling: bool = True) -> dict:
     """The step form of the whole model: ``{'frame_tiers': [...], 'sample_mlp': ...}``.
 
     Pure (``params`` is ``init_params``' tree); the sampler folds once per checkpoint. Each
@@ -394,9 +395,9 @@ def from_config(model_config: ml_collections.ConfigDict,
       skip_conn=bool(model_config.skip_conn),
       learn_h0=bool(model_config.learn_h0),
       rnn_dropout=float(model_config.rnn_dropout),
-      dtype=DTYPES[model_config.get('dtype', 'float32')],
+      dtype=DTYPES[model_config.dtype],
       axis_name=axis_name,
-      rnn_form=backend.rnn_form(model_config.get('rnn_form', 'auto')))
+      rnn_form=backend.rnn_form(model_config.rnn_form))
 
 
 def init_params(model: SampleRNN, rng: jax.Array, batch_size: int = 1):

@@ -1,11 +1,10 @@
 """Reporting: stdout (or a tqdm bar on a terminal), ``metrics.jsonl`` and TensorBoard.
 
-The one logging path of training. ``metrics.jsonl`` holds one JSON object per logged step
-('train': loss, accuracy, timing), validation ('val') and epoch ('epoch'); TensorBoard gets
-the same scalars and the generated clips.
+The one logging path of training. ``metrics.jsonl`` holds one record per logged step (kind
+'train': loss, accuracy, timing), validation ('val') and epoch ('epoch'), written and read by
+``workdir``; TensorBoard gets the same scalars and the generated clips.
 """
 
-import json
 import os
 import sys
 import time
@@ -17,6 +16,8 @@ import ml_collections
 import numpy as np
 import tensorboardX
 
+from samplernn_jax import workdir as workdir_lib
+
 
 class Reporter:
   """Writes what the loop reports; only process 0 writes.
@@ -27,35 +28,33 @@ class Reporter:
   """
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict,
-               windows_per_epoch: Sequence[int], resumed_step: int = 0):
+               windows_per_epoch: Sequence[int], *, resumed_step: int = 0):
     self.active = jax.process_index() == 0
     self.tty = sys.stdout.isatty()
     self.samples_per_step = int(config.train.batch_size) * int(config.data.seq_len)
     self.sample_rate = int(config.data.sample_rate)
     self.windows_per_epoch = tuple(windows_per_epoch)
+    self.workdir = workdir
     self._bar = None
-    self._jsonl = self._tb = None
+    self._tb = None
     self._step_times = []  # Seconds of this process's first steps, for the time estimate.
     # A step's time runs from the report of the one before (or the restart after a
     # validation or a save) to its own; an epoch's from the report of the one before.
     self._step_start = self._epoch_start = time.perf_counter()
     if self.active:
-      path = os.path.join(workdir, 'metrics.jsonl')
-      drop_records_after(path, resumed_step)
-      self._jsonl = open(path, 'a')
-      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      drop_records_after(workdir, resumed_step)
+      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, workdir_lib.TENSORBOARD))
 
   @property
   def num_epochs(self) -> int:
     return len(self.windows_per_epoch)
 
-  def _write(self, record: dict, prefix: str):
-    self._jsonl.write(json.dumps(record) + '\n')
-    self._jsonl.flush()
+  def _write(self, kind: str, record: dict):
+    workdir_lib.append_record(self.workdir, {'kind': kind, **record})
     if self._tb is not None:
       for k, v in record.items():
         if k not in ('step', 'epoch') and isinstance(v, (int, float)):
-          self._tb.add_scalar(f'{prefix}/{k}', v, record['step'])
+          self._tb.add_scalar(f'{kind}/{k}', v, record['step'])
 
   def restart_step_clock(self):
     """The next step's time starts now (what came before was not a step's work)."""
@@ -95,7 +94,7 @@ class Reporter:
     samples_per_sec = self.samples_per_step / sec_per_step if sec_per_step > 0 else float('nan')
     record = {'step': step, 'epoch': epoch, **{k: float(v) for k, v in metrics.items()},
               'sec_per_step': sec_per_step, 'samples_per_sec': samples_per_sec}
-    self._write(record, 'train')
+    self._write('train', record)
     if not self.tty:
       epoch_steps = self.windows_per_epoch[epoch - 1]
       print(f"Epoch {epoch}/{self.num_epochs}, Step {in_epoch}/{epoch_steps} ({step}), "
@@ -110,14 +109,14 @@ class Reporter:
     if not self.active:
       return
     self.close_bar()
-    self._write({'step': step, 'epoch': epoch, **metrics}, 'epoch')
+    self._write('epoch', {'step': step, 'epoch': epoch, **metrics})
     parts = [f'{k}: {v:.4f}' for k, v in metrics.items()]
     print(f'Epoch {epoch}/{self.num_epochs} done in {seconds:.1f} s at step {step}; '
           + ', '.join(parts), flush=True)
 
   def evaluation(self, step: int, epoch: int, metrics: dict):
     if self.active and metrics:
-      self._write({'step': step, 'epoch': epoch, **metrics}, 'val')
+      self._write('val', {'step': step, 'epoch': epoch, **metrics})
 
   def audio(self, tag: str, audio_N: np.ndarray, step: int):
     if self.active and self._tb is not None:
@@ -139,8 +138,6 @@ class Reporter:
 
   def close(self):
     self.close_bar()
-    if self._jsonl is not None:
-      self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
 
@@ -173,25 +170,14 @@ def time_estimate(sec_per_step: float, steps_per_epoch: int, epochs_left: float)
   return text
 
 
-def drop_records_after(path: str, step: int) -> None:
+def drop_records_after(workdir: str, step: int) -> None:
   """Keeps the records of ``metrics.jsonl`` up to ``step``: a resumed run writes the rest.
 
   Steps after the checkpoint a run resumes from were logged by a run that was killed;
-  they are done again, and would otherwise appear twice.
+  they are done again, and would otherwise appear twice. A rewrite keeps no damaged line
+  (``read_records`` warned of it).
   """
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    lines = f.readlines()
-  kept = []
-  for line in lines:
-    try:
-      if json.loads(line).get('step', 0) <= step:
-        kept.append(line)
-    except ValueError:
-      pass  # A line cut short by a kill.
-  if len(kept) != len(lines):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.writelines(kept)
-    os.replace(tmp, path)
+  records = workdir_lib.read_records(workdir)
+  kept = [r for r in records if r['step'] <= step]
+  if len(kept) != len(records):
+    workdir_lib.rewrite_records(workdir, kept)

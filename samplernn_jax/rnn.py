@@ -224,8 +224,9 @@ class StackedRNN(nn.Module):
     if self.rnn_type not in RNN_TYPES:
       raise ValueError(f'rnn_type must be one of {RNN_TYPES}, got {self.rnn_type!r}.')
     self.layers = [
-        RNNLayer(self.rnn_type, self.dim, self.dim * (2 if (self.skip_conn and i == 0) else 1),
-                 self.learn_h0, self.dtype, name=f'layer_{i}')
+        RNNLayer(rnn_type=self.rnn_type, dim=self.dim,
+                 in_features=self.dim * (2 if (self.skip_conn and i == 0) else 1),
+                 learn_h0=self.learn_h0, dtype=self.dtype, name=f'layer_{i}')
         for i in range(self.num_layers)]
     self.input_dropout = InputDropout(self.dropout, self.axis_name)
     if self.skip_conn:
@@ -236,7 +237,7 @@ class StackedRNN(nn.Module):
   def initial_carry(self, batch_size: int) -> tuple:
     return tuple(layer.initial_carry(batch_size) for layer in self.layers)
 
-  def __call__(self, x_BxTxD, carry: Sequence[Carry], deterministic: bool = True):
+  def __call__(self, x_BxTxD, carry: Sequence[Carry], *, deterministic: bool = True):
     """Returns ``(carry, out_BxTxD)`` for a window of ``T`` steps."""
     use_dropout = self.dropout > 0 and not deterministic
     first = self.layers[0]
@@ -250,9 +251,9 @@ class StackedRNN(nn.Module):
       h = self.input_dropout(h)
     xw0_BxTxG = first.project_inputs(h, w_ih)
     if self.form == 'wavefront' and self.num_layers > 1:
-      new_carry, outputs = self._wavefront(xw0_BxTxG, carry, use_dropout)
+      new_carry, outputs = self._wavefront(xw0_BxTxG, carry, use_dropout=use_dropout)
     else:
-      new_carry, outputs = self._layered(xw0_BxTxG, carry, use_dropout)
+      new_carry, outputs = self._layered(xw0_BxTxG, carry, use_dropout=use_dropout)
     if not self.skip_conn:
       return new_carry, outputs[-1]
     out = None
@@ -260,7 +261,7 @@ class StackedRNN(nn.Module):
       out = skip_out(h) if out is None else out + skip_out(h)
     return new_carry, out
 
-  def _layered(self, xw0_BxTxG, carry, use_dropout: bool):
+  def _layered(self, xw0_BxTxG, carry, *, use_dropout: bool):
     """One layer's scan after another: ``(carry, every layer's h_BxTxD)``."""
     new_carry, outputs = [], []
     xw = xw0_BxTxG
@@ -273,7 +274,7 @@ class StackedRNN(nn.Module):
       outputs.append(h)
     return tuple(new_carry), outputs
 
-  def _wavefront(self, xw0_BxTxG, carry, use_dropout: bool):
+  def _wavefront(self, xw0_BxTxG, carry, *, use_dropout: bool):
     """All layers in one scan (``wavefront``): ``(carry, every layer's h_BxTxD)``."""
     batch, num_steps, _ = xw0_BxTxG.shape
     upper = self.layers[1:]

@@ -25,8 +25,12 @@ import ml_collections
 import numpy as np
 
 from samplernn_jax import backend
+from samplernn_jax import default_config
 from samplernn_jax import model as model_lib
 from samplernn_jax import quantization
+
+# Samples per compiled call when none is given: config.generate.chunk_size's default.
+DEFAULT_CHUNK_SIZE = default_config.get_config().generate.chunk_size
 
 
 class Spec(NamedTuple):
@@ -85,7 +89,7 @@ def _forced(logits_BxQ, sample_B):
 
 
 def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_BxC, carry, ll_B,
-              position, frame_inputs: Callable, keep_logits: bool):
+              position, frame_inputs: Callable, *, keep_logits: bool):
   """Runs ``num_frames`` consecutive frames of tier ``j`` and every tier below.
 
   ``context_BxC`` ends with the samples just before the first frame (``C >= f_j``);
@@ -111,7 +115,8 @@ def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_B
       logits = logits if keep_logits else None
     else:
       carry, ll, new_Bxf, logits = _run_tier(folded, spec, j - 1, out_RxBxG, ratio, context_Bxf,
-                                             carry, ll, frame_position, frame_inputs, keep_logits)
+                                             carry, ll, frame_position, frame_inputs,
+                                             keep_logits=keep_logits)
     return (carry, new_Bxf, ll), (new_Bxf, logits)
 
   (carry, _, ll_B), (new_RxBxf, logits) = jax.lax.scan(
@@ -125,12 +130,13 @@ def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_B
 
 
 def _run(folded, spec: Spec, state: GenerationState, num_samples: int,
-         frame_inputs: Callable, keep_logits: bool = False):
+         frame_inputs: Callable, *, keep_logits: bool = False):
   """``num_samples`` (whole big frames) after ``state``: ``(state, samples_BxT, logits)``."""
   big = spec.model.big_frame_size
   carry, ll, samples, logits = _run_tier(
       folded, spec, len(spec.model.frame_sizes) - 1, None, num_samples // big, state.history_BxS,
-      state.rnn_carry, state.log_likelihood_B, state.position, frame_inputs, keep_logits)
+      state.rnn_carry, state.log_likelihood_B, state.position, frame_inputs,
+      keep_logits=keep_logits)
   state = GenerationState(rnn_carry=carry, history_BxS=samples[:, -big:], log_likelihood_B=ll,
                           position=state.position + num_samples)
   return state, samples, logits
@@ -162,7 +168,7 @@ def _teacher_forced(folded, state: GenerationState, levels_BxT, spec: Spec):
 
 @functools.partial(jax.jit, static_argnames='spec')
 def _fold(params, spec: Spec):
-  return spec.model.fold(params, spec.fold_upper_upsampling)
+  return spec.model.fold(params, fold_upper_upsampling=spec.fold_upper_upsampling)
 
 
 @functools.partial(jax.jit, static_argnames='model')
@@ -193,14 +199,14 @@ class Sampler:
   PRIME_WINDOW_FRAMES = 256
 
   def __init__(self, model_config: ml_collections.ConfigDict, batch_size: int,
-               chunk_size: int = 16384, dtype: Optional[str] = None, **options):
+               chunk_size: int = DEFAULT_CHUNK_SIZE, dtype: Optional[str] = None, **options):
     """``dtype``: the matmul dtype; default: ``model_config.dtype`` as this backend runs it
     fastest at this batch size (``backend.generation_dtype``). ``options``: ``Spec`` fields
     that change speed, not results (default: the backend's)."""
     loops = backend.sampler_options()
     spec = dict(sample_unroll=loops['sample_unroll'], frame_unroll=loops['frame_unroll'],
                 fold_upper_upsampling=batch_size > loops['unfolded_upper_max_batch'])
-    dtype = dtype or backend.generation_dtype(model_config.get('dtype', 'float32'), batch_size)
+    dtype = dtype or backend.generation_dtype(model_config.dtype, batch_size)
     model = model_lib.from_config(model_config).clone(dtype=model_lib.DTYPES[dtype])
     self.spec = Spec(model, **{**spec, **options})
     self.model = self.spec.model
@@ -242,7 +248,7 @@ class Sampler:
                            log_likelihood_B=jnp.zeros((batch,), jnp.float32),
                            position=jnp.zeros((), jnp.int32))
 
-  def generate(self, params, num_samples: int, temperatures: Sequence[float], rng,
+  def generate(self, params, num_samples: int, temperatures: Sequence[float], rng, *,
                seed_levels=None, callback: Optional[Callable[[np.ndarray, int], Any]] = None,
                folded=None, return_log_likelihood: bool = False):
     """``batch_size`` sequences of ``num_samples`` new levels: int32 ``[B, num_samples]``.
@@ -306,8 +312,10 @@ class Sampler:
 
 
 def generate(params, model_config: ml_collections.ConfigDict, num_samples: int,
-             temperatures: Sequence[float], rng, seed_levels=None, chunk_size: int = 16384,
+             temperatures: Sequence[float], rng, seed_levels=None,
+             chunk_size: int = DEFAULT_CHUNK_SIZE,
              callback: Optional[Callable[[np.ndarray, int], Any]] = None) -> np.ndarray:
   """``len(temperatures)`` sequences of ``num_samples`` int32 levels (see ``Sampler``)."""
   sampler = Sampler(model_config, len(temperatures), chunk_size)
-  return sampler.generate(params, num_samples, temperatures, rng, seed_levels, callback)
+  return sampler.generate(params, num_samples, temperatures, rng, seed_levels=seed_levels,
+                          callback=callback)

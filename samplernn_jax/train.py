@@ -36,9 +36,11 @@ from jax.sharding import Mesh
 
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import config as config_lib
+from samplernn_jax import files as files_lib
 from samplernn_jax import reporting
 from samplernn_jax import steps as steps_lib
 from samplernn_jax import train_state as train_state_lib
+from samplernn_jax import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Hooks:
   on_checkpoint: Optional[Callable[[Checkpointed], None]] = None
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_dir: str, *,
                        resume_from: Optional[int] = None, hooks: Hooks = Hooks()) -> dict:
   """Trains (or resumes training) in ``workdir`` on ``data_dir``; returns the last epoch's
   metrics. ``hooks``: what the caller adds (see ``Hooks``).
@@ -211,7 +213,7 @@ class Progress:
     steps = max(self.epoch_steps, 1)
     return {'loss': self.loss_sum / steps, 'accuracy': self.accuracy_sum / steps}
 
-  def end_epoch(self, epochs_done: int, value: float, improved: bool) -> None:
+  def end_epoch(self, epochs_done: int, value: float, *, improved: bool) -> None:
     """An epoch ended with the monitored ``value``; the next one's sums start at zero."""
     self.best = value if improved else self.best
     self.bad_epochs = 0 if improved else self.bad_epochs + 1
@@ -353,7 +355,7 @@ def _end_epoch(loop: _Loop, run: _Run, epoch: int, val_metrics: dict) -> tuple[d
   loop.reporter.epoch(step=run.step, epoch=epochs_done, metrics=metrics)
   value = metrics[loop.monitor]
   improved = _improves(value, best=run.progress.best, mode=checkpoint_lib.MONITORS[loop.monitor])
-  run.progress.end_epoch(epochs_done, value, improved)
+  run.progress.end_epoch(epochs_done, value, improved=improved)
   patience = int(t.early_stopping_patience)
   stop_early = patience > 0 and run.progress.bad_epochs >= patience
   every = max(int(t.checkpoint_every_epochs), 1)
@@ -431,7 +433,8 @@ def _resume_point(manager, workdir: str, config: ml_collections.ConfigDict,
   return restore_step, config
 
 
-def _datasets(config: ml_collections.ConfigDict, workdir: str, data_dir: str, resumed: bool):
+def _datasets(config: ml_collections.ConfigDict, workdir: str, data_dir: str, *,
+              resumed: bool):
   """The pipeline's datasets over ``data_dir``."""
   from samplernn_jax import input_pipeline  # grain; training only.
   datasets = input_pipeline.make_datasets(config, data_dir)
@@ -455,7 +458,7 @@ def _make_steps(config: ml_collections.ConfigDict) -> _Steps:
 
 
 def _start(config: ml_collections.ConfigDict, manager, workdir: str, programs: _Steps,
-           datasets, restore_step: Optional[int], explicit: bool):
+           datasets, restore_step: Optional[int], *, explicit: bool):
   """``(run, step)``: the run restored from checkpoint ``step``, or a fresh one (step None).
 
   Unless the step was named (``explicit``), a checkpoint that fails to restore is set aside
@@ -474,7 +477,7 @@ def _start(config: ml_collections.ConfigDict, manager, workdir: str, programs: _
     restore_step, restored = _restore_newest_intact(
         manager, workdir, [restore_step] if explicit else
         [s for s in manager.all_steps() if s <= restore_step],
-        lambda s: _restore(manager, s, abstract_state, abstract_carry, data), explicit)
+        lambda s: _restore(manager, s, abstract_state, abstract_carry, data), explicit=explicit)
   if restore_step is None:
     data = iter(datasets.train)  # A failed restore may have moved it.
     state = jax.jit(make_state, out_shardings=rep)()
@@ -583,8 +586,7 @@ def _merge_model_config(config: ml_collections.ConfigDict, saved: ml_collections
   same parameters are computed) from ``config``."""
   model = ml_collections.ConfigDict(saved.model.to_dict())
   for k in ('rnn_dropout', 'dtype', 'rnn_form'):
-    if k in config.model:
-      model[k] = config.model[k]
+    model[k] = config.model[k]
   mine = checkpoint_lib.config_to_json(config.model)
   theirs = checkpoint_lib.config_to_json(model)
   diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
@@ -596,10 +598,7 @@ def _merge_model_config(config: ml_collections.ConfigDict, saved: ml_collections
   return config
 
 
-DATA_FILES = 'data_files.json'  # What the last start of a run trained on.
-
-
-def _note_data_change(workdir: str, datasets, resumed: bool) -> None:
+def _note_data_change(workdir: str, datasets, *, resumed: bool) -> None:
   """Warns when a resumed run's files differ from its last start's: the epoch is re-planned.
 
   The data position in a checkpoint counts windows of the plan made from the file list, so
@@ -607,7 +606,7 @@ def _note_data_change(workdir: str, datasets, resumed: bool) -> None:
   """
   files = {'train': [[p, os.path.getsize(p)] for p in datasets.train_files],
            'val': [[p, os.path.getsize(p)] for p in datasets.val_files]}
-  path = os.path.join(workdir, DATA_FILES)
+  path = os.path.join(workdir, workdir_lib.DATA_FILES)
   try:
     with open(path) as f:
       before = json.load(f)
@@ -619,13 +618,11 @@ def _note_data_change(workdir: str, datasets, resumed: bool) -> None:
                     'the new files, so the resumed run does not continue the old order.',
                     len(before.get('train', ())), len(files['train']),
                     len(before.get('val', ())), len(files['val']))
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
+  with files_lib.atomic_write(path) as f:
     json.dump(files, f)
-  os.replace(tmp, path)
 
 
-def _restore_newest_intact(manager, workdir: str, steps, restore, explicit: bool):
+def _restore_newest_intact(manager, workdir: str, steps, restore, *, explicit: bool):
   """``(step, restore(step))`` for the newest of ``steps`` that restores, else ``(None, None)``.
 
   A damaged checkpoint is moved to ``workdir/broken_checkpoints`` with a warning naming it,

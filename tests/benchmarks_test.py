@@ -249,15 +249,15 @@ def test_markdown_is_written_and_printed_last(quick_tiny):
 def test_wavefront_ramp_in_the_executed_formula():
   m = load_config('default').model  # Tiers of 64 and 16 frames per 1024 samples, 4 layers.
   d, gru, layers, batch = 1024, 3, 4, 64
-  layered = flops.train_flops_per_step(m, batch, 1024, 'implemented', 'layered')
-  wavefront = flops.train_flops_per_step(m, batch, 1024, 'implemented', 'wavefront')
+  layered = flops.train_flops_per_step(m, batch, 1024, form='implemented', rnn_form='layered')
+  wavefront = flops.train_flops_per_step(m, batch, 1024, form='implemented', rnn_form='wavefront')
   looped = (2 * layers - 1) * gru * d * d  # h @ W_hh of every layer, x @ W_ih of layers 1..3.
   # Three extra steps per tier and window, forward + input gradient + weight gradient.
   assert wavefront - layered == pytest.approx(2 * 3 * looped * batch * 3 * 2)
-  assert flops.train_flops_per_step(m, batch, 1024, 'model', 'wavefront') == pytest.approx(
-      flops.train_flops_per_step(m, batch, 1024, 'model', 'layered'))
+  assert flops.train_flops_per_step(m, batch, 1024, form='model', rnn_form='wavefront') == pytest.approx(
+      flops.train_flops_per_step(m, batch, 1024, form='model', rnn_form='layered'))
   with pytest.raises(ValueError, match='auto'):
-    flops.train_flops_per_step(m, batch, 1024, 'implemented', 'auto')
+    flops.train_flops_per_step(m, batch, 1024, form='implemented', rnn_form='auto')
 
 
 def test_modeled_time_adds_depth_flops_and_link():
@@ -311,7 +311,7 @@ def test_sampler_flop_formula_matches_xla(fold_upper):
         folded['frame_tiers'][j], jax.ShapeDtypeStruct((1, f), jnp.int32), cond,
         carry[j]).compile()
     total += compiled.cost_analysis()['flops'] / 2 / f
-  want = flops.executed_generate_flops_per_sample(m, fold_upper)
+  want = flops.executed_generate_flops_per_sample(m, fold_upper_upsampling=fold_upper)
   # XLA also counts the gates' elementwise work: under 1% here.
   assert 2 * total == pytest.approx(want, rel=0.01)
   assert want < flops.generate_flops_per_sample(m)

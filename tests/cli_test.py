@@ -19,6 +19,7 @@ import soundfile as sf
 
 from samplernn_jax import checkpoint
 from samplernn_jax import model as model_lib
+from samplernn_jax import workdir as workdir_lib
 from tests.conftest import load_config
 from tests.conftest import prism_case
 from tests.conftest import random_params
@@ -82,7 +83,7 @@ def tree(tmp_path_factory):
     checkpoint.save_params(str(run), step, params, config)
   damaged = tmp / 'damaged'
   shutil.copytree(run, damaged)
-  (damaged / 'checkpoints' / '2' / 'config' / 'metadata').write_text('{"model": ')
+  (damaged / workdir_lib.CHECKPOINTS / '2' / 'config' / 'metadata').write_text('{"model": ')
   audio = tmp / 'audio'
   audio.mkdir()
   sf.write(audio / 'a.wav', np.zeros(4000, np.float32), 8000)

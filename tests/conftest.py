@@ -116,7 +116,7 @@ def random_params(model: model_lib.SampleRNN, scale: float = 0.25):
       lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), jnp.float32), shapes)
 
 
-def make_model(config: ml_collections.ConfigDict, init: bool = False, **model_overrides):
+def make_model(config: ml_collections.ConfigDict, *, init: bool = False, **model_overrides):
   """``(model, params, config)`` for ``config`` with ``config.model`` fields overridden
   (in place) and validated. ``params``: ``random_params``, or ``init_params``' with ``init``."""
   config.model.update(model_overrides)

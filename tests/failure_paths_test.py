@@ -24,6 +24,7 @@ from samplernn_jax.corpus import prepare
 from samplernn_jax import reporting
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
+from samplernn_jax import workdir as workdir_lib
 from tests.conftest import load_config
 from tests.conftest import random_params
 
@@ -97,7 +98,7 @@ def test_sizes_that_cannot_fit_are_refused_before_anything_starts(tmp_path):
 
 
 def _damage(workdir: pathlib.Path, step: int, how: str) -> None:
-  step_dir = workdir / 'checkpoints' / str(step)
+  step_dir = workdir / workdir_lib.CHECKPOINTS / str(step)
   if how == 'truncated':
     arrays = [p for p in (step_dir / 'params').rglob('*') if p.is_file() and p.parent.name == 'd']
     biggest = max(arrays, key=lambda p: p.stat().st_size)
@@ -169,11 +170,11 @@ def test_training_falls_back_past_a_damaged_checkpoint_and_logs_each_step_once(
   train.train_and_evaluate(config, str(workdir), corpus)
   assert any(f'checkpoints/{steps[-1]}/{item}' in r.getMessage() for r in caplog.records
              if r.levelname == 'WARNING')
-  assert (workdir / 'broken_checkpoints' / str(steps[-1])).is_dir()
-  records = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
-  train_steps = [r['step'] for r in records if 'sec_per_step' in r]
+  assert (workdir / workdir_lib.BROKEN_CHECKPOINTS / str(steps[-1])).is_dir()
+  records = workdir_lib.read_records(str(workdir))
+  train_steps = [r['step'] for r in records if r['kind'] == 'train']
   assert len(train_steps) == len(set(train_steps)), train_steps
-  expected = [json.loads(line) for line in open(done / 'metrics.jsonl')]
+  expected = workdir_lib.read_records(str(done))
   assert len(records) == len(expected)
   np.testing.assert_allclose([r['loss'] for r in records if 'loss' in r],
                              [r['loss'] for r in expected if 'loss' in r], rtol=1e-5)
@@ -183,19 +184,21 @@ def test_a_finished_run_says_so_and_how_to_train_longer(trained, tmp_path, capsy
   config, corpus, done = trained
   workdir = tmp_path / 'run'
   shutil.copytree(done, workdir)
-  before = (workdir / 'metrics.jsonl').read_text()
+  before = (workdir / workdir_lib.METRICS).read_text()
   assert train.train_and_evaluate(config, str(workdir), corpus) == {}
   out = capsys.readouterr().out
   assert 'training is finished (2 of 2 epochs done)' in out
   assert '--config.train.num_epochs=3' in out
-  assert (workdir / 'metrics.jsonl').read_text() == before
+  assert (workdir / workdir_lib.METRICS).read_text() == before
 
 
 def test_drop_records_after(tmp_path):
-  path = tmp_path / 'metrics.jsonl'
-  path.write_text('{"step": 5}\n{"step": 10}\n{"step": 15}\n{"ste')
-  reporting.drop_records_after(str(path), 10)
-  assert path.read_text() == '{"step": 5}\n{"step": 10}\n'
+  path = tmp_path / workdir_lib.METRICS
+  lines = [json.dumps({'kind': 'train', 'step': s, 'epoch': 1, 'loss': 1.0}) + '\n'
+           for s in (5, 10, 15)]
+  path.write_text(''.join(lines) + '{"ste')  # Cut short by a kill.
+  reporting.drop_records_after(str(tmp_path), 10)
+  assert path.read_text() == ''.join(lines[:2])
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,7 +264,8 @@ def test_exit_reasons_and_clipping(tmp_path):
   assert 'loud.wav: 25% of samples' in prepare.summary(results, 'out')
   assert prepare.problem(results) is None
   short = prepare.prepare([str(tmp_path / 'loud.wav')], str(tmp_path / 'out2'),
-                          prepare.Settings(8000, 5000, 0), progress=False)
+                          prepare.Settings(sample_rate=8000, chunk_length_ms=5000, overlap_ms=0),
+                          progress=False)
   assert 'no chunk was written' in prepare.problem(short)
   failed = [prepare.Result('x.wav', 'failed', reason='empty')] + results
   assert '1 of 2 files failed' in prepare.problem(failed)
@@ -289,7 +293,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads /proc')
-def test_killed_prepare_leaves_no_workers_and_its_partials_are_cleaned(tmp_path):
+def test_killed_prepare_leaves_no_workers_and_its_temporary_files_are_cleaned(tmp_path):
   src = tmp_path / 'src'
   src.mkdir()
   for i in range(40):
@@ -312,12 +316,12 @@ def test_killed_prepare_leaves_no_workers_and_its_partials_are_cleaned(tmp_path)
     time.sleep(0.1)
   assert not [p for p in workers if _alive(p)]
 
-  # A partial of a dead writer goes on the next run; a live writer's stays.
+  # A temporary file of a dead writer goes on the next run; a live writer's stays.
   out.mkdir(exist_ok=True)
   dead = subprocess.Popen([sys.executable, '-c', 'pass'])
   dead.wait()
-  stale = out / f'.s0_00000.wav.{dead.pid}.partial'
-  live = out / f'.s1_00000.wav.{os.getpid()}.partial'
+  stale = out / f'.s0_00000.wav.{dead.pid}.a1b2c3d4.tmp'
+  live = out / f'.s1_00000.wav.{os.getpid()}.e5f6g7h8.tmp'
   stale.write_bytes(b'x')
   live.write_bytes(b'x')
   prepare.prepare([str(src / 's0.wav')], str(out), SETTINGS, progress=False)

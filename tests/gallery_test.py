@@ -6,6 +6,7 @@ through its chromedriver; outside CI it is skipped when they are not installed.
 """
 
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -20,6 +21,7 @@ from samplernn_jax.listening import clips
 from samplernn_jax.corpus import demo_corpus
 from samplernn_jax.listening import gallery
 from samplernn_jax import train
+from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.listening import training_hooks
 from tests.conftest import load_config
 
@@ -45,7 +47,7 @@ def run(tmp_path_factory):
 
 
 def _page(workdir) -> str:
-  return pathlib.Path(workdir, 'gallery', 'index.html').read_text()
+  return pathlib.Path(workdir, workdir_lib.GALLERY, gallery.INDEX).read_text()
 
 
 def test_training_and_generation_build_the_page(run):
@@ -55,11 +57,12 @@ def test_training_and_generation_build_the_page(run):
                'samples/clip_e=50(0)_t=0.9.wav', 'samples/clip_e=50(1)_t=1.1.wav'):
     assert f'data-path="{clip}"' in page, clip
   assert 'No clips yet' not in page and 'curves.png' in page
-  images = os.listdir(os.path.join(run, 'gallery', 'images'))
+  images = os.listdir(os.path.join(run, workdir_lib.GALLERY, 'images'))
   assert len(images) == 4 + gallery.NUM_TRAINING_CHUNKS
-  assert len(os.listdir(os.path.join(run, 'gallery', 'chunks'))) == gallery.NUM_TRAINING_CHUNKS
+  chunks = os.listdir(os.path.join(run, workdir_lib.GALLERY, 'chunks'))
+  assert len(chunks) == gallery.NUM_TRAINING_CHUNKS
   # In-training clips are named by epoch; the page gives the step from metrics.jsonl.
-  clip = [c for c in _clips(run) if c.path.startswith('generated')][0]
+  clip = [c for c in _clips(run) if c.path.startswith(workdir_lib.GENERATED)][0]
   assert (clip.origin, clip.epoch, clip.step, clip.temperature) == ('training', 1, 50, 0.95)
   sample = [c for c in _clips(run) if c.path.startswith('samples')][0]
   assert (sample.origin, sample.step, sample.temperature) == ('generate', 50, 0.9)
@@ -70,8 +73,8 @@ def test_training_and_generation_build_the_page(run):
 
 def _clips(workdir):
   records = gallery._generate_records(workdir)  # pylint: disable=protected-access
-  steps = {r['epoch']: r['step'] for r in gallery.read_metrics(workdir) if 'learning_rate' in r}
-  cache = json.loads(pathlib.Path(workdir, 'gallery', 'cache.json').read_text())
+  steps = {r['epoch']: r['step'] for r in workdir_lib.read_records(workdir, 'epoch')}
+  cache = json.loads(pathlib.Path(workdir, workdir_lib.GALLERY, 'cache.json').read_text())
   return [gallery.Clip(path=p, url='', image_url='', score=cache[p]['score'],
                        **gallery.describe(p, steps, records)) for p in gallery.find_clips(workdir)]
 
@@ -96,7 +99,7 @@ def test_page_is_rebuilt_after_generation(run, tmp_path):
 def test_a_run_without_clips_or_metrics_still_renders(tmp_path):
   page = pathlib.Path(gallery.build(str(tmp_path))).read_text()
   assert 'No clips yet' in page and 'No metrics yet' in page and 'id="no-profile"' in page
-  with open(tmp_path / 'metrics.jsonl', 'w') as f:
+  with open(tmp_path / workdir_lib.METRICS, 'w') as f:
     f.write(json.dumps({'step': 10, 'epoch': 1, 'loss': 5.0, 'bits_per_sample': 7.5,
                         'accuracy': 0.01, 'sec_per_step': 0.1}) + '\n{"step": 2')  # Torn line.
   page = pathlib.Path(gallery.build(str(tmp_path))).read_text()
@@ -109,12 +112,22 @@ def test_a_run_without_clips_or_metrics_still_renders(tmp_path):
   assert 'unreadable: ' in page
 
 
+def test_log_lines_that_are_json_but_not_records_are_skipped_with_one_warning(tmp_path, caplog):
+  record = {'kind': 'epoch', 'step': 10, 'epoch': 1, 'loss': 5.0, 'learning_rate': 1e-3}
+  (tmp_path / workdir_lib.METRICS).write_text(f'[1, 2]\n3\n{json.dumps(record)}\n"text"\n')
+  with caplog.at_level(logging.WARNING):
+    page = pathlib.Path(gallery.build(str(tmp_path))).read_text()
+  assert 'curves.png' in page and 'last logged step 10' in page
+  (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+  assert 'skipped 3 damaged line(s): line 1 (not a JSON object), 2' in warning, warning
+
+
 def test_gallery_command(run, tmp_path):
   command = [sys.executable, '-m', 'samplernn_jax.commands.gallery']
   proc = subprocess.run([*command, f'--workdir={run}'], capture_output=True, text=True,
                         timeout=120)
   assert proc.returncode == 0, proc.stderr
-  assert f'Wrote {run}/gallery/index.html' in proc.stdout
+  assert f'Wrote {os.path.join(run, workdir_lib.GALLERY, gallery.INDEX)}' in proc.stdout
   proc = subprocess.run([*command, f'--workdir={tmp_path}/nowhere'], capture_output=True,
                         text=True, timeout=120)
   assert proc.returncode == 1 and 'nowhere: no such workdir' in proc.stderr
@@ -160,7 +173,7 @@ def _scores_in_order(browser):
 def test_page_in_chromium(run, tmp_path):
   browser = _chromium(tmp_path / 'profile')
   try:
-    browser.get(pathlib.Path(run, 'gallery', 'index.html').as_uri())
+    browser.get(pathlib.Path(run, workdir_lib.GALLERY, gallery.INDEX).as_uri())
     # Every player has read its file's header: a duration, no error.
     audio = _wait(browser, """
         const a = Array.from(document.querySelectorAll('audio'));

@@ -11,8 +11,10 @@ import soundfile as sf
 
 from samplernn_jax import backend
 from samplernn_jax import checkpoint
+from samplernn_jax import default_config
 from samplernn_jax.listening import clips
 from samplernn_jax import model as model_lib
+from samplernn_jax import workdir as workdir_lib
 from tests.conftest import load_config
 from tests.conftest import random_params
 
@@ -91,6 +93,27 @@ def test_errors_before_any_work(workdir, tmp_path, kwargs, message):
   with pytest.raises((ValueError, FileNotFoundError), match=message):
     clips.generate_files(workdir, str(tmp_path / 'a.wav'), progress=False, **kwargs)
   assert not os.path.exists(tmp_path / 'a_e=3_t=0.95.wav')
+
+
+def test_a_checkpoint_written_before_a_config_field_existed_gets_its_default(tmp_path):
+  config = load_config('tiny')
+  params = random_params(model_lib.from_config(config.model))
+  old = load_config('tiny')
+  for section, field in (('model', 'dtype'), ('model', 'rnn_form'), ('data', 'on_bad_file'),
+                         ('generate', 'chunk_size'), ('generate', 'temperatures')):
+    del old[section][field]
+  checkpoint.save_params(str(tmp_path / 'run'), 3, params, old)
+  stored = json.loads((tmp_path / 'run' / workdir_lib.CONFIG).read_text())
+  assert 'dtype' not in stored['model'] and 'chunk_size' not in stored['generate']
+  _, restored, _ = checkpoint.restore_params(str(tmp_path / 'run'))
+  defaults = default_config.get_config()
+  assert (restored.model.dtype, restored.model.rnn_form, restored.data.on_bad_file,
+          restored.generate.chunk_size, tuple(restored.generate.temperatures)) == (
+              'float32', 'auto', 'skip', defaults.generate.chunk_size, (0.95,))
+  assert restored.model.dim == config.model.dim  # Stored values win.
+  result = clips.generate_files(str(tmp_path / 'run'), str(tmp_path / 'c.wav'),
+                                duration=DURATION, progress=False)
+  assert [os.path.basename(p) for p in result['paths']] == ['c_e=3_t=0.95.wav']
 
 
 def test_bad_seeds_and_workdirs_are_named(workdir, tmp_path):

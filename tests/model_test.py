@@ -35,7 +35,8 @@ def test_output_shapes(tiny_config, frame_sizes, rnn_type):
 @pytest.mark.parametrize('rnn_type', ['gru', 'lstm'])
 @pytest.mark.parametrize('skip_conn', [False, True])
 def test_scan_equals_step_by_step(rnn_type, skip_conn):
-  stack = rnn.StackedRNN(rnn_type, dim=8, num_layers=3, skip_conn=skip_conn, learn_h0=True)
+  stack = rnn.StackedRNN(rnn_type=rnn_type, dim=8, num_layers=3, skip_conn=skip_conn,
+                         learn_h0=True)
   x = jax.random.normal(jax.random.key(1), (2, 7, 8))
   variables = stack.init(jax.random.key(0), x, _zeros_carry(rnn_type, 3, 2, 8))
   # Make h0 non-zero so the reset state is exercised too.

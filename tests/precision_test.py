@@ -5,8 +5,6 @@ compiled one); the numbers are set against float32 and PRiSM on its fixtures; tr
 on the demo corpus, and resumes across dtypes.
 """
 
-import json
-import os
 import shutil
 
 import jax
@@ -22,6 +20,7 @@ from samplernn_jax import precision
 from samplernn_jax.compat import prism
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
+from samplernn_jax import workdir as workdir_lib
 from tests.conftest import quiet_tiny
 from tests.conftest import synthesize_corpus
 from tests.conftest import prism_case
@@ -186,6 +185,5 @@ def test_resume_in_the_other_dtype(runs, tmp_path, corpus, first, then):
   params, config, step = checkpoint_lib.restore_params(str(workdir))
   assert step == (EPOCHS + 1) * STEPS and config.model.dtype == then
   assert {str(a.dtype) for a in jax.tree.leaves(params)} == {'float32'}
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    epochs = [r for r in map(json.loads, f) if 'learning_rate' in r]
+  epochs = workdir_lib.read_records(str(workdir), 'epoch')
   assert [r['step'] for r in epochs] == [e * STEPS for e in range(1, EPOCHS + 2)]

@@ -10,6 +10,7 @@ import pytest
 from samplernn_jax import checkpoint
 from samplernn_jax import model as model_lib
 from samplernn_jax.compat import prism
+from samplernn_jax import workdir as workdir_lib
 from tests.conftest import prism_case
 
 CASES = ['gru_mulaw', 'lstm_linear_skip']
@@ -100,4 +101,4 @@ def test_command_line_import(tmp_path):
        f'--workdir={tmp_path}/run'], capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr
   assert checkpoint.latest_step(str(tmp_path / 'run')) == 1
-  assert (tmp_path / 'run' / 'config.json').exists()
+  assert (tmp_path / 'run' / workdir_lib.CONFIG).exists()

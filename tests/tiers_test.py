@@ -30,7 +30,8 @@ def init(module, *args):
 @pytest.mark.parametrize('rnn_type,skip_conn', [('gru', False), ('gru', True), ('lstm', False),
                                                 ('lstm', True)])
 def test_stacked_rnn_step_equals_scan(rnn_type, skip_conn):
-  stack = rnn.StackedRNN(rnn_type, DIM, 2, skip_conn, learn_h0=True)
+  stack = rnn.StackedRNN(rnn_type=rnn_type, dim=DIM, num_layers=2, skip_conn=skip_conn,
+                         learn_h0=True)
   x_BxTxD = gaussian_like(jax.ShapeDtypeStruct((B, 5, DIM), jnp.float32), seed=1)
   carry = jax.eval_shape(lambda: stack.init_with_output(
       jax.random.key(0), B, method=rnn.StackedRNN.initial_carry)[0])

@@ -25,6 +25,7 @@ from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import reporting
 from samplernn_jax import train
 from samplernn_jax import train_state
+from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.listening import training_hooks
 from tests.conftest import quiet_tiny
 from tests.conftest import synthesize_corpus
@@ -50,9 +51,8 @@ def params_of(workdir, step=None):
   return checkpoint_lib.restore_params(str(workdir), step)[0]
 
 
-def records(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f]
+def records(workdir, kind=None):
+  return workdir_lib.read_records(str(workdir), kind)
 
 
 @pytest.fixture(scope='module')
@@ -82,16 +82,17 @@ def one_epoch(tmp_path_factory, corpus):
 
 def test_loss_falls_and_run_is_logged(two_epochs):
   workdir, final = two_epochs
-  rows = records(workdir)
-  steps = [r for r in rows if 'sec_per_step' in r]
-  epochs = [r for r in rows if 'learning_rate' in r]
+  steps = records(workdir, 'train')
+  epochs = records(workdir, 'epoch')
   assert steps[0]['loss'] > math.log(256) - 0.1  # About uniform over 256 levels at first.
   assert final['loss'] < steps[0]['loss'] - 0.5, (steps[0], final)
   assert epochs[1]['val_loss'] < epochs[0]['val_loss']
   assert 0 <= final['val_accuracy'] <= 1 and final['val_bits_per_sample'] > 0
-  assert sorted(os.listdir(workdir / 'checkpoints')) == ['100', '200']
-  assert sorted(os.listdir(workdir / 'generated')) == ['run_e=1_t=0.95.wav', 'run_e=2_t=0.95.wav']
-  assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir / 'tensorboard'))
+  assert sorted(os.listdir(workdir / workdir_lib.CHECKPOINTS)) == ['100', '200']
+  assert sorted(os.listdir(workdir / workdir_lib.GENERATED)) == ['run_e=1_t=0.95.wav',
+                                                              'run_e=2_t=0.95.wav']
+  assert any(f.startswith('events.out.tfevents')
+             for f in os.listdir(workdir / workdir_lib.TENSORBOARD))
 
 
 # The mean train loss of one_epoch's 100 steps (tiny config, learning rate 3e-3, `corpus`).
@@ -104,7 +105,7 @@ GOLDEN_EPOCH_LOSS = 5.343853778839112
 
 
 def test_golden_loss(one_epoch):
-  epoch, = [r for r in records(one_epoch) if 'learning_rate' in r]
+  epoch, = records(one_epoch, 'epoch')
   assert epoch['step'] == STEPS_PER_EPOCH
   np.testing.assert_allclose(epoch['loss'], GOLDEN_EPOCH_LOSS, rtol=2e-4, err_msg=(
       f'The mean train loss of the first {STEPS_PER_EPOCH} steps is {epoch["loss"]!r}, pinned '
@@ -175,7 +176,7 @@ def test_early_stopping_and_params_only_start(one_epoch, tmp_path, corpus):
   checkpoint_lib.save_params(workdir, 7, params, config)
   final = train.train_and_evaluate(
       tiny(num_epochs=5, learning_rate=0.0, early_stopping_patience=1), workdir, corpus)
-  epochs = [r for r in records(workdir) if 'learning_rate' in r]
+  epochs = records(workdir, 'epoch')
   assert len(epochs) == 2  # Epoch 2 did not improve on epoch 1: patience 1 stops.
   assert final['val_loss'] == epochs[0]['val_loss']
   assert checkpoint_lib.latest_step(workdir) == 7 + 2 * STEPS_PER_EPOCH
@@ -263,4 +264,4 @@ def test_the_loop_on_two_devices_matches_one(tmp_path, corpus):
   assert two.keys() == one.keys()
   for k, v in one.items():
     np.testing.assert_allclose(two[k], v, rtol=1e-5, err_msg=k)
-  assert sorted(os.listdir(tmp_path / 'run' / 'checkpoints')) == ['100', '50']
+  assert sorted(os.listdir(tmp_path / 'run' / workdir_lib.CHECKPOINTS)) == ['100', '50']

@@ -8,7 +8,6 @@ storage in the test's folder unless the test says PostgreSQL.
 import dataclasses
 import glob
 import importlib.util
-import json
 import logging
 import os
 import pathlib
@@ -29,6 +28,7 @@ from samplernn_jax.listening import clip_score
 from samplernn_jax.listening import training_hooks
 from samplernn_jax.search import space as search_space
 from samplernn_jax import train as train_lib
+from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.search import tune
 from samplernn_jax.search import report as tune_report
 from tests.conftest import load_config
@@ -78,9 +78,8 @@ def run_cli(*args, env=None, **kwargs):
 
 
 def train_steps(workdir) -> list:
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [r['step'] for r in map(json.loads, f) if 'val_bits_per_sample' in r
-            and 'learning_rate' not in r]
+  return [r['step'] for r in workdir_lib.read_records(workdir, 'val')
+          if 'val_bits_per_sample' in r]
 
 
 @pytest.mark.filterwarnings('ignore::optuna.exceptions.ExperimentalWarning')
@@ -123,8 +122,7 @@ def test_killed_worker_trial_is_retried_from_its_checkpoint(tmp_path, corpus, mo
   # The retry went on from the killed run's checkpoint (its records past it are dropped on
   # resume, so every step is logged once).
   assert any(s.startswith(f'Resumed from checkpoint {killed_at} ') for s in said), said
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    steps = [r['step'] for r in map(json.loads, f) if 'sec_per_step' in r]
+  steps = [r['step'] for r in workdir_lib.read_records(workdir, 'train')]
   assert steps == list(range(1, 201))
   assert checkpoint_lib.latest_step(workdir) == 200
 
@@ -430,8 +428,8 @@ def test_postgres_workers_resume_a_killed_trial_and_keep_the_cap(tmp_path, corpu
   (retry,) = [t for t in study.trials if retried(t) is not None]
   assert retried(retry) == 0 and retry in done and retry.user_attrs['workdir'] == 'trials/0000'
   assert f'Resumed from checkpoint {killed_at} ' in open(logs['B']).read()
-  with open(os.path.join(dirs['A'], 'trials', '0000', 'metrics.jsonl')) as f:
-    assert [r['step'] for r in map(json.loads, f) if 'sec_per_step' in r] == list(range(1, 101))
+  assert [r['step'] for r in workdir_lib.read_records(
+      os.path.join(dirs['A'], 'trials', '0000'), 'train')] == list(range(1, 101))
   # Trials a worker created after the three places were taken never ran.
   for t in study.trials[1:]:
     assert t in done or t.user_attrs.get('over_cap') == 3, t

@@ -142,7 +142,7 @@ def test_default_train_step_wavefront_depth_is_at_most_180_for_its_ramp_flops():
   # Tiers of 64 and 16 frames, 4 layers: (64 + 3 + 16 + 3) forward, as many backward.
   assert figures['depth'] == 172 <= 180
   # Paid for with the ramp's FLOPs: 2.7% more than the layered step's 1.8627e12.
-  want = flops.train_flops_per_step(config.model, 64, 1024, 'implemented', 'wavefront')
+  want = flops.train_flops_per_step(config.model, 64, 1024, form='implemented', rnn_form='wavefront')
   assert figures['flops_per_step_compiled'] == pytest.approx(want, rel=1e-3)
-  assert want / flops.train_flops_per_step(config.model, 64, 1024, 'implemented',
-                                           'layered') == pytest.approx(1.027, abs=1e-3)
+  assert want / flops.train_flops_per_step(config.model, 64, 1024, form='implemented',
+                                           rnn_form='layered') == pytest.approx(1.027, abs=1e-3)

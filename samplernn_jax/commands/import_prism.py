@@ -27,7 +27,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   step = FLAGS.step if FLAGS.step is not None else prism.checkpoint_step(FLAGS.checkpoint)
-  _, config = prism.import_checkpoint(FLAGS.checkpoint, FLAGS.config, FLAGS.workdir, step)
+  _, config = prism.import_checkpoint(FLAGS.checkpoint, FLAGS.config, FLAGS.workdir, step=step)
   m = config.model
   print(f'Imported {FLAGS.checkpoint} -> {FLAGS.workdir} (step {step}; '
         f'{len(m.frame_sizes) + 1}-tier {m.rnn_type}, dim {m.dim}).')

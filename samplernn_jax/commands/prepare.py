@@ -40,7 +40,7 @@ def main(argv):
                               overlap_ms=FLAGS.overlap_ms,
                               silence_thresh_db=FLAGS.silence_thresh_db)
   # A bar only for people watching: in a log it is noise before the summary.
-  results = prepare.prepare(inputs, FLAGS.output_dir, settings, FLAGS.num_workers,
+  results = prepare.prepare(inputs, FLAGS.output_dir, settings, num_workers=FLAGS.num_workers,
                             progress=sys.stderr.isatty())
   print(prepare.summary(results, FLAGS.output_dir))
   reason = prepare.problem(results)

@@ -83,7 +83,7 @@ def main(argv):
   # The data is the command's choice: without --data_dir, the demo corpus (made once).
   data_dir = FLAGS.data_dir or demo_corpus.in_workdir(FLAGS.workdir,
                                                       int(config.data.sample_rate))
-  train_lib.train_and_evaluate(config, FLAGS.workdir, data_dir, FLAGS.resume_from,
+  train_lib.train_and_evaluate(config, FLAGS.workdir, data_dir, resume_from=FLAGS.resume_from,
                                hooks=training_hooks.training_hooks(config))
 
 

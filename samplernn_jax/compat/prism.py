@@ -88,7 +88,7 @@ def read_tf_checkpoint(path: str) -> Dict[str, np.ndarray]:
           if k.endswith(_SUFFIX) and 'OPTIMIZER_SLOT' not in k}
 
 
-def _prism_to_params(variables: Mapping[str, np.ndarray], num_layers: int, skip_conn: bool,
+def _prism_to_params(variables: Mapping[str, np.ndarray], *, num_layers: int, skip_conn: bool,
                      rnn_type: str) -> Dict[str, Any]:
   """Renames and reshapes PRiSM variables into this project's parameter tree."""
   def get(key, transform: Callable[[np.ndarray], np.ndarray] = lambda a: a):
@@ -142,7 +142,8 @@ def convert(variables: Mapping[str, np.ndarray], config: ml_collections.ConfigDi
   """
   m = config.model
   try:
-    params = _prism_to_params(variables, m.num_rnn_layers, m.skip_conn, m.rnn_type)
+    params = _prism_to_params(variables, num_layers=m.num_rnn_layers, skip_conn=m.skip_conn,
+                              rnn_type=m.rnn_type)
   except KeyError as e:
     raise ValueError(f'the checkpoint has no variable {e.args[0]!r}, which the config '
                      f'(rnn_type={m.rnn_type}, num_rnn_layers={m.num_rnn_layers}, skip_conn='
@@ -170,7 +171,7 @@ def checkpoint_step(checkpoint_path: str) -> int:
   return int(tail) if tail.isdigit() else 0
 
 
-def import_checkpoint(checkpoint_path: str, config_path: str, workdir: str, step: int = 0):
+def import_checkpoint(checkpoint_path: str, config_path: str, workdir: str, *, step: int = 0):
   """Converts a PRiSM checkpoint + JSON config into an Orbax checkpoint in ``workdir``."""
   config = load_prism_config(config_path)
   variables = read_tf_checkpoint(checkpoint_path)  # Its errors name the file.

@@ -13,6 +13,7 @@ from absl import logging
 import numpy as np
 
 from samplernn_jax import audio_io
+from samplernn_jax import workdir as workdir_lib
 
 # A minor pentatonic over two octaves from A2, in semitones.
 _SCALE = np.array([0, 3, 5, 7, 10, 12, 15, 17, 19, 22, 24])
@@ -69,7 +70,7 @@ def synthesize(out_dir: str, sample_rate: int = 16000, num_files: int = 72,
 def in_workdir(workdir: str, sample_rate: int) -> str:
   """``WORKDIR/demo_corpus``, synthesized at ``sample_rate`` unless it holds files already:
   what training reads when no ``--data_dir`` is given."""
-  data_dir = os.path.join(os.path.abspath(workdir), 'demo_corpus')
+  data_dir = os.path.join(os.path.abspath(workdir), workdir_lib.DEMO_CORPUS)
   if not os.path.isdir(data_dir) or not os.listdir(data_dir):
     logging.info('No --data_dir: synthesizing the demo corpus into %s.', data_dir)
     synthesize(data_dir, sample_rate=sample_rate)

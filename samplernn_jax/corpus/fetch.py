@@ -41,7 +41,7 @@ class Report:
 class _Logger:
   """yt-dlp's logger hook: counts archive skips and collects errors for the summary."""
 
-  def __init__(self, report: Report, verbose: bool):
+  def __init__(self, report: Report, *, verbose: bool):
     self._report, self._verbose = report, verbose
     self.url = ''  # The URL being fetched, which yt-dlp's messages do not name.
 
@@ -71,12 +71,12 @@ def short_error(message: str) -> str:
   return message.split(' (caused by ', 1)[0].strip()
 
 
-def fetch(urls: list[str], output_dir: str, audio_format: str = 'bestaudio/best',
+def fetch(urls: list[str], output_dir: str, *, audio_format: str = 'bestaudio/best',
           enable_file_urls: bool = False, verbose: bool = True) -> Report:
   """Downloads the audio of ``urls`` into ``output_dir``; never raises for an item."""
   os.makedirs(output_dir, exist_ok=True)
   report = Report()
-  logger = _Logger(report, verbose)
+  logger = _Logger(report, verbose=verbose)
 
   def on_progress(status: dict) -> None:
     if status['status'] == 'finished':

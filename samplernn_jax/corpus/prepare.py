@@ -167,7 +167,8 @@ def prepare_file(path: str, stem: str, output_dir: str, settings: Settings) -> R
       os.remove(os.path.join(output_dir, name))
     except FileNotFoundError:
       pass
-  _write_json_atomic(manifest_path, {**source_id, 'chunks': chunks, 'silent': silent})
+  with files.atomic_write(manifest_path) as f:
+    json.dump({**source_id, 'chunks': chunks, 'silent': silent}, f, indent=1)
   reason = '' if bounds else 'shorter than one chunk'
   return Result(path, 'done', len(chunks), silent, reason, clipped)
 
@@ -197,13 +198,6 @@ def _die_with_parent(parent_pid: int) -> None:
   threading.Thread(target=watch, daemon=True).start()
 
 
-def _write_json_atomic(path: str, obj: dict) -> None:
-  tmp_path = audio_io.partial_path(path)
-  with open(tmp_path, 'w') as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp_path, path)
-
-
 def find_sources(inputs: list[str]) -> list[str]:
   """Files named in ``inputs`` plus audio files found under its directories, sorted.
 
@@ -230,7 +224,7 @@ def unique_stems(paths: list[str]) -> list[str]:
           for s, p in zip(stems, paths)]
 
 
-def prepare(inputs: list[str], output_dir: str, settings: Settings = Settings(),
+def prepare(inputs: list[str], output_dir: str, settings: Settings = Settings(), *,
             num_workers: int = 1, progress: bool = True) -> list[Result]:
   """Chunks every source under ``inputs`` into ``output_dir``; one Result per source."""
   settings.check()
@@ -240,7 +234,7 @@ def prepare(inputs: list[str], output_dir: str, settings: Settings = Settings(),
   files.check_writable(output_dir, '--output_dir')
   os.makedirs(os.path.join(output_dir, MANIFEST_DIR), exist_ok=True)
   for directory in (output_dir, os.path.join(output_dir, MANIFEST_DIR)):
-    audio_io.remove_stale_partials(directory)  # Left by a killed run.
+    files.remove_stale_temps(directory)  # Left by a killed run.
   jobs = list(zip(paths, unique_stems(paths)))
   bar = tqdm.tqdm(total=len(jobs), unit='file', disable=not progress)
   results = []

@@ -30,14 +30,14 @@ at full scale); silence and clipping count only beyond what the reference itself
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Optional, Sequence
 
 import numpy as np
 
 from samplernn_jax import audio_io
+from samplernn_jax import files
+from samplernn_jax import workdir as workdir_lib
 
-PROFILE_FILE = 'clip_profile.json'
 # Reference audio is cut into segments of this length: about a phrase, and many per file.
 SEGMENT_SECONDS = 4.0
 # Enough segments for stable spreads; more only costs time at training start.
@@ -277,15 +277,13 @@ def make_profile(paths: Sequence[str], sample_rate: Optional[int] = None,
 
 
 def profile_path(workdir: str) -> str:
-  return os.path.join(workdir, PROFILE_FILE)
+  return os.path.join(workdir, workdir_lib.CLIP_PROFILE)
 
 
 def save_profile(workdir: str, profile: Profile) -> None:
-  # A temporary file of its own: two tune workers may store a study's profile at once.
   os.makedirs(workdir, exist_ok=True)
-  with tempfile.NamedTemporaryFile('w', dir=workdir, suffix='.tmp', delete=False) as f:
+  with files.atomic_write(profile_path(workdir)) as f:  # Two tune workers may write at once.
     json.dump(profile.to_json(), f)
-  os.replace(f.name, profile_path(workdir))
 
 
 def load_profile(workdir: str) -> Optional[Profile]:
@@ -311,8 +309,8 @@ def store_training_profile(workdir: str, data_dir: str, config) -> Profile:
   rate = int(config.data.sample_rate)
   if profile is not None and profile.source == source and profile.sample_rate == rate:
     return profile
-  files = input_pipeline.find_audio_files(data_dir)
-  train_files, _ = input_pipeline.split_files(files, float(config.data.val_frac))
+  found = input_pipeline.find_audio_files(data_dir)
+  train_files, _ = input_pipeline.split_files(found, float(config.data.val_frac))
   profile = make_profile(train_files, rate, source)
   save_profile(workdir, profile)
   return profile
@@ -320,7 +318,7 @@ def store_training_profile(workdir: str, data_dir: str, config) -> Profile:
 
 def _is_workdir(path: str) -> bool:
   return any(os.path.exists(os.path.join(path, n))
-             for n in (PROFILE_FILE, 'checkpoints', 'config.json'))
+             for n in (workdir_lib.CLIP_PROFILE, workdir_lib.CHECKPOINTS, workdir_lib.CONFIG))
 
 
 def reference_profile(reference: str) -> Profile:
@@ -336,15 +334,15 @@ def reference_profile(reference: str) -> Profile:
     profile = load_profile(reference)
     if profile is not None:
       return profile
-    demo = os.path.join(reference, 'demo_corpus')
+    demo = os.path.join(reference, workdir_lib.DEMO_CORPUS)
     if not os.path.isdir(demo):
-      raise ValueError(f'{reference}: this workdir stores no {PROFILE_FILE}; pass the folder '
+      raise ValueError(f'{reference}: this workdir stores no {workdir_lib.CLIP_PROFILE}; pass the folder '
                        'of its training audio as --reference instead.')
     reference = demo
-  files = audio_files([reference])
-  if not files:
+  found = audio_files([reference])
+  if not found:
     raise ValueError(f'--reference={reference}: holds no audio files.')
-  return make_profile(files, source=os.path.abspath(reference))
+  return make_profile(found, source=os.path.abspath(reference))
 
 
 # ---------------------------------------------------------------------------------------

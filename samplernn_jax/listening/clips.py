@@ -186,7 +186,7 @@ def score_sequences(levels_BxT: np.ndarray, mean_log_likelihood_B: np.ndarray, m
 # The run: check, plan, sample into a scratch folder, curate, move into place
 # ---------------------------------------------------------------------------------------
 
-def generate_files(workdir: str, output: str, step: Optional[int] = None, num_seqs: int = 1,
+def generate_files(workdir: str, output: str, *, step: Optional[int] = None, num_seqs: int = 1,
                    duration: float = 3.0, temperatures: Optional[Sequence[float]] = None,
                    seed_audio: Optional[str] = None, seed_offset: int = 0, rng_seed: int = 0,
                    keep: Optional[int] = None, plot: bool = False,
@@ -223,15 +223,18 @@ def generate_files(workdir: str, output: str, step: Optional[int] = None, num_se
   scores = score_sequences(levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate,
                            clip_score.load_profile(workdir))
   order, kept = _curate(scores, plan, keep)
+  # A move, not files.atomic_write: the clips were streamed into the scratch folder chunk by
+  # chunk (a stopped run keeps them there), and each is complete before it moves.
   for i in kept:
     os.replace(scratch_paths[i], plan.paths[i])
   shutil.rmtree(scratch)
   if plot:
     _plot(levels_BxT, kept, plan)
   scores_path = f'{_stem(output)}_e={plan.step}_scores.json'
-  _write_json_atomic(scores_path, {
-      'workdir': workdir, 'step': plan.step, 'rng_seed': rng_seed, 'seed_audio': seed_audio,
-      'duration': duration, 'ranking': order, 'sequences': scores})
+  with files.atomic_write(scores_path) as f:
+    json.dump({'workdir': workdir, 'step': plan.step, 'rng_seed': rng_seed,
+               'seed_audio': seed_audio, 'duration': duration, 'ranking': order,
+               'sequences': scores}, f, indent=2)
   if out_dir.startswith(os.path.abspath(workdir) + os.sep):
     gallery.refresh(workdir)  # Clips written into the run: its page lists them.
   return {'paths': [plan.paths[i] for i in kept], 'scores': scores, 'step': plan.step,
@@ -289,7 +292,7 @@ def _plan(workdir: str, output: str, out_dir: str, *, step: Optional[int], num_s
   if dtype is not None:
     config.model.dtype = dtype
   if temperatures is None:
-    temperatures = tuple(config.generate.get('temperatures', (0.95,)))
+    temperatures = tuple(config.generate.temperatures)
   temps = pad_temperatures(temperatures, num_seqs)
   sample_rate = int(config.data.sample_rate)
   num_samples = max(1, int(round(duration * sample_rate)))
@@ -305,13 +308,13 @@ def _plan(workdir: str, output: str, out_dir: str, *, step: Optional[int], num_s
     seed_levels = load_seed_levels(seed_audio, config.model, sample_rate, seed_offset)
   return _Plan(params=params, config=config, step=step, temperatures=temps,
                num_samples=num_samples, paths=paths, seed_levels=seed_levels,
-               chunk_size=int(chunk_size or config.generate.get('chunk_size', 16384)))
+               chunk_size=int(chunk_size or config.generate.chunk_size))
 
 
 class _ChunkWriter:
   """The sampler's callback: appends every chunk to the clips' files, shows the speed."""
 
-  def __init__(self, files: list, plan: _Plan, progress: bool, desc: str):
+  def __init__(self, files: list, plan: _Plan, *, progress: bool, desc: str):
     self._files, self._plan = files, plan
     self._bar = tqdm.tqdm(
         total=plan.num_samples, unit='sample', unit_scale=True, disable=not progress,
@@ -343,16 +346,16 @@ class _ChunkWriter:
 
 def _open_wavs(paths: Sequence[str], sample_rate: int) -> list:
   """16-bit mono WAV files open for writing; none stays open if one fails."""
-  files = []
+  opened = []
   try:
     for path in paths:
-      files.append(sf.SoundFile(path, 'w', samplerate=sample_rate, channels=1,
-                                subtype='PCM_16'))
+      opened.append(sf.SoundFile(path, 'w', samplerate=sample_rate, channels=1,
+                                 subtype='PCM_16'))
   except (sf.LibsndfileError, OSError):
-    for f in files:
+    for f in opened:
       f.close()
     raise
-  return files
+  return opened
 
 
 def _sample_into(scratch: str, paths: Sequence[str], sampler: sampler_lib.Sampler,
@@ -364,7 +367,7 @@ def _sample_into(scratch: str, paths: Sequence[str], sampler: sampler_lib.Sample
   when nothing was written yet, and otherwise leaves the partial clips there.
   """
   try:
-    writer = _ChunkWriter(_open_wavs(paths, plan.sample_rate), plan, progress, desc)
+    writer = _ChunkWriter(_open_wavs(paths, plan.sample_rate), plan, progress=progress, desc=desc)
   except BaseException:
     shutil.rmtree(scratch, ignore_errors=True)
     raise
@@ -406,9 +409,3 @@ def _plot(levels_BxT: np.ndarray, kept: Sequence[int], plan: _Plan) -> None:
     audio_T = quantization.decode(levels_BxT[i], m.q_type, m.q_levels)
     gallery.plot_clip(audio_T, plan.sample_rate, plan.paths[i][:-len('.wav')] + '.png',
                       figsize=gallery.LARGE_FIGSIZE, title=os.path.basename(plan.paths[i]))
-
-
-def _write_json_atomic(path: str, obj: dict) -> None:
-  with open(path + '.tmp', 'w') as f:
-    json.dump(obj, f, indent=2)
-  os.replace(path + '.tmp', path)

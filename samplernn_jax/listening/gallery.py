@@ -32,12 +32,14 @@ import jinja2
 import numpy as np
 
 from samplernn_jax import audio_io
+from samplernn_jax import files
+from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.listening import clip_score
 
-GALLERY_DIR = 'gallery'
 INDEX = 'index.html'
 # Folders of a workdir that never hold generated clips.
-_NOT_CLIPS = frozenset({'checkpoints', 'tensorboard', 'demo_corpus', GALLERY_DIR})
+_NOT_CLIPS = frozenset({workdir_lib.CHECKPOINTS, workdir_lib.BROKEN_CHECKPOINTS,
+                        workdir_lib.TENSORBOARD, workdir_lib.DEMO_CORPUS, workdir_lib.GALLERY})
 # PRiSM's names: ..._e=STEP(i)_t=TEMP.wav (training writes the epoch there instead).
 _NAME_RE = re.compile(r'_e=(\d+)(?:\((\d+)\))?_t=([0-9.eE+-]+)\.wav$')
 NUM_TRAINING_CHUNKS = 3
@@ -74,21 +76,6 @@ def find_clips(workdir: str) -> list:
                 for p in audio_io.find_audio(workdir, ('.wav',), skip_dir=skip))
 
 
-def read_metrics(workdir: str) -> list:
-  """The rows of ``metrics.jsonl`` (a torn last line, from a running trainer, is skipped)."""
-  rows = []
-  try:
-    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-      for line in f:
-        try:
-          rows.append(json.loads(line))
-        except json.JSONDecodeError:
-          pass
-  except FileNotFoundError:
-    pass
-  return rows
-
-
 def _generate_records(workdir: str) -> dict:
   """``{clip path: (step, temperature, seed audio)}`` from samplernn-generate's scores files."""
   records = {}
@@ -117,7 +104,7 @@ def describe(path: str, epoch_steps: dict, records: dict) -> dict:
     step, temp, seed = records[path]
     return dict(origin='generate', step=step, epoch=None,
                 temperature=temp if temp is not None else temperature, seed_audio=seed)
-  if path.startswith('generated' + os.sep):  # Training names clips by epoch.
+  if path.startswith(workdir_lib.GENERATED + os.sep):  # Training names clips by epoch.
     return dict(origin='training', step=epoch_steps.get(number), epoch=number,
                 temperature=temperature, seed_audio=None)
   return dict(origin='generate', step=number, epoch=None, temperature=temperature,
@@ -161,12 +148,16 @@ def plot_clip(audio_N: np.ndarray, sample_rate: int, path: str,
   _save(fig, path)
 
 
-def plot_curves(rows: list, clip_steps: list, path: str) -> bool:
-  """Train and validation bits/sample and the learning rate against step; False if no data."""
-  train = [(r['step'], r['bits_per_sample']) for r in rows
-           if 'sec_per_step' in r and 'bits_per_sample' in r]
-  val = [(r['step'], r['val_bits_per_sample']) for r in rows if 'val_bits_per_sample' in r]
-  lr = [(r['step'], r['learning_rate']) for r in rows if 'learning_rate' in r]
+def plot_curves(records: list, clip_steps: list, path: str) -> bool:
+  """Train and validation bits/sample and the learning rate against step; False if no data.
+
+  ``records`` as ``workdir.read_records`` returns them.
+  """
+  def curve(kind, field):
+    return [(r['step'], r[field]) for r in records if r['kind'] == kind and field in r]
+  train = curve('train', 'bits_per_sample')
+  val = curve('val', 'val_bits_per_sample')
+  lr = curve('epoch', 'learning_rate')
   if not (train or val or lr):
     return False
   fig = _figure((9, 3.6))
@@ -185,16 +176,16 @@ def plot_curves(rows: list, clip_steps: list, path: str) -> bool:
       ax.axvline(s, color='#c33', linewidth=0.8, linestyle=':',
                  label='clips made' if ax is bits and i == 0 else None)
     ax.tick_params(labelsize=8)
-  bits.legend(fontsize=8)
+  if bits.get_legend_handles_labels()[0]:  # Only the learning rate: nothing to name.
+    bits.legend(fontsize=8)
   fig.tight_layout(pad=0.4)
   _save(fig, path)
   return True
 
 
 def _save(fig, path: str) -> None:
-  tmp = f'{path}.{os.getpid()}.partial.png'
-  fig.savefig(tmp)
-  os.replace(tmp, path)
+  with files.atomic_write(path, 'wb') as f:
+    fig.savefig(f, format='png')
 
 
 # ---------------------------------------------------------------------------------------
@@ -237,10 +228,8 @@ class _Cache:
 
   def save(self, keep: set):
     self.entries = {k: v for k, v in self.entries.items() if k in keep}
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
+    with files.atomic_write(self.path) as f:
       json.dump(self.entries, f)
-    os.replace(tmp, self.path)
 
 
 def _url(path: str, start: str) -> str:
@@ -250,7 +239,7 @@ def _url(path: str, start: str) -> str:
 def _training_chunks(workdir: str, profile, gallery_dir: str) -> list:
   """A few training files copied into the gallery, so the page works wherever data lives."""
   sources = list(profile.examples) if profile else []
-  demo = os.path.join(workdir, 'demo_corpus')
+  demo = os.path.join(workdir, workdir_lib.DEMO_CORPUS)
   if not sources and os.path.isdir(demo):
     sources = audio_io.find_audio(demo, ('.wav',))
   chunks_dir = os.path.join(gallery_dir, 'chunks')
@@ -259,7 +248,9 @@ def _training_chunks(workdir: str, profile, gallery_dir: str) -> list:
   for source in [s for s in sources if os.path.isfile(s)][:NUM_TRAINING_CHUNKS]:
     copy = os.path.join(chunks_dir, os.path.basename(source))
     if not os.path.exists(copy) or os.path.getmtime(copy) < os.path.getmtime(source):
-      shutil.copy2(source, copy)
+      with open(source, 'rb') as src, files.atomic_write(copy, 'wb') as dst:
+        shutil.copyfileobj(src, dst)
+      shutil.copystat(source, copy)  # Its time says when the source changes again.
     copies.append(copy)
   return copies
 
@@ -278,7 +269,7 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'{workdir}: no such workdir; pass --workdir of a training run.')
   workdir = os.path.abspath(workdir)
-  gallery_dir = os.path.join(workdir, GALLERY_DIR)
+  gallery_dir = os.path.join(workdir, workdir_lib.GALLERY)
   os.makedirs(gallery_dir, exist_ok=True)
   profile = clip_score.load_profile(workdir)
   if profile is None and reference:
@@ -288,15 +279,15 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
                    if profile else 'none')
   cache = _Cache(gallery_dir, profile_stamp)
 
-  rows = read_metrics(workdir)
-  epoch_steps = {r['epoch']: r['step'] for r in rows if 'learning_rate' in r}
-  records = _generate_records(workdir)
+  records = workdir_lib.read_records(workdir)
+  epoch_steps = {r['epoch']: r['step'] for r in records if r['kind'] == 'epoch'}
+  generated = _generate_records(workdir)
   clips = []
   for path in find_clips(workdir):
     score, image = cache.get(path, os.path.join(workdir, path), profile)
     clips.append(Clip(path=path, url=_url(os.path.join(workdir, path), gallery_dir),
                       image_url=_url(os.path.join(cache.images_dir, image), gallery_dir),
-                      score=score, **describe(path, epoch_steps, records)))
+                      score=score, **describe(path, epoch_steps, generated)))
   chunks = []
   for copy in _training_chunks(workdir, profile, gallery_dir):
     key = os.path.relpath(copy, workdir)
@@ -306,7 +297,7 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
                        origin='training data', step=None, epoch=None, temperature=None,
                        seed_audio=None, score=score))
   cache.save({c.path for c in clips + chunks})
-  has_curves = plot_curves(rows, [c.step for c in clips if c.step is not None],
+  has_curves = plot_curves(records, [c.step for c in clips if c.step is not None],
                            os.path.join(gallery_dir, 'curves.png'))
 
   env = jinja2.Environment(loader=jinja2.PackageLoader('samplernn_jax.listening', 'templates'),
@@ -315,13 +306,12 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
       run=os.path.basename(workdir), workdir=workdir, clips=clips, chunks=chunks,
       has_curves=has_curves, has_profile=profile is not None,
       parts=list(clip_score.GROUP_WEIGHTS) + list(clip_score.PENALTY_WEIGHTS),
-      penalties=list(clip_score.PENALTY_WEIGHTS), last_step=rows[-1]['step'] if rows else None,
+      penalties=list(clip_score.PENALTY_WEIGHTS),
+      last_step=records[-1]['step'] if records else None,
       built=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC'))
   index = os.path.join(gallery_dir, INDEX)
-  tmp = index + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
+  with files.atomic_write(index, encoding='utf-8') as f:
     f.write(page)
-  os.replace(tmp, index)
   return index
 
 

@@ -16,6 +16,7 @@ import jax
 
 from samplernn_jax import steps
 from samplernn_jax import train
+from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.listening import clip_score
 from samplernn_jax.listening import clips as clips_lib
 from samplernn_jax.listening import gallery
@@ -70,7 +71,8 @@ def clips_after_checkpoint(saved: train.Checkpointed) -> None:
   # Seeded by the step, so a resumed run makes the clips an uninterrupted one would.
   rng = jax.random.fold_in(jax.random.PRNGKey(int(saved.config.train.seed) + 1), saved.step)
   made = clips_lib.epoch_clips(steps.host_local(saved.params), saved.config,
-                               os.path.join(saved.workdir, 'generated'), run_id, saved.epoch, rng)
+                               os.path.join(saved.workdir, workdir_lib.GENERATED), run_id,
+                               saved.epoch, rng)
   for path, audio in made:
     logging.info('Generated %s', path)
     saved.reporter.audio(f'generated/{os.path.basename(path)}', audio, saved.step)

@@ -12,6 +12,8 @@ import warnings
 
 import optuna
 
+from samplernn_jax import files
+
 _STATE_ORDER = {'COMPLETE': 0, 'PRUNED': 1, 'RUNNING': 2, 'WAITING': 3, 'FAIL': 4}
 
 
@@ -47,7 +49,8 @@ def _picture(study, plot, path: str, **kwargs):
   fig = ax.figure if hasattr(ax, 'figure') else ax.flat[0].figure
   fig.set_size_inches(8, 4.5)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  with files.atomic_write(path, 'wb') as f:
+    fig.savefig(f, format='png', dpi=100)
   plt.close(fig)
   return None
 
@@ -120,7 +123,6 @@ def write(study: optuna.Study, study_dir: str) -> tuple:
     lines += [f'### {title}', '',
               f'![{title}](report/{file})' if problem is None else f'Not drawn {problem}.', '']
   path = os.path.join(study_dir, 'report.md')
-  with open(path + '.tmp', 'w') as out:
+  with files.atomic_write(path) as out:
     out.write('\n'.join(lines))
-  os.replace(path + '.tmp', path)
   return path, command

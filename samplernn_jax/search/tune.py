@@ -16,7 +16,6 @@ workdir, so it resumes from its latest checkpoint.
 import contextlib
 import dataclasses
 import fcntl
-import json
 import math
 import os
 import shlex
@@ -31,6 +30,7 @@ from absl import logging
 import optuna
 import sqlalchemy
 
+from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.search import space as search_space
 
 OBJECTIVES = {'val_bits': 'minimize', 'clip_score': 'maximize'}
@@ -213,14 +213,9 @@ def train_command(config_file: str, overrides: dict, workdir: str,
 
 
 def validation_history(workdir: str) -> list:
-  """``[(step, val_bits_per_sample)]`` from the run's metrics.jsonl, across resumes."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  return [(r['step'], r['val_bits_per_sample']) for r in rows
-          if 'val_bits_per_sample' in r and 'learning_rate' not in r]
+  """``[(step, val_bits_per_sample)]`` from the run's validation records, across resumes."""
+  return [(r['step'], r['val_bits_per_sample']) for r in workdir_lib.read_records(workdir, 'val')
+          if 'val_bits_per_sample' in r]
 
 
 @contextlib.contextmanager

@@ -26,8 +26,11 @@ def markdown(runs: Dict[str, Dict[str, Any]]) -> str:
     mi = r['machine']
     device = mi.get('gpu_name') or f"{mi['cpu_model']} ({mi['jax_backend']})"
     lines.append(f"| {name} | {device} | {mi['jax']} | `{mi.get('xla_flags') or ''}` |")
-  lines += ['', '| config | dtype | RNN form | run | train s/step | samples/s | depth '
-            '| compile s |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
+  lines += [
+    '',
+    '| config | dtype | RNN form | run | train s/step | samples/s | depth | compile s |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  ]
   train_rows: List[tuple] = []
   for name, r in runs.items():
     for config, c in r['configs'].items():
@@ -36,9 +39,11 @@ def markdown(runs: Dict[str, Dict[str, Any]]) -> str:
         for dtype, f in by_dtype.items():
           train_rows.append((config, dtype, form, name, f))
   for config, dtype, form, name, f in sorted(train_rows, key=lambda row: row[:3]):
-    lines.append(f"| {config} | {dtype} | {form} | {name} | {_num(f['sec_per_step'])} "
-                 f"| {_num(f['samples_per_sec'])} | {f.get('depth', '–')} "
-                 f"| {_num(f['compile_sec'])} |")
+    lines.append(
+      f"| {config} | {dtype} | {form} | {name} | {_num(f['sec_per_step'])} "
+      f"| {_num(f['samples_per_sec'])} | {f.get('depth', '–')} "
+      f"| {_num(f['compile_sec'])} |"
+    )
   gen_rows = []
   for name, r in runs.items():
     for config, c in r['configs'].items():
@@ -47,12 +52,18 @@ def markdown(runs: Dict[str, Dict[str, Any]]) -> str:
           for dtype, f in part['ours_by_dtype'].items():
             gen_rows.append((config, dtype, int(key.split('_')[1]), name, f))
   if gen_rows:
-    lines += ['', '| config | dtype | sequences | run | generate samples/s total '
-              '| x real time | first call s |', '| --- | --- | --- | --- | --- | --- | --- |']
+    lines += [
+      '',
+      '| config | dtype | sequences | run | generate samples/s total '
+      '| x real time | first call s |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+    ]
     for config, dtype, batch, name, f in sorted(gen_rows, key=lambda row: row[:3]):
-      lines.append(f"| {config} | {dtype} | {batch} | {name} "
-                   f"| {_num(f['samples_per_sec_total'])} | {_num(f['x_real_time'])} "
-                   f"| {_num(f['first_call_sec'])} |")
+      lines.append(
+        f"| {config} | {dtype} | {batch} | {name} "
+        f"| {_num(f['samples_per_sec_total'])} | {_num(f['x_real_time'])} "
+        f"| {_num(f['first_call_sec'])} |"
+      )
   return '\n'.join(lines) + '\n'
 
 

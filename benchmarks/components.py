@@ -34,8 +34,9 @@ def component_times(config, repeats=3) -> dict:
   batch, seq_len = int(config.train.batch_size), int(config.data.seq_len)
   big, f0 = model.big_frame_size, model.frame_sizes[0]
   params = model_lib.init_params(model, jax.random.key(0))
-  x = jnp.asarray(np.random.default_rng(0).integers(0, config.model.q_levels,
-                                                    (batch, seq_len + big)), jnp.int32)
+  x = jnp.asarray(
+    np.random.default_rng(0).integers(0, config.model.q_levels, (batch, seq_len + big)), jnp.int32
+  )
   carry = model.apply({'params': params}, batch, method=model_lib.SampleRNN.initial_carry)
 
   def full(p, carry, x):
@@ -46,25 +47,26 @@ def component_times(config, repeats=3) -> dict:
     def fn(m, x, carry):
       _, h_BxNxD = m.frame_tiers_forward(x, carry)
       return m.frame_tiers[0].upsampled(h_BxNxD)
+
     cond = model.apply({'params': p}, x, carry, method=fn)
     return jnp.sum(cond * 1e-3)
 
   cond = jax.random.normal(jax.random.key(1), (batch, seq_len, model.dim))
-  mlp = model_lib.SampleMLP(frame_size=f0, dim=model.dim, q_levels=model.q_levels,
-                            dtype=model.dtype)
+  mlp = model_lib.SampleMLP(
+    frame_size=f0, dim=model.dim, q_levels=model.q_levels, dtype=model.dtype
+  )
 
   def sample_mlp(p, cond, x):
-    logits = mlp.apply({'params': p}, x[:, big - f0:x.shape[1] - 1], cond)
+    logits = mlp.apply({'params': p}, x[:, big - f0 : x.shape[1] - 1], cond)
     return metrics.loss_and_metrics(logits, x[:, big:])[0]
 
   grad = lambda f: jax.grad(f, argnums=(0, 1))
   return {
-      'full fwd': time_fn(full, params, carry, x, repeats=repeats),
-      'full fwd+bwd': time_fn(jax.grad(full), params, carry, x, repeats=repeats),
-      'frame tiers fwd+bwd': time_fn(jax.grad(frame_tiers), params, carry, x, repeats=repeats),
-      'sample mlp fwd': time_fn(sample_mlp, params['sample_mlp'], cond, x, repeats=repeats),
-      'sample mlp fwd+bwd': time_fn(grad(sample_mlp), params['sample_mlp'], cond, x,
-                                    repeats=repeats),
+    'full fwd': time_fn(full, params, carry, x, repeats=repeats),
+    'full fwd+bwd': time_fn(jax.grad(full), params, carry, x, repeats=repeats),
+    'frame tiers fwd+bwd': time_fn(jax.grad(frame_tiers), params, carry, x, repeats=repeats),
+    'sample mlp fwd': time_fn(sample_mlp, params['sample_mlp'], cond, x, repeats=repeats),
+    'sample mlp fwd+bwd': time_fn(grad(sample_mlp), params['sample_mlp'], cond, x, repeats=repeats),
   }
 
 
@@ -80,8 +82,10 @@ def main():
     config.train.batch_size = args.batch
   if args.seq_len:
     config.data.seq_len = args.seq_len
-  print(f'{args.config}: batch {config.train.batch_size} seq_len {config.data.seq_len} '
-        f'dim {config.model.dim}')
+  print(
+    f'{args.config}: batch {config.train.batch_size} seq_len {config.data.seq_len} '
+    f'dim {config.model.dim}'
+  )
   for k, v in component_times(config).items():
     print(f'  {k}: {v:.3f} s')
 

@@ -22,13 +22,26 @@ import math
 import re
 from typing import Dict, List, Optional, Sequence
 
-_BYTES = {'i1': 1, 'i8': 1, 'ui8': 1, 'bf16': 2, 'f16': 2, 'i16': 2, 'f32': 4, 'i32': 4,
-          'ui32': 4, 'f64': 8, 'i64': 8}
+_BYTES = {
+  'i1': 1,
+  'i8': 1,
+  'ui8': 1,
+  'bf16': 2,
+  'f16': 2,
+  'i16': 2,
+  'f32': 4,
+  'i32': 4,
+  'ui32': 4,
+  'f64': 8,
+  'i64': 8,
+}
 _TENSOR = re.compile(r'tensor<((?:\d+x)*)([a-z]+\d+)>')
 _FUNC = re.compile(r'^\s*func\.func (?:public |private )?@([\w$.\-]+)\(')
 _CALL = re.compile(r'\bcall @([\w$.\-]+)\(')
-_DOT = re.compile(r'stablehlo\.(dot_general|dot|convolution)\b(.*):\s*\((tensor<[^>]*>),\s*'
-                  r'(tensor<[^>]*>)\)\s*->\s*(tensor<[^>]*>)(?:\s*loc\((#loc\d*)\))?')
+_DOT = re.compile(
+  r'stablehlo\.(dot_general|dot|convolution)\b(.*):\s*\((tensor<[^>]*>),\s*'
+  r'(tensor<[^>]*>)\)\s*->\s*(tensor<[^>]*>)(?:\s*loc\((#loc\d*)\))?'
+)
 _CONTRACT = re.compile(r'contracting_dims = \[([\d, ]*)\] x')
 _TRIP = re.compile(r'stablehlo\.constant dense<(\d+)> : tensor<i(?:32|64)>')
 _LOC = re.compile(r'^(#loc\d*) = loc\((.*)\)\s*$', re.M)
@@ -37,6 +50,7 @@ _LOC = re.compile(r'^(#loc\d*) = loc\((.*)\)\s*$', re.M)
 @dataclasses.dataclass
 class Dot:
   """One matmul of the program: ``executions`` per step, operands ``lhs`` and ``rhs``."""
+
   kind: str
   lhs_dtype: str
   lhs_shape: tuple
@@ -59,8 +73,9 @@ class Dot:
 
   @property
   def operand_bytes(self) -> int:
-    return (math.prod(self.lhs_shape) * _BYTES.get(self.lhs_dtype, 4)
-            + math.prod(self.rhs_shape) * _BYTES.get(self.rhs_dtype, 4))
+    return math.prod(self.lhs_shape) * _BYTES.get(self.lhs_dtype, 4) + math.prod(
+      self.rhs_shape
+    ) * _BYTES.get(self.rhs_dtype, 4)
 
 
 def _tensor(text: str):
@@ -84,6 +99,7 @@ def _locations(text: str) -> Dict[str, str]:
       inner = re.search(r'(#loc\d*)', body)
       names[ref] = name(inner.group(1), depth + 1) if inner else ''
     return names[ref]
+
   for ref in raw:
     name(ref)
   return names
@@ -94,8 +110,14 @@ def _short(where: str) -> str:
   side = 'bwd' if 'transpose(' in where else 'fwd'
   path = re.sub(r'^jit\([^)]*\)/', '', where)
   path = re.sub(r'(transpose\()?(jvp\()?(\w+)\)?\)?/', r'\3/', path, count=1)
-  noise = {'SampleRNN', 'SampleRNN.frame_tiers_forward', 'while', 'body', 'closed_call',
-           'dot_general'}
+  noise = {
+    'SampleRNN',
+    'SampleRNN.frame_tiers_forward',
+    'while',
+    'body',
+    'closed_call',
+    'dot_general',
+  }
   return f"{side} {'/'.join(p for p in path.split('/') if p not in noise)}"
 
 
@@ -149,6 +171,7 @@ def parse(stablehlo: str) -> List[Dot]:
     for callee, _ in calls[f]:
       visit(callee)
     order.append(f)
+
   visit('main')
   for f in reversed(order):
     for callee, times in calls[f]:
@@ -170,16 +193,31 @@ def parse(stablehlo: str) -> List[Dot]:
         contract = _CONTRACT.search(attrs)
         dims = [int(d) for d in contract.group(1).split(',')] if contract else [len(ls) - 1]
         flops = 2.0 * math.prod(os_) * math.prod(ls[d] for d in dims)
-      dots.append(Dot(kind, ld, ls, rd, rs, od, os_, flops, runs[f] * times,
-                      where(f, locations.get(loc, '') if loc else '')))
+      dots.append(
+        Dot(
+          kind,
+          ld,
+          ls,
+          rd,
+          rs,
+          od,
+          os_,
+          flops,
+          runs[f] * times,
+          where(f, locations.get(loc, '') if loc else ''),
+        )
+      )
   return dots
 
 
 def wide(dots: Sequence[Dot], min_elements: int = 0, narrow: str = 'bf16') -> List[Dot]:
   """The dots with an operand not in ``narrow`` whose larger operand has more than
   ``min_elements`` elements."""
-  return [d for d in dots if (d.lhs_dtype != narrow or d.rhs_dtype != narrow)
-          and d.largest_operand > min_elements]
+  return [
+    d
+    for d in dots
+    if (d.lhs_dtype != narrow or d.rhs_dtype != narrow) and d.largest_operand > min_elements
+  ]
 
 
 def summary(dots: Sequence[Dot]) -> Dict[str, Dict[str, float]]:
@@ -187,8 +225,7 @@ def summary(dots: Sequence[Dot]) -> Dict[str, Dict[str, float]]:
   flops per step."""
   out = {}
   for d in dots:
-    row = out.setdefault(d.dtypes, {'ops': 0, 'executions': 0, 'operand_bytes': 0.0,
-                                    'flops': 0.0})
+    row = out.setdefault(d.dtypes, {'ops': 0, 'executions': 0, 'operand_bytes': 0.0, 'flops': 0.0})
     row['ops'] += 1
     row['executions'] += d.executions
     row['operand_bytes'] += d.operand_bytes * d.executions
@@ -197,31 +234,42 @@ def summary(dots: Sequence[Dot]) -> Dict[str, Dict[str, float]]:
 
 
 def markdown(dots: Sequence[Dot], title: str, *, list_all: bool = False) -> str:
-  lines = [f'### {title}', '', '| operands -> result | ops | runs per step | operand bytes '
-           'per step | FLOPs per step |', '| --- | --- | --- | --- | --- |']
+  lines = [
+    f'### {title}',
+    '',
+    '| operands -> result | ops | runs per step | operand bytes per step | FLOPs per step |',
+    '| --- | --- | --- | --- | --- |',
+  ]
   for dtypes, row in sorted(summary(dots).items()):
-    lines.append(f"| {dtypes} | {row['ops']} | {row['executions']} | "
-                 f"{row['operand_bytes'] / 1e6:.1f} MB | {row['flops']:.3e} |")
+    lines.append(
+      f"| {dtypes} | {row['ops']} | {row['executions']} | "
+      f"{row['operand_bytes'] / 1e6:.1f} MB | {row['flops']:.3e} |"
+    )
   shown = dots if list_all else wide(dots)
   if shown:
     lines += ['', '| where | operands | runs | FLOPs per run |', '| --- | --- | --- | --- |']
     for d in sorted(shown, key=lambda d: -(d.flops or 0) * d.executions):
-      lines.append(f'| {d.where or "?"} | {d.lhs_dtype}{list(d.lhs_shape)} x '
-                   f'{d.rhs_dtype}{list(d.rhs_shape)} | {d.executions} | '
-                   f'{(d.flops or 0):.3g} |')
+      lines.append(
+        f'| {d.where or "?"} | {d.lhs_dtype}{list(d.lhs_shape)} x '
+        f'{d.rhs_dtype}{list(d.rhs_shape)} | {d.executions} | '
+        f'{(d.flops or 0):.3g} |'
+      )
   return '\n'.join(lines) + '\n'
 
 
 def train_step_dots(config) -> List[Dot]:
   """The dots of ``config``'s train step on one device."""
   import jax  # pylint: disable=g-import-not-at-top
+
   from benchmarks import scaling_lib  # pylint: disable=g-import-not-at-top
+
   lowered = scaling_lib.lower_train_step(config, jax.devices()[:1])
   return parse(lowered.as_text(debug_info=True))
 
 
 def main(argv=None):
   from benchmarks import scaling_lib  # pylint: disable=g-import-not-at-top
+
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--config', default='default', help='A configs/ module: default, small, ...')
   parser.add_argument('--dtype', default='bfloat16', choices=['float32', 'bfloat16'])
@@ -230,8 +278,9 @@ def main(argv=None):
   parser.add_argument('--all', action='store_true', help='List every dot, not only the wide ones.')
   args = parser.parse_args(argv)
   config = scaling_lib.config_for(args.config, args.batch_size, args.seq_len, dtype=args.dtype)
-  title = (f'{args.config}, {args.dtype}, batch {config.train.batch_size}, '
-           f'seq_len {config.data.seq_len}')
+  title = (
+    f'{args.config}, {args.dtype}, batch {config.train.batch_size}, seq_len {config.data.seq_len}'
+  )
   print(markdown(train_step_dots(config), title, list_all=args.all))
 
 

@@ -59,8 +59,14 @@ _GATES = {'gru': 3, 'lstm': 4}
 def _dims(model_config: ml_collections.ConfigDict):
   m = model_config
   frame_sizes = tuple(int(f) for f in m.frame_sizes)
-  return (frame_sizes, int(m.dim), int(m.q_levels), int(m.num_rnn_layers),
-          _GATES[m.rnn_type], bool(m.skip_conn))
+  return (
+    frame_sizes,
+    int(m.dim),
+    int(m.q_levels),
+    int(m.num_rnn_layers),
+    _GATES[m.rnn_type],
+    bool(m.skip_conn),
+  )
 
 
 def frame_tier_macs(model_config, j: int, form: str = 'model') -> Dict[str, int]:
@@ -118,8 +124,9 @@ def generate_flops_per_sample(model_config) -> float:
   return 2 * forward_macs_per_sample(model_config, 'model')
 
 
-def executed_generate_flops_per_sample(model_config, *, fold_upper_upsampling: bool = True
-                                       ) -> float:
+def executed_generate_flops_per_sample(
+  model_config, *, fold_upper_upsampling: bool = True
+) -> float:
   """FLOPs the sampler executes per generated sample of one sequence (its folded form).
 
   The folds (``samplernn_jax/sampler.py``) are made once, when weights are loaded, and
@@ -143,8 +150,9 @@ def executed_generate_flops_per_sample(model_config, *, fold_upper_upsampling: b
   return 2 * total
 
 
-def train_flops_per_step(model_config, batch_size: int, seq_len: int, *,
-                         form: str = 'model', rnn_form: str = 'layered') -> float:
+def train_flops_per_step(
+  model_config, batch_size: int, seq_len: int, *, form: str = 'model', rnn_form: str = 'layered'
+) -> float:
   """FLOPs of one training step over ``batch_size`` windows of ``seq_len`` samples.
 
   ``form='implemented'`` with the step's ``rnn_form`` (``'layered'`` or ``'wavefront'``, not

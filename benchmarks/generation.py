@@ -1,6 +1,6 @@
 """Generation speed: samples per second of the jitted sampler, compile time apart.
 
-    python -m benchmarks.generation --dim=1024 --batch_size=1 --num_samples=4096
+python -m benchmarks.generation --dim=1024 --batch_size=1 --num_samples=4096
 """
 
 import argparse
@@ -19,9 +19,16 @@ def _random_params(model_config, seed=0):
   return jax.jit(lambda k: model_lib.init_params(model, k))(jax.random.key(seed))
 
 
-def benchmark_generation(model_config: ml_collections.ConfigDict, batch_size: int,
-                         num_samples: int, *, chunk_size: int = None, repeats: int = 3,
-                         return_details: bool = False, sample_rate: int = 16000):
+def benchmark_generation(
+  model_config: ml_collections.ConfigDict,
+  batch_size: int,
+  num_samples: int,
+  *,
+  chunk_size: int = None,
+  repeats: int = 3,
+  return_details: bool = False,
+  sample_rate: int = 16000,
+):
   """Total samples per second (all sequences) generating ``num_samples`` per sequence.
 
   Random parameters. The first call (compilation + one run) is excluded; the best of
@@ -47,15 +54,21 @@ def benchmark_generation(model_config: ml_collections.ConfigDict, batch_size: in
   run = min(runs)
   sps = batch_size * num_samples / run
   if return_details:
-    return {'samples_per_second': sps, 'seconds': run, 'compile_seconds': max(0.0, first - run),
-            'all_samples_per_second': [batch_size * num_samples / r for r in runs],
-            'batch_size': batch_size, 'num_samples': num_samples,
-            'x_real_time': metrics.x_real_time(num_samples, run, sample_rate)}
+    return {
+      'samples_per_second': sps,
+      'seconds': run,
+      'compile_seconds': max(0.0, first - run),
+      'all_samples_per_second': [batch_size * num_samples / r for r in runs],
+      'batch_size': batch_size,
+      'num_samples': num_samples,
+      'x_real_time': metrics.x_real_time(num_samples, run, sample_rate),
+    }
   return sps
 
 
 def main():
   from samplernn_jax import default_config as default  # pylint: disable=g-import-not-at-top
+
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--dim', type=int, default=1024)
   parser.add_argument('--batch_size', type=int, default=1)
@@ -69,13 +82,20 @@ def main():
   config.model.rnn_type = args.rnn_type
   config.model.frame_sizes = tuple(int(f) for f in args.frame_sizes.split(','))
   config.model.dtype = args.dtype
-  r = benchmark_generation(config.model, args.batch_size, args.num_samples, return_details=True,
-                           sample_rate=config.data.sample_rate)
-  print(f'dim={args.dim} batch={args.batch_size} {args.rnn_type} {config.model.frame_sizes}: '
-        f'{r["samples_per_second"]:.0f} samples/s total, '
-        f'{r["samples_per_second"] / args.batch_size:.0f} per sequence '
-        f'({r["x_real_time"]:.2f}x real time at {config.data.sample_rate} Hz), '
-        f'compile {r["compile_seconds"]:.1f} s')
+  r = benchmark_generation(
+    config.model,
+    args.batch_size,
+    args.num_samples,
+    return_details=True,
+    sample_rate=config.data.sample_rate,
+  )
+  print(
+    f'dim={args.dim} batch={args.batch_size} {args.rnn_type} {config.model.frame_sizes}: '
+    f'{r["samples_per_second"]:.0f} samples/s total, '
+    f'{r["samples_per_second"] / args.batch_size:.0f} per sequence '
+    f'({r["x_real_time"]:.2f}x real time at {config.data.sample_rate} Hz), '
+    f'compile {r["compile_seconds"]:.1f} s'
+  )
 
 
 if __name__ == '__main__':

@@ -19,8 +19,21 @@ import collections
 import re
 from typing import Dict, Iterator, List, Sequence, Tuple
 
-_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 's16': 2, 'u16': 2, 'f16': 2, 'bf16': 2, 's32': 4,
-          'u32': 4, 'f32': 4, 's64': 8, 'u64': 8, 'f64': 8}
+_BYTES = {
+  'pred': 1,
+  's8': 1,
+  'u8': 1,
+  's16': 2,
+  'u16': 2,
+  'f16': 2,
+  'bf16': 2,
+  's32': 4,
+  'u32': 4,
+  'f32': 4,
+  's64': 8,
+  'u64': 8,
+  'f64': 8,
+}
 SHAPE = re.compile(r'\b(pred|[suf]\d+|bf16)\[([\d,]*)\]')
 _COMPUTATION = re.compile(r'^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$')
 _CALLS = re.compile(r'(?:body|condition|to_apply|calls|branch_computations)=\{?%?([\w.\-, %]+)\}?')
@@ -59,8 +72,7 @@ def instructions(hlo: str) -> Iterator[Tuple[str, str]]:
 
 
 def _called(line: str) -> List[str]:
-  return [name for names in _CALLS.findall(line)
-          for name in re.split(r'[,\s%]+', names) if name]
+  return [name for names in _CALLS.findall(line) for name in re.split(r'[,\s%]+', names) if name]
 
 
 def loop_computations(hlo: str) -> set:
@@ -128,6 +140,7 @@ def loop_depth(hlo: str, exclude_scopes: Sequence[str] = ()) -> Dict[str, int]:
         total += sum(depth(callee) for callee in _called(line))
     memo[name] = total
     return total
+
   return {'depth': depth(entry), 'loops': loops[0]}
 
 
@@ -141,7 +154,7 @@ def _closing(text: str, start: int) -> int:
       depth -= 1
       if depth == 0:
         return i + 1
-  raise ValueError(f'Unbalanced brackets in: {text[start:start + 200]}')
+  raise ValueError(f'Unbalanced brackets in: {text[start : start + 200]}')
 
 
 def _split_top(text: str) -> List[str]:
@@ -178,7 +191,7 @@ def _parse(line: str):
     return None
   open_at = rest.index('(', op.start(1))
   close_at = _closing(rest, open_at)
-  return name, shape, op.group(1), _split_top(rest[open_at + 1:close_at - 1]), rest[close_at:]
+  return name, shape, op.group(1), _split_top(rest[open_at + 1 : close_at - 1]), rest[close_at:]
 
 
 def _dims(shape_text: str) -> List[int]:
@@ -272,4 +285,5 @@ def matmul_flops(hlo: str) -> float:
         total += sum(flops(callee) for callee in _called(line))
     memo[name] = total
     return total
+
   return flops(entry)

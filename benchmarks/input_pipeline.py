@@ -11,8 +11,8 @@ import tempfile
 import time
 
 from samplernn_jax import default_config as default
-from samplernn_jax.corpus import demo_corpus
 from samplernn_jax import input_pipeline
+from samplernn_jax.corpus import demo_corpus
 
 
 def measure_pipeline(config, data_dir: str, num_batches: int) -> float:
@@ -21,7 +21,8 @@ def measure_pipeline(config, data_dir: str, num_batches: int) -> float:
   probe = input_pipeline.make_datasets(config, data_dir, num_epochs=1)
   per_epoch = max(probe.windows_per_epoch[0], 1)
   ds = input_pipeline.make_datasets(
-      config, data_dir, num_epochs=math.ceil((num_batches + 1) / per_epoch))
+    config, data_dir, num_epochs=math.ceil((num_batches + 1) / per_epoch)
+  )
   iterator = iter(ds.train)
   batch = next(iterator)  # Starts the read-ahead thread and any workers.
   start = time.perf_counter()
@@ -36,9 +37,11 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as data_dir:
     demo_corpus.synthesize(data_dir, sample_rate=config.data.sample_rate)
     rate = measure_pipeline(config, data_dir, num_batches=500)
-  print(f'input pipeline: {rate / 1e6:.1f} M samples/s '
-        f'(batch {config.train.batch_size}, seq_len {config.data.seq_len}, '
-        f'num_workers {config.data.num_workers})')
+  print(
+    f'input pipeline: {rate / 1e6:.1f} M samples/s '
+    f'(batch {config.train.batch_size}, seq_len {config.data.seq_len}, '
+    f'num_workers {config.data.num_workers})'
+  )
 
 
 if __name__ == '__main__':

@@ -48,33 +48,36 @@ def machine_info() -> Dict[str, Any]:
   later); ``avx512_bf16`` has bfloat16 dot-product instructions at the float32 rate. On a
   GPU backend ``gpu_name`` names the card.
   """
-  import jaxlib  # pylint: disable=g-import-not-at-top
   import flax  # pylint: disable=g-import-not-at-top
+  import jaxlib  # pylint: disable=g-import-not-at-top
+
   flags = _cpu_flags()
   info = {
-      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-      'hostname': platform.node(),
-      'cpu_model': _cpu_model(),
-      'cpu_cores': os.cpu_count(),
-      'cpu_affinity': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
-      'platform': platform.platform(),
-      'python': platform.python_version(),
-      'jax_backend': jax.default_backend(),
-      'jax_devices': [str(d) for d in jax.devices()],
-      'jax_device_kind': jax.devices()[0].device_kind,
-      'amx_bf16': 'amx_bf16' in flags,
-      'avx512_bf16': 'avx512_bf16' in flags,
-      'jax': jax.__version__,
-      'jaxlib': jaxlib.__version__,
-      'flax': flax.__version__,
-      'xla_flags': os.environ.get('XLA_FLAGS', ''),
+    'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+    'hostname': platform.node(),
+    'cpu_model': _cpu_model(),
+    'cpu_cores': os.cpu_count(),
+    'cpu_affinity': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
+    'platform': platform.platform(),
+    'python': platform.python_version(),
+    'jax_backend': jax.default_backend(),
+    'jax_devices': [str(d) for d in jax.devices()],
+    'jax_device_kind': jax.devices()[0].device_kind,
+    'amx_bf16': 'amx_bf16' in flags,
+    'avx512_bf16': 'avx512_bf16' in flags,
+    'jax': jax.__version__,
+    'jaxlib': jaxlib.__version__,
+    'flax': flax.__version__,
+    'xla_flags': os.environ.get('XLA_FLAGS', ''),
   }
   if jax.default_backend() == 'gpu':
     info['gpu_name'] = jax.devices()[0].device_kind
   # Importing TensorFlow here would be slow and is only wanted when the reference runs.
   import sys  # pylint: disable=g-import-not-at-top
+
   if 'tensorflow' in sys.modules:
     from benchmarks import reference  # pylint: disable=g-import-not-at-top
+
     info.update(reference.tensorflow_build(sys.modules['tensorflow']))
     info['tf_keras'] = _version('tf_keras')
   else:
@@ -102,5 +105,10 @@ def matmul_peak_flops(size: int = 4096, repeats: int = 5, dtype=jnp.float32) -> 
     start = time.perf_counter()
     matmul(a, b).block_until_ready()
     best = min(best, time.perf_counter() - start)
-  return {'size': size, 'repeats': repeats, 'dtype': jnp.dtype(dtype).name,
-          'best_sec': best, 'flops_per_sec': 2.0 * size ** 3 / best}
+  return {
+    'size': size,
+    'repeats': repeats,
+    'dtype': jnp.dtype(dtype).name,
+    'best_sec': best,
+    'flops_per_sec': 2.0 * size**3 / best,
+  }

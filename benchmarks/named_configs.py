@@ -9,8 +9,7 @@ import os
 
 import ml_collections
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           'configs')
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
 
 
 def load_config(name: str) -> ml_collections.ConfigDict:

@@ -34,9 +34,10 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 INSTALL_HINT = (
-    "To measure the TF2 reference as well: pip install -e '.[reference]' (TensorFlow + "
-    'tf_keras), git clone https://github.com/rncm-prism/prism-samplernn (commit f05a772) '
-    'outside this repository, and pass --prism_dir=PATH_TO_THAT_CHECKOUT.')
+  "To measure the TF2 reference as well: pip install -e '.[reference]' (TensorFlow + "
+  'tf_keras), git clone https://github.com/rncm-prism/prism-samplernn (commit f05a772) '
+  'outside this repository, and pass --prism_dir=PATH_TO_THAT_CHECKOUT.'
+)
 
 
 def tensorflow_build(tf) -> Dict[str, object]:
@@ -49,10 +50,14 @@ def tensorflow_build(tf) -> Dict[str, object]:
   installed over each other into one ``tensorflow`` folder: the last one won.
   """
   dists = importlib.metadata.packages_distributions().get('tensorflow', [])
-  return {'tensorflow': tf.__version__,
-          'tensorflow_distribution': ', '.join(
-              f'{d} {importlib.metadata.version(d)}' for d in sorted(set(dists))) or 'unknown',
-          'tensorflow_cuda_build': bool(tf.test.is_built_with_cuda())}
+  return {
+    'tensorflow': tf.__version__,
+    'tensorflow_distribution': ', '.join(
+      f'{d} {importlib.metadata.version(d)}' for d in sorted(set(dists))
+    )
+    or 'unknown',
+    'tensorflow_cuda_build': bool(tf.test.is_built_with_cuda()),
+  }
 
 
 class ReferenceUnavailable(RuntimeError):
@@ -90,8 +95,9 @@ class Prism:
       raise ReferenceUnavailable('no --prism_dir given. ' + INSTALL_HINT)
     prism_dir = os.path.abspath(prism_dir)
     if not os.path.isfile(os.path.join(prism_dir, 'samplernn', 'model.py')):
-      raise ReferenceUnavailable(f'{prism_dir} is not a PRiSM SampleRNN checkout (no '
-                                 'samplernn/model.py). ' + INSTALL_HINT)
+      raise ReferenceUnavailable(
+        f'{prism_dir} is not a PRiSM SampleRNN checkout (no samplernn/model.py). ' + INSTALL_HINT
+      )
     # PRiSM is written against tf.keras 2; under Keras 3 this selects tf_keras.
     os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -101,8 +107,9 @@ class Prism:
       raise ReferenceUnavailable('TensorFlow is not installed. ' + INSTALL_HINT) from None
     if not tf.keras.__name__.startswith('tf_keras') and int(tf.keras.__version__[0]) >= 3:
       raise ReferenceUnavailable(
-          'TensorFlow was imported with Keras 3 before TF_USE_LEGACY_KERAS=1 was set, or '
-          'tf_keras is missing; PRiSM needs Keras 2. ' + INSTALL_HINT)
+        'TensorFlow was imported with Keras 3 before TF_USE_LEGACY_KERAS=1 was set, or '
+        'tf_keras is missing; PRiSM needs Keras 2. ' + INSTALL_HINT
+      )
     # On a GPU host TensorFlow would otherwise reserve the memory JAX has not taken.
     for gpu in tf.config.list_physical_devices('GPU'):
       try:
@@ -113,8 +120,10 @@ class Prism:
     if prism_dir not in sys.path:
       sys.path.insert(0, prism_dir)
     from samplernn.model import SampleRNN  # pylint: disable=g-import-not-at-top
-    spec = importlib.util.spec_from_file_location('prism_dataset',
-                                                  os.path.join(prism_dir, 'dataset.py'))
+
+    spec = importlib.util.spec_from_file_location(
+      'prism_dataset', os.path.join(prism_dir, 'dataset.py')
+    )
     dataset = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(dataset)
     self.tf = tf
@@ -126,26 +135,42 @@ class Prism:
 
   def info(self) -> Dict[str, object]:
     import tf_keras  # pylint: disable=g-import-not-at-top
+
     # On a GPU host PRiSM runs on the CPU unless TensorFlow has a GPU (a CUDA build with the
     # CUDA libraries), and the ratios must say so.
     on_gpu = bool(self.tf.config.list_physical_devices('GPU'))
-    return {'prism_dir': self.dir, 'prism_commit': self.commit, **tensorflow_build(self.tf),
-            'tf_keras': tf_keras.__version__, 'tensorflow_device': 'GPU' if on_gpu else 'CPU',
-            'librosa_stubbed_with_soundfile': self.librosa_stubbed}
+    return {
+      'prism_dir': self.dir,
+      'prism_commit': self.commit,
+      **tensorflow_build(self.tf),
+      'tf_keras': tf_keras.__version__,
+      'tensorflow_device': 'GPU' if on_gpu else 'CPU',
+      'librosa_stubbed_with_soundfile': self.librosa_stubbed,
+    }
 
   def build(self, config, batch_size: int):
     """PRiSM's ``SampleRNN`` for ``config`` (as train.py's ``create_model``)."""
     m = config.model
     if len(m.frame_sizes) != 2:
-      raise ValueError(f'PRiSM has exactly 3 tiers; frame_sizes={tuple(m.frame_sizes)} '
-                       'has no reference counterpart.')
+      raise ValueError(
+        f'PRiSM has exactly 3 tiers; frame_sizes={tuple(m.frame_sizes)} '
+        'has no reference counterpart.'
+      )
     if m.get('learn_h0', False):
       raise ValueError('PRiSM has no learned initial state (learn_h0).')
     return self.SampleRNN(
-        batch_size=batch_size, frame_sizes=list(m.frame_sizes), q_levels=m.q_levels,
-        q_type=m.q_type, dim=m.dim, rnn_type=m.rnn_type, num_rnn_layers=m.num_rnn_layers,
-        seq_len=config.data.seq_len, emb_size=m.emb_size, skip_conn=m.skip_conn,
-        rnn_dropout=m.rnn_dropout)
+      batch_size=batch_size,
+      frame_sizes=list(m.frame_sizes),
+      q_levels=m.q_levels,
+      q_type=m.q_type,
+      dim=m.dim,
+      rnn_type=m.rnn_type,
+      num_rnn_layers=m.num_rnn_layers,
+      seq_len=config.data.seq_len,
+      emb_size=m.emb_size,
+      skip_conn=m.skip_conn,
+      rnn_dropout=m.rnn_dropout,
+    )
 
 
 def supports(config) -> Optional[str]:
@@ -166,14 +191,15 @@ class Trainer:
     self.model = prism.build(config, config.train.batch_size)
     # train.py: create_adam_optimizer and model.compile.
     self.model.compile(
-        optimizer=tf.keras.optimizers.Adam(learning_rate=config.train.learning_rate,
-                                           epsilon=1e-4),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name='accuracy')])
+      optimizer=tf.keras.optimizers.Adam(learning_rate=config.train.learning_rate, epsilon=1e-4),
+      loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name='accuracy')],
+    )
     big = int(config.model.frame_sizes[-1])
     rng = np.random.default_rng(0)
-    x = rng.integers(0, config.model.q_levels,
-                     (config.train.batch_size, config.data.seq_len + big, 1)).astype(np.int32)
+    x = rng.integers(
+      0, config.model.q_levels, (config.train.batch_size, config.data.seq_len + big, 1)
+    ).astype(np.int32)
     self.data = (tf.constant(x), tf.constant(x[:, big:]))
     start = time.perf_counter()
     self._step()  # Traces the tf.function and builds the variables.
@@ -190,8 +216,11 @@ class Trainer:
       self._step()
       times.append(time.perf_counter() - start)
     sec = float(np.median(times))
-    return {'sec_per_step': sec, 'samples_per_sec': self.samples_per_step / sec,
-            'step_times': times}
+    return {
+      'sec_per_step': sec,
+      'samples_per_sec': self.samples_per_step / sec,
+      'step_times': times,
+    }
 
 
 class Generator:
@@ -225,8 +254,10 @@ class Generator:
     self._run(num_frames)
     sec = time.perf_counter() - start
     per_sequence = num_frames * self.big / sec
-    return {'samples_per_sec_per_sequence': per_sequence,
-            'samples_per_sec_total': per_sequence * self.batch_size}
+    return {
+      'samples_per_sec_per_sequence': per_sequence,
+      'samples_per_sec_total': per_sequence * self.batch_size,
+    }
 
 
 def measure_pipeline(prism: Prism, config, data_dir: str, num_batches: int) -> float:
@@ -237,8 +268,15 @@ def measure_pipeline(prism: Prism, config, data_dir: str, num_batches: int) -> f
   if len(files) < batch_size:
     raise ValueError(f'{data_dir}: {len(files)} wav files, fewer than batch {batch_size}.')
   dataset = prism.dataset.get_dataset(
-      files, 1000, batch_size, seq_len, big, drop_remainder=True,
-      q_type=config.model.q_type, q_levels=config.model.q_levels)
+    files,
+    1000,
+    batch_size,
+    seq_len,
+    big,
+    drop_remainder=True,
+    q_type=config.model.q_type,
+    q_levels=config.model.q_levels,
+  )
   # PRiSM prints a line per file it loads; keep the benchmark's output readable.
   with contextlib.redirect_stdout(io.StringIO()):
     it = iter(dataset)
@@ -274,12 +312,21 @@ class RemotePrism:
     if not prism_dir:
       raise ReferenceUnavailable('no --prism_dir given. ' + INSTALL_HINT)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [root] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    env = dict(
+      os.environ,
+      PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+      ),
+    )
     # stderr is shared, so PRiSM's and TensorFlow's messages show up as they happen.
     self._proc = subprocess.Popen(
-        [sys.executable, '-m', 'benchmarks.reference', f'--serve={os.path.abspath(prism_dir)}'],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=root)
+      [sys.executable, '-m', 'benchmarks.reference', f'--serve={os.path.abspath(prism_dir)}'],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+      env=env,
+      cwd=root,
+    )
     try:
       self._info = self.call('info')
     except BaseException:
@@ -291,8 +338,9 @@ class RemotePrism:
     self._proc.stdin.flush()
     line = self._proc.stdout.readline()
     if not line:
-      raise RuntimeError(f'the PRiSM worker exited (code {self._proc.wait()}) during {op!r}; '
-                         'its messages are above.')
+      raise RuntimeError(
+        f'the PRiSM worker exited (code {self._proc.wait()}) during {op!r}; its messages are above.'
+      )
     reply = json.loads(line)
     if 'unavailable' in reply:
       raise ReferenceUnavailable(reply['unavailable'])
@@ -312,8 +360,9 @@ class RemotePrism:
     return _RemoteMeasurer(self, r['handle'], r['compile_sec'])
 
   def measure_pipeline(self, config, data_dir: str, num_batches: int) -> float:
-    return self.call('pipeline', config=config.to_json(), data_dir=data_dir,
-                     num_batches=num_batches)
+    return self.call(
+      'pipeline', config=config.to_json(), data_dir=data_dir, num_batches=num_batches
+    )
 
   def close(self):
     if self._proc.poll() is None:
@@ -333,6 +382,7 @@ class RemotePrism:
 def serve(prism_dir: str):
   """The worker: one JSON request per stdin line, one JSON reply per line on stdout."""
   import ml_collections  # pylint: disable=g-import-not-at-top
+
   replies = os.fdopen(os.dup(1), 'w')
   os.dup2(2, 1)  # Whatever PRiSM or TensorFlow print goes to stderr, not into the replies.
   sys.stdout = sys.stderr
@@ -353,15 +403,19 @@ def serve(prism_dir: str):
         if op == 'info':
           result = prism.info()
         elif op in ('trainer', 'generator'):
-          measurer = (Trainer(prism, request['config']) if op == 'trainer' else
-                      Generator(prism, request['config'], request['batch_size']))
+          measurer = (
+            Trainer(prism, request['config'])
+            if op == 'trainer'
+            else Generator(prism, request['config'], request['batch_size'])
+          )
           handles[len(handles)] = measurer
           result = {'handle': len(handles) - 1, 'compile_sec': measurer.compile_sec}
         elif op == 'measure':
           result = handles[request['handle']].measure(request['n'])
         elif op == 'pipeline':
-          result = measure_pipeline(prism, request['config'], request['data_dir'],
-                                    request['num_batches'])
+          result = measure_pipeline(
+            prism, request['config'], request['data_dir'], request['num_batches']
+          )
         else:
           raise ValueError(f'unknown request {op!r}')
         reply = {'result': result}
@@ -373,8 +427,9 @@ def serve(prism_dir: str):
 
 def _git_head(path: str) -> Optional[str]:
   try:
-    return subprocess.run(['git', '-C', path, 'rev-parse', 'HEAD'], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return subprocess.run(
+      ['git', '-C', path, 'rev-parse', 'HEAD'], capture_output=True, text=True, check=True
+    ).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return None
 
@@ -382,4 +437,4 @@ def _git_head(path: str) -> Optional[str]:
 if __name__ == '__main__':
   if len(sys.argv) != 2 or not sys.argv[1].startswith('--serve='):
     sys.exit('usage: python -m benchmarks.reference --serve=PRISM_DIR (run by benchmarks.run)')
-  serve(sys.argv[1][len('--serve='):])
+  serve(sys.argv[1][len('--serve=') :])

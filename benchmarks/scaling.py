@@ -24,14 +24,18 @@ from benchmarks.scaling_lib import GPUS
 from benchmarks.scaling_lib import MODEL
 
 _CONFIG = flags.DEFINE_string('config', 'default', 'A configs/ module by name: default, small, ...')
-_BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['64', '512'],
-                                 'Global batches to compile for, each split over the devices.')
+_BATCH_SIZES = flags.DEFINE_list(
+  'batch_sizes', ['64', '512'], 'Global batches to compile for, each split over the devices.'
+)
 _SEQ_LEN = flags.DEFINE_integer('seq_len', None, "Window length (default: the config's).")
 _DIM = flags.DEFINE_integer('dim', None, "Model width (default: the config's).")
 _DEVICES = flags.DEFINE_list('devices', ['1', '2', '4', '8'], 'Device counts to compile for.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'config.model.dtype.')
-_RNN_FORM = flags.DEFINE_list('rnn_form', ['layered', 'wavefront'],
-                              'config.model.rnn_form of each compiled step: layered, wavefront.')
+_RNN_FORM = flags.DEFINE_list(
+  'rnn_form',
+  ['layered', 'wavefront'],
+  'config.model.rnn_form of each compiled step: layered, wavefront.',
+)
 _GPU = flags.DEFINE_enum('gpu', DEFAULT_GPU, list(GPUS), 'The GPU of the modeled step time.')
 _OUT = flags.DEFINE_string('out', None, 'Path prefix: writes OUT.json and OUT.md.')
 
@@ -40,6 +44,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   from benchmarks import machine  # pylint: disable=g-import-not-at-top
+
   forms = _RNN_FORM.value
   if not forms or any(f not in ('layered', 'wavefront') for f in forms):
     raise app.UsageError(f'--rnn_form={",".join(forms)}: use layered, wavefront or both.')
@@ -52,24 +57,41 @@ def main(argv):
   runs = []
   for batch_size in batch_sizes:
     for form in forms:
-      config = scaling_lib.config_for(_CONFIG.value, batch_size, _SEQ_LEN.value, _DIM.value,
-                                      _DTYPE.value, form)
-      print(f'Compiling {_CONFIG.value}, global batch {batch_size}, {form} RNNs, for '
-            f'{", ".join(map(str, counts))} devices ...', flush=True)
-      runs.append(scaling_lib.with_modeled_times(
-          scaling_lib.run_in_subprocess(config, counts), _GPU.value))
-  result = {'config': _CONFIG.value, 'runs': runs,
-            'model': {k: (list(v) if isinstance(v, tuple) else v)
-                      for k, v in config.model.to_dict().items()},
-            'gpus': GPUS, 'time_model': MODEL, 'machine': machine.machine_info()}
-  text = '\n'.join([
+      config = scaling_lib.config_for(
+        _CONFIG.value, batch_size, _SEQ_LEN.value, _DIM.value, _DTYPE.value, form
+      )
+      print(
+        f'Compiling {_CONFIG.value}, global batch {batch_size}, {form} RNNs, for '
+        f'{", ".join(map(str, counts))} devices ...',
+        flush=True,
+      )
+      runs.append(
+        scaling_lib.with_modeled_times(scaling_lib.run_in_subprocess(config, counts), _GPU.value)
+      )
+  result = {
+    'config': _CONFIG.value,
+    'runs': runs,
+    'model': {
+      k: (list(v) if isinstance(v, tuple) else v) for k, v in config.model.to_dict().items()
+    },
+    'gpus': GPUS,
+    'time_model': MODEL,
+    'machine': machine.machine_info(),
+  }
+  text = '\n'.join(
+    [
       f'## Scaling of {_CONFIG.value} ({_DTYPE.value}), read from the compiled step; GPU time '
-      f'modeled for the {GPUS[_GPU.value]["name"]}', '',
+      f'modeled for the {GPUS[_GPU.value]["name"]}',
+      '',
       'Modeled step time = depth x iteration latency + FLOPs per device / (share x matmul peak) '
       '+ ring bytes sent per device / (share x link bandwidth). Time efficiency = time(1) / '
-      '(N x time(N)); FLOP efficiency = FLOPs(1) / (N x FLOPs(N)). Parameters:', '',
-      scaling_lib.parameters_markdown(_DTYPE.value), scaling_lib.summary_markdown(runs)]
-      + [scaling_lib.markdown(r, _CONFIG.value) for r in runs])
+      '(N x time(N)); FLOP efficiency = FLOPs(1) / (N x FLOPs(N)). Parameters:',
+      '',
+      scaling_lib.parameters_markdown(_DTYPE.value),
+      scaling_lib.summary_markdown(runs),
+    ]
+    + [scaling_lib.markdown(r, _CONFIG.value) for r in runs]
+  )
   if _OUT.value:
     os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
     with open(_OUT.value + '.json', 'w') as f:

@@ -34,14 +34,23 @@ def _compiled_train_step(config_json: str):
   state = train_state.create_train_state(config, jax.random.key(config.train.seed))
   carry = steps.make_init_carry(config, mesh)(state.params)
   rng = np.random.default_rng(0)
-  batch = steps.global_batch(mesh, {
+  batch = steps.global_batch(
+    mesh,
+    {
       'x': rng.integers(0, config.model.q_levels, (batch_size, seq_len + big)).astype(np.int32),
-      'reset': np.zeros((batch_size,), bool)})
+      'reset': np.zeros((batch_size,), bool),
+    },
+  )
   start = time.perf_counter()
   compiled = steps.make_train_step(config, mesh).lower(state, carry, batch).compile()
   compile_sec = time.perf_counter() - start
-  return compiled, {'state': state, 'carry': carry}, batch, compile_sec, program_figures(
-      compiled.as_text())
+  return (
+    compiled,
+    {'state': state, 'carry': carry},
+    batch,
+    compile_sec,
+    program_figures(compiled.as_text()),
+  )
 
 
 def program_figures(hlo_text: str) -> dict:
@@ -49,8 +58,11 @@ def program_figures(hlo_text: str) -> dict:
   none), how many ``loops`` that counts, and ``flops_per_step_compiled`` (matmul FLOPs, loop
   bodies times their trip counts) of a compiled train step (``benchmarks.hlo``)."""
   depth = hlo.loop_depth(hlo_text, exclude_scopes=(lookup.ROW_LOOP_SCOPE,))
-  return {'depth': depth['depth'], 'loops': depth['loops'],
-          'flops_per_step_compiled': hlo.matmul_flops(hlo_text)}
+  return {
+    'depth': depth['depth'],
+    'loops': depth['loops'],
+    'flops_per_step_compiled': hlo.matmul_flops(hlo_text),
+  }
 
 
 def benchmark_train_step(config: ml_collections.ConfigDict, num_steps: int = 3) -> dict:
@@ -72,8 +84,13 @@ def benchmark_train_step(config: ml_collections.ConfigDict, num_steps: int = 3) 
       times.append(time.perf_counter() - start)
   sec = statistics.median(times)
   samples = config.train.batch_size * config.data.seq_len
-  return dict(sec_per_step=sec, samples_per_sec=samples / sec, compile_sec=compile_sec,
-              step_times=times, **program)
+  return dict(
+    sec_per_step=sec,
+    samples_per_sec=samples / sec,
+    compile_sec=compile_sec,
+    step_times=times,
+    **program,
+  )
 
 
 def get_config(name: str):
@@ -96,8 +113,10 @@ def main():
   if args.dtype:
     config.model.dtype = args.dtype
   result = benchmark_train_step(config, args.steps)
-  print(f'{args.config}: batch {config.train.batch_size} seq_len {config.data.seq_len} '
-        f'dim {config.model.dim} dtype {config.model.dtype}')
+  print(
+    f'{args.config}: batch {config.train.batch_size} seq_len {config.data.seq_len} '
+    f'dim {config.model.dim} dtype {config.model.dtype}'
+  )
   for k, v in result.items():
     print(f'  {k}: {v}')
 

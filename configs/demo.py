@@ -1,6 +1,6 @@
 """A small 3-tier model that learns the demo corpus's plucked pitches in minutes on a CPU.
 
-  samplernn-train --workdir=runs/demo --config=configs/demo.py
+samplernn-train --workdir=runs/demo --config=configs/demo.py
 """
 
 from samplernn_jax import default_config

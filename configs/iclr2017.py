@@ -5,7 +5,10 @@ from samplernn_jax import default_config
 
 def get_config():
   config = default_config.get_config()
-  config.model.frame_sizes = (4, 16)  # 3-tier: FS = 16 at the top, 4 in the middle (paper, Table 1).
+  config.model.frame_sizes = (
+    4,
+    16,
+  )  # 3-tier: FS = 16 at the top, 4 in the middle (paper, Table 1).
   config.model.num_rnn_layers = 1  # One GRU per tier as in the paper's 3-tier music model.
   config.model.q_type = 'linear'  # The paper quantizes linearly to 256 levels.
   config.model.learn_h0 = True  # The paper learns the initial RNN state.

@@ -23,8 +23,22 @@ import soxr
 from samplernn_jax import files
 
 # What samplernn-prepare looks for in a directory; PyAV reads all of them.
-AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.oga', '.opus', '.mp3', '.m4a', '.aac',
-                    '.mp4', '.webm', '.mka', '.aif', '.aiff', '.wma')
+AUDIO_EXTENSIONS = (
+  '.wav',
+  '.flac',
+  '.ogg',
+  '.oga',
+  '.opus',
+  '.mp3',
+  '.m4a',
+  '.aac',
+  '.mp4',
+  '.webm',
+  '.mka',
+  '.aif',
+  '.aiff',
+  '.wma',
+)
 # Of those, what libsndfile reads directly: what training reads (others go through
 # samplernn-prepare first).
 SOUNDFILE_EXTENSIONS = ('.wav', '.flac', '.ogg', '.aif', '.aiff')
@@ -42,9 +56,14 @@ def find_audio(directory: str, extensions=AUDIO_EXTENSIONS, skip_dir=None) -> li
       dirs[:] = []
       continue
     dirs[:] = [d for d in dirs if not d.startswith('.')]
-    found += [os.path.join(root, n) for n in names
-              if n.lower().endswith(extensions) and not n.startswith('.')]
+    found += [
+      os.path.join(root, n)
+      for n in names
+      if n.lower().endswith(extensions) and not n.startswith('.')
+    ]
   return sorted(found)
+
+
 RESAMPLE_QUALITY = 'HQ'
 # libsndfile notes a WAV whose header promises more data than the file holds as
 # "data : 32000 (should be 15978)" and then silently reads the shorter file.
@@ -69,8 +88,9 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     try:
       samples_NxC, sample_rate = _read_pyav(path)
     except (av.FFmpegError, ValueError) as av_error:
-      raise AudioError(f'not readable audio (soundfile: {sf_error}; '
-                       f'PyAV: {av_error})') from av_error
+      raise AudioError(
+        f'not readable audio (soundfile: {sf_error}; PyAV: {av_error})'
+      ) from av_error
   if samples_NxC.shape[0] == 0:
     raise AudioError('no audio samples')
   if not np.all(np.isfinite(samples_NxC)):
@@ -82,8 +102,9 @@ def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
   with sf.SoundFile(path) as f:
     match = _TRUNCATED_RE.search(f.extra_info)
     if match and int(match.group(2)) < int(match.group(1)):
-      raise AudioError(f'truncated: header declares {match.group(1)} data bytes, '
-                       f'the file holds {match.group(2)}')
+      raise AudioError(
+        f'truncated: header declares {match.group(1)} data bytes, the file holds {match.group(2)}'
+      )
     try:
       return f.read(dtype='float32', always_2d=True), f.samplerate
     except sf.LibsndfileError as e:
@@ -103,8 +124,9 @@ def probe(path: str) -> tuple[int, int]:
     with sf.SoundFile(path) as f:
       match = _TRUNCATED_RE.search(f.extra_info)
       if match and int(match.group(2)) < int(match.group(1)):
-        raise AudioError(f'truncated: header declares {match.group(1)} data bytes, '
-                         f'the file holds {match.group(2)}')
+        raise AudioError(
+          f'truncated: header declares {match.group(1)} data bytes, the file holds {match.group(2)}'
+        )
       if f.frames <= 0:
         raise AudioError('no audio samples')
       if f.subtype in ('FLOAT', 'DOUBLE'):

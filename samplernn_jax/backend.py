@@ -25,8 +25,8 @@ import jax
 #     the tier below (fewer bytes, more flops). Batch-1 frames are bound by streaming weights
 #     from memory on both kinds of device, so the same crossover is kept.
 _SAMPLER = {
-    'cpu': dict(sample_unroll=16, frame_unroll=1, unfolded_upper_max_batch=8),
-    'gpu': dict(sample_unroll=16, frame_unroll=1, unfolded_upper_max_batch=8),
+  'cpu': dict(sample_unroll=16, frame_unroll=1, unfolded_upper_max_batch=8),
+  'gpu': dict(sample_unroll=16, frame_unroll=1, unfolded_upper_max_batch=8),
 }
 
 

@@ -58,6 +58,13 @@ def lstm_cell_bwd(dh_BxD, dc_BxD, gates_Bx4D, c_prev_BxD, c_BxD):
   i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
   tanh_c = jnp.tanh(c_BxD)
   dc = dc_BxD + dh_BxD * o * (1.0 - tanh_c * tanh_c)
-  dgates = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_prev_BxD * f * (1.0 - f),
-                            dc * i * (1.0 - g * g), dh_BxD * tanh_c * o * (1.0 - o)], axis=-1)
+  dgates = jnp.concatenate(
+    [
+      dc * g * i * (1.0 - i),
+      dc * c_prev_BxD * f * (1.0 - f),
+      dc * i * (1.0 - g * g),
+      dh_BxD * tanh_c * o * (1.0 - o),
+    ],
+    axis=-1,
+  )
   return dgates, dc * f

@@ -41,8 +41,9 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     json.dump(config_to_json(config), f, indent=2, sort_keys=True)
 
 
-def make_manager(workdir: str,
-                 options: Optional[ocp.CheckpointManagerOptions] = None) -> ocp.CheckpointManager:
+def make_manager(
+  workdir: str, options: Optional[ocp.CheckpointManagerOptions] = None
+) -> ocp.CheckpointManager:
   """The manager over ``workdir/checkpoints`` (created if missing)."""
   directory = os.path.join(os.path.abspath(workdir), workdir_lib.CHECKPOINTS)
   return ocp.CheckpointManager(directory, options=options)
@@ -52,9 +53,13 @@ def save_params(workdir: str, step: int, params: Any, config: ml_collections.Con
   """Writes a parameters-only checkpoint (what the PRiSM importer produces)."""
   save_config(workdir, config)
   with make_manager(workdir) as manager:
-    manager.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(params),
-        config=ocp.args.JsonSave(config_to_json(config))), force=True)
+    manager.save(
+      step,
+      args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params), config=ocp.args.JsonSave(config_to_json(config))
+      ),
+      force=True,
+    )
     manager.wait_until_finished()
 
 
@@ -83,14 +88,18 @@ def unreadable(manager: ocp.CheckpointManager, step: int, error: BaseException) 
   text = str(error)
   where = step_dir
   for item in ITEMS:
-    if (f'{os.sep}{step}{os.sep}{item}' in text or f'"{item}"' in text or
-        (item == 'config' and isinstance(error, json.JSONDecodeError))):
+    if (
+      f'{os.sep}{step}{os.sep}{item}' in text
+      or f'"{item}"' in text
+      or (item == 'config' and isinstance(error, json.JSONDecodeError))
+    ):
       where = os.path.join(step_dir, item)
       break
   # TensorStore appends its whole spec to the first line.
   first_line = (text.strip().splitlines() or [''])[0].split(' See full TensorStore')[0][:160]
-  return CheckpointError(f'{where}: checkpoint {step} is unreadable '
-                         f'({type(error).__name__}: {first_line})')
+  return CheckpointError(
+    f'{where}: checkpoint {step} is unreadable ({type(error).__name__}: {first_line})'
+  )
 
 
 def set_aside(manager: ocp.CheckpointManager, step: int, workdir: str) -> str:
@@ -110,10 +119,12 @@ def set_aside(manager: ocp.CheckpointManager, step: int, workdir: str) -> str:
 
 def _restore_params_and_config(manager: ocp.CheckpointManager, step: int):
   try:
-    config = config_from_json(manager.restore(
-        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config'])
-    params = manager.restore(
-        step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))['params']
+    config = config_from_json(
+      manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
+    )
+    params = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))[
+      'params'
+    ]
   except Exception as e:  # pylint: disable=broad-except
     # Orbax raises bare Exceptions, KeyErrors and JSON errors for damaged files.
     raise unreadable(manager, step, e) from None
@@ -130,8 +141,9 @@ def restore_params(workdir: str, step: Optional[int] = None):
   """
   directory = os.path.join(os.path.abspath(workdir), workdir_lib.CHECKPOINTS)
   if not os.path.isdir(directory):
-    raise FileNotFoundError(f'{directory}: no checkpoints here; train or import a model into '
-                            f'--workdir={workdir} first.')
+    raise FileNotFoundError(
+      f'{directory}: no checkpoints here; train or import a model into --workdir={workdir} first.'
+    )
   with make_manager(workdir) as manager:
     steps = manager.all_steps()
     if not steps:
@@ -139,8 +151,9 @@ def restore_params(workdir: str, step: Optional[int] = None):
     if step is None:
       step = manager.latest_step()
     elif step not in steps:
-      raise FileNotFoundError(f'{directory}: no checkpoint at step {step}; '
-                              f'available: {sorted(steps)}.')
+      raise FileNotFoundError(
+        f'{directory}: no checkpoint at step {step}; available: {sorted(steps)}.'
+      )
     try:
       params, config = _restore_params_and_config(manager, step)
     except CheckpointError as e:
@@ -152,8 +165,11 @@ def restore_params(workdir: str, step: Optional[int] = None):
             intact.append(other)
         except CheckpointError:
           pass
-      hint = (f'intact checkpoints: {intact}; pass --step={intact[0]}' if intact else
-              'no intact checkpoint is left; train again or re-import the model')
+      hint = (
+        f'intact checkpoints: {intact}; pass --step={intact[0]}'
+        if intact
+        else 'no intact checkpoint is left; train again or re-import the model'
+      )
       raise CheckpointError(f'{e}; {hint}.') from None
   return params, config, step
 
@@ -183,10 +199,17 @@ def training_options(train_config: ml_collections.ConfigDict) -> ocp.CheckpointM
   if policy == 'Always':
     preservation = policies.LatestN(n=keep)
   else:
-    preservation = policies.AnyPreservationPolicy([
+    preservation = policies.AnyPreservationPolicy(
+      [
         policies.LatestN(n=1),
-        policies.BestN(get_metric_fn=lambda m: m[monitor], reverse=MONITORS[monitor] == 'min',
-                       n=keep, keep_checkpoints_without_metrics=False)])
+        policies.BestN(
+          get_metric_fn=lambda m: m[monitor],
+          reverse=MONITORS[monitor] == 'min',
+          n=keep,
+          keep_checkpoints_without_metrics=False,
+        ),
+      ]
+    )
   return ocp.CheckpointManagerOptions(preservation_policy=preservation, create=True)
 
 
@@ -196,13 +219,21 @@ def has_train_state(manager: ocp.CheckpointManager, step: int) -> bool:
   Either training item counts, so a training checkpoint that lost one is found damaged
   when restored, instead of passing for parameters only (with a fresh optimizer).
   """
-  return any(os.path.isdir(os.path.join(str(manager.directory), str(step), item))
-             for item in ('train', 'data'))
+  return any(
+    os.path.isdir(os.path.join(str(manager.directory), str(step), item))
+    for item in ('train', 'data')
+  )
 
 
-def save_training(manager: ocp.CheckpointManager, step: int, params: Any, train: Any,
-                  data_iterator: Any, config: ml_collections.ConfigDict,
-                  metrics: Optional[dict] = None) -> None:
+def save_training(
+  manager: ocp.CheckpointManager,
+  step: int,
+  params: Any,
+  train: Any,
+  data_iterator: Any,
+  config: ml_collections.ConfigDict,
+  metrics: Optional[dict] = None,
+) -> None:
   """Saves a full training checkpoint; returns once device arrays are copied to the host.
 
   The write finishes in the background. Orbax writes into a temporary directory and renames
@@ -210,33 +241,52 @@ def save_training(manager: ocp.CheckpointManager, step: int, params: Any, train:
   previous checkpoints untouched (the partial one is ignored, and cleaned up later).
   """
   import grain  # The pipeline's dependency; only training checkpoints need it.
-  manager.save(step, args=ocp.args.Composite(
+
+  manager.save(
+    step,
+    args=ocp.args.Composite(
       params=ocp.args.StandardSave(params),
       config=ocp.args.JsonSave(config_to_json(config)),
       train=ocp.args.StandardSave(train),
-      data=grain.checkpoint.CheckpointSave(data_iterator)), metrics=metrics, force=True)
+      data=grain.checkpoint.CheckpointSave(data_iterator),
+    ),
+    metrics=metrics,
+    force=True,
+  )
 
 
-def restore_training(manager: ocp.CheckpointManager, step: int, abstract_params: Any,
-                     abstract_train: Any, data_iterator: Any):
+def restore_training(
+  manager: ocp.CheckpointManager,
+  step: int,
+  abstract_params: Any,
+  abstract_train: Any,
+  data_iterator: Any,
+):
   """Restores ``(params, train)`` of ``step`` into the given shapes and shardings.
 
   ``data_iterator`` is moved to the saved position in place.
   """
   import grain
-  restored = manager.restore(step, args=ocp.args.Composite(
+
+  restored = manager.restore(
+    step,
+    args=ocp.args.Composite(
       params=ocp.args.StandardRestore(abstract_params),
       train=ocp.args.StandardRestore(abstract_train),
-      data=grain.checkpoint.CheckpointRestore(data_iterator)))
+      data=grain.checkpoint.CheckpointRestore(data_iterator),
+    ),
+  )
   return restored['params'], restored['train']
 
 
 def restore_params_into(manager: ocp.CheckpointManager, step: int, abstract_params: Any):
   """The parameters of ``step`` in the given shapes and shardings (any checkpoint kind)."""
-  return manager.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(abstract_params)))['params']
+  return manager.restore(
+    step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params))
+  )['params']
 
 
 def restore_config(manager: ocp.CheckpointManager, step: int) -> ml_collections.ConfigDict:
-  return config_from_json(manager.restore(
-      step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config'])
+  return config_from_json(
+    manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
+  )

@@ -41,23 +41,32 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   m = config.model
   frame_sizes = tuple(m.frame_sizes)
   if not frame_sizes:
-    raise ValueError('config.model.frame_sizes is empty; give at least one frame size, '
-                     'e.g. (16,) for a 2-tier or (16, 64) for a 3-tier model.')
+    raise ValueError(
+      'config.model.frame_sizes is empty; give at least one frame size, '
+      'e.g. (16,) for a 2-tier or (16, 64) for a 3-tier model.'
+    )
   if any(int(f) != f or f < 1 for f in frame_sizes):
-    raise ValueError(f'config.model.frame_sizes={frame_sizes}: every frame size must be a '
-                     'positive integer.')
+    raise ValueError(
+      f'config.model.frame_sizes={frame_sizes}: every frame size must be a positive integer.'
+    )
   for below, above in zip(frame_sizes, frame_sizes[1:]):
     if above <= below:
-      raise ValueError(f'config.model.frame_sizes={frame_sizes} must be strictly ascending '
-                       f'(lowest tier first): {above} follows {below}.')
+      raise ValueError(
+        f'config.model.frame_sizes={frame_sizes} must be strictly ascending '
+        f'(lowest tier first): {above} follows {below}.'
+      )
     if above % below:
-      raise ValueError(f'config.model.frame_sizes={frame_sizes}: each frame size must divide '
-                       f'the next, but {below} does not divide {above}.')
+      raise ValueError(
+        f'config.model.frame_sizes={frame_sizes}: each frame size must divide '
+        f'the next, but {below} does not divide {above}.'
+      )
   if m.rnn_type not in rnn.RNN_TYPES:
     raise ValueError(f'config.model.rnn_type={m.rnn_type!r}; use one of {rnn.RNN_TYPES}.')
   if m.dim < 1 or m.num_rnn_layers < 1:
-    raise ValueError(f'config.model.dim={m.dim} and config.model.num_rnn_layers='
-                     f'{m.num_rnn_layers} must both be positive.')
+    raise ValueError(
+      f'config.model.dim={m.dim} and config.model.num_rnn_layers='
+      f'{m.num_rnn_layers} must both be positive.'
+    )
   if not 0.0 <= m.rnn_dropout < 1.0:
     raise ValueError(f'config.model.rnn_dropout={m.rnn_dropout} must lie in [0, 1).')
   if m.rnn_form not in rnn.RNN_FORMS:
@@ -72,8 +81,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     big = frame_sizes[-1]
     seq_len = config.data.seq_len
     if seq_len < big or seq_len % big:
-      raise ValueError(f'config.data.seq_len={seq_len} must be a positive multiple of the top '
-                       f'frame size {big}; e.g. {max(1, round(seq_len / big)) * big}.')
+      raise ValueError(
+        f'config.data.seq_len={seq_len} must be a positive multiple of the top '
+        f'frame size {big}; e.g. {max(1, round(seq_len / big)) * big}.'
+      )
   if 'data' in config:
     d = config.data
     if d.sample_rate < 1:
@@ -81,8 +92,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if not 0 <= d.val_frac < 1:
       raise ValueError(f'config.data.val_frac={d.val_frac} must lie in [0, 1).')
     if d.on_bad_file not in BAD_FILE_ACTIONS:
-      raise ValueError(f'config.data.on_bad_file={d.on_bad_file!r}; use one of '
-                       f'{BAD_FILE_ACTIONS}.')
+      raise ValueError(f'config.data.on_bad_file={d.on_bad_file!r}; use one of {BAD_FILE_ACTIONS}.')
   if 'train' in config:
     _validate_train(config.train)
   return config
@@ -97,8 +107,14 @@ def _validate_train(t: ml_collections.ConfigDict) -> None:
   for name in ('batch_size', 'num_epochs', 'checkpoint_every_epochs'):
     if t[name] < 1:
       raise ValueError(f'config.train.{name}={t[name]} must be at least 1.')
-  for name in ('max_checkpoints', 'early_stopping_patience', 'log_every_steps',
-               'eval_every_steps', 'checkpoint_every_steps', 'reduce_learning_rate_after'):
+  for name in (
+    'max_checkpoints',
+    'early_stopping_patience',
+    'log_every_steps',
+    'eval_every_steps',
+    'checkpoint_every_steps',
+    'reduce_learning_rate_after',
+  ):
     if t[name] < 0:
       raise ValueError(f'config.train.{name}={t[name]} must be 0 (off) or positive.')
 

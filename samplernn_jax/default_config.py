@@ -41,7 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
   train.adam_eps = 1e-4  # Adam epsilon (PRiSM's value, larger than Adam's usual 1e-8).
   train.momentum = 0.9  # Momentum for sgd and rmsprop.
   train.reduce_learning_rate_after = 0  # Epochs before exponential decay; 0 keeps it constant.
-  train.lr_decay_rate = 0.1  # Decay of the learning rate per epoch once decay starts (PRiSM: lr * e^-0.1).
+  train.lr_decay_rate = (
+    0.1  # Decay of the learning rate per epoch once decay starts (PRiSM: lr * e^-0.1).
+  )
   train.clip_norm = 5.0  # Global gradient-norm clip.
   train.seed = 0  # Seed of parameter init, dropout and in-training generation.
   train.log_every_steps = 1  # Steps between log lines.
@@ -50,7 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
   train.checkpoint_every_steps = 0  # Steps between checkpoints as well; 0: epochs only.
   train.checkpoint_policy = 'Always'  # 'Always' keeps the newest, 'Best' the best by `monitor`.
   train.max_checkpoints = 5  # Checkpoints kept on disk; 0 keeps all.
-  train.monitor = 'val_loss'  # Metric for 'Best' and early stopping: val_loss, val_accuracy, loss, accuracy.
+  train.monitor = (
+    'val_loss'  # Metric for 'Best' and early stopping: val_loss, val_accuracy, loss, accuracy.
+  )
   train.early_stopping_patience = 3  # Epochs without improvement before stopping; 0 never stops.
 
   config.generate = generate = ml_collections.ConfigDict()

@@ -1,4 +1,4 @@
-"""Multi-process launches: when to call ``jax.distributed.initialize``, as JAX's own detection sees it.
+"""Multi-process launches: when to call ``jax.distributed.initialize``, as JAX detects them.
 
 ``srun samplernn-train ...`` on SLURM (or ``mpirun`` under Open MPI, or an indexed Job on
 Kubernetes) starts one process per task. Each must join the others through
@@ -23,6 +23,7 @@ MODES = ('auto', 'on', 'off')
 @dataclasses.dataclass(frozen=True)
 class Cluster:
   """A cluster environment as JAX detects it."""
+
   name: str  # JAX's name for it: 'slurm', 'ompi', 'k8s', ...
   num_processes: int
 
@@ -34,15 +35,19 @@ def detected_cluster() -> Optional[Cluster]:
   decision here and JAX's own agree; JAX keeps the list in a private module.
   """
   from jax._src import clusters  # pylint: disable=g-import-not-at-top
+
   for env in clusters.ClusterEnv._cluster_types:  # pylint: disable=protected-access
     if not env.opt_in_only_method and env.is_env_present():
       return Cluster(name=env.name or env.__name__, num_processes=int(env.get_process_count()))
   return None
 
 
-def should_initialize(mode: str, coordinator_address: Optional[str] = None,
-                      num_processes: Optional[int] = None,
-                      cluster: Optional[Cluster] = None) -> bool:
+def should_initialize(
+  mode: str,
+  coordinator_address: Optional[str] = None,
+  num_processes: Optional[int] = None,
+  cluster: Optional[Cluster] = None,
+) -> bool:
   """Whether to call ``jax.distributed.initialize`` under ``--distributed=mode``.
 
   ``cluster``: ``detected_cluster()``'s answer (passed in so that the rule is testable).
@@ -56,8 +61,12 @@ def should_initialize(mode: str, coordinator_address: Optional[str] = None,
   return cluster is not None and cluster.num_processes > 1
 
 
-def initialize(mode: str, coordinator_address: Optional[str] = None,
-               num_processes: Optional[int] = None, process_id: Optional[int] = None) -> str:
+def initialize(
+  mode: str,
+  coordinator_address: Optional[str] = None,
+  num_processes: Optional[int] = None,
+  process_id: Optional[int] = None,
+) -> str:
   """Joins the other processes when ``should_initialize``; returns the one-line summary:
   ``process I of N (via ...), L local / G global devices``."""
   cluster = detected_cluster() if mode == 'auto' else None
@@ -65,10 +74,16 @@ def initialize(mode: str, coordinator_address: Optional[str] = None,
   if should_initialize(mode, coordinator_address, num_processes, cluster):
     # CPU processes exchange collectives through gloo (a GPU's go through NCCL either way).
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
-    how = (f'{cluster.name} detected by JAX' if cluster and not coordinator_address
-           else 'coordinator ' + (coordinator_address or 'from the environment'))
-  return (f'process {jax.process_index()} of {jax.process_count()} ({how}); '
-          f'{jax.local_device_count()} local / {jax.device_count()} global devices '
-          f'({jax.devices()[0].platform})')
+    jax.distributed.initialize(
+      coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
+    how = (
+      f'{cluster.name} detected by JAX'
+      if cluster and not coordinator_address
+      else 'coordinator ' + (coordinator_address or 'from the environment')
+    )
+  return (
+    f'process {jax.process_index()} of {jax.process_count()} ({how}); '
+    f'{jax.local_device_count()} local / {jax.device_count()} global devices '
+    f'({jax.devices()[0].platform})'
+  )

@@ -51,9 +51,9 @@ grain worker processes; the windows and their order do not change (grain's worke
 read absl flags, so parse them first: ``app.run`` does).
 """
 
+from collections.abc import Sequence
 import dataclasses
 import os
-from collections.abc import Sequence
 
 from absl import logging
 import grain
@@ -75,13 +75,15 @@ def find_audio_files(data_dir: str) -> list[str]:
   suffixes = ', '.join(audio_io.SOUNDFILE_EXTENSIONS)
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(
-        f'data_dir {data_dir!r} is not a directory; expected a directory of audio files '
-        f'({suffixes}), for example the output of samplernn-prepare.')
+      f'data_dir {data_dir!r} is not a directory; expected a directory of audio files '
+      f'({suffixes}), for example the output of samplernn-prepare.'
+    )
   files = audio_io.find_audio(data_dir, audio_io.SOUNDFILE_EXTENSIONS)
   if not files:
     raise ValueError(
-        f'data_dir {data_dir!r} holds no audio files; expected files ending in '
-        f'{suffixes} (run samplernn-prepare to make them from others).')
+      f'data_dir {data_dir!r} holds no audio files; expected files ending in '
+      f'{suffixes} (run samplernn-prepare to make them from others).'
+    )
   return files
 
 
@@ -101,6 +103,7 @@ def split_files(files: Sequence[str], val_frac: float) -> tuple[list[str], list[
 @dataclasses.dataclass(frozen=True)
 class _Windowing:
   """What turns files into windows; shared by the source and the window cutter."""
+
   seq_len: int
   big_frame: int
   sample_rate: int
@@ -116,8 +119,9 @@ class _GroupSource:
   group with windows). Picklable, so grain workers can each build it.
   """
 
-  def __init__(self, files, lengths, windowing, *, batch_size, rows, num_epochs, shuffle,
-               seed, pad_last):
+  def __init__(
+    self, files, lengths, windowing, *, batch_size, rows, num_epochs, shuffle, seed, pad_last
+  ):
     self._files = list(files)
     self._lengths = np.asarray(lengths, np.int64)
     self._w = windowing
@@ -144,8 +148,9 @@ class _GroupSource:
     """(file indices int[G, B] with -1 for padding, windows int[G]) of an epoch."""
     if epoch not in self._plans:
       n, b, g = len(self._files), self._batch_size, self.groups_per_epoch
-      order = (np.random.default_rng([self._seed, epoch]).permutation(n)
-               if self._shuffle else np.arange(n))
+      order = (
+        np.random.default_rng([self._seed, epoch]).permutation(n) if self._shuffle else np.arange(n)
+      )
       index_GxB = np.full(g * b, -1, np.int64)
       used = min(n, g * b)
       index_GxB[:used] = order[:used]
@@ -173,12 +178,19 @@ class _GroupSource:
       except audio_io.AudioError as e:
         raise ValueError(f'{self._files[i]}: {e}') from e
       if len(samples_N) < length:
-        raise ValueError(f'{self._files[i]}: decoded {len(samples_N)} samples, its header '
-                         f'promised at least {length}; is the file truncated?')
+        raise ValueError(
+          f'{self._files[i]}: decoded {len(samples_N)} samples, its header '
+          f'promised at least {length}; is the file truncated?'
+        )
       # PRiSM pads with float zeros and then quantizes: the pad is the silence level.
-      x_RxT[r, w.big_frame:] = quantization.encode(samples_N[:length], w.q_type, w.q_levels)
-    return {'x': x_RxT, 'mask': rows >= 0, 'epoch': epoch, 'windows': num_windows,
-            'last': bool(with_windows.size and g == with_windows[-1])}
+      x_RxT[r, w.big_frame :] = quantization.encode(samples_N[:length], w.q_type, w.q_levels)
+    return {
+      'x': x_RxT,
+      'mask': rows >= 0,
+      'epoch': epoch,
+      'windows': num_windows,
+      'last': bool(with_windows.size and g == with_windows[-1]),
+    }
 
 
 class _Windows(Sequence):
@@ -195,16 +207,15 @@ class _Windows(Sequence):
       raise IndexError(k)
     g, start = self._group, k * self._seq_len
     return {
-        'x': g['x'][:, start:start + self._seq_len + self._big_frame].astype(np.int32),
-        'mask': g['mask'],
-        'reset': np.bool_(k == 0),
-        'epoch': np.int32(g['epoch']),
-        'epoch_end': np.bool_(g['last'] and k == len(self) - 1),
+      'x': g['x'][:, start : start + self._seq_len + self._big_frame].astype(np.int32),
+      'mask': g['mask'],
+      'reset': np.bool_(k == 0),
+      'epoch': np.int32(g['epoch']),
+      'epoch_end': np.bool_(g['last'] and k == len(self) - 1),
     }
 
 
 class _CutWindows(grain.experimental.FlatMapTransform):
-
   def __init__(self, seq_len: int, big_frame: int, max_windows: int):
     self._seq_len, self._big_frame = seq_len, big_frame
     self.max_fan_out = max(1, max_windows)
@@ -213,20 +224,24 @@ class _CutWindows(grain.experimental.FlatMapTransform):
     return _Windows(group, self._seq_len, self._big_frame)
 
 
-def _windows_dataset(source: _GroupSource, windowing: _Windowing,
-                     num_workers: int) -> grain.IterDataset:
+def _windows_dataset(
+  source: _GroupSource, windowing: _Windowing, num_workers: int
+) -> grain.IterDataset:
   # One group read ahead in a thread: a group is up to tens of MB, so no deeper.
   ds = grain.MapDataset.source(source).to_iter_dataset(
-      grain.ReadOptions(num_threads=1, prefetch_buffer_size=1))
+    grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)
+  )
   if num_workers > 0:
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return grain.experimental.FlatMapIterDataset(
-      ds, _CutWindows(windowing.seq_len, windowing.big_frame, source.max_windows))
+    ds, _CutWindows(windowing.seq_len, windowing.big_frame, source.max_windows)
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class Datasets:
   """What make_datasets returns; see the module docstring for the batch dict."""
+
   train: grain.IterDataset  # All train windows of num_epochs epochs, in order.
   val: grain.IterDataset | None  # One pass over the validation files; None if none.
   windows_per_epoch: tuple[int, ...]  # Train windows in each epoch (equal for equal files).
@@ -235,8 +250,9 @@ class Datasets:
   val_files: tuple[str, ...]
 
 
-def usable_files(files: Sequence[str], sample_rate: int,
-                 on_bad_file: str = 'skip') -> tuple[list[str], list[int]]:
+def usable_files(
+  files: Sequence[str], sample_rate: int, on_bad_file: str = 'skip'
+) -> tuple[list[str], list[int]]:
   """The files whose header and length check out, and their lengths at ``sample_rate``.
 
   Checked when the dataset is built, so a bad file stops the run before step 1 (or is
@@ -254,16 +270,23 @@ def usable_files(files: Sequence[str], sample_rate: int,
     lengths.append(audio_io.resampled_length(frames, rate, sample_rate))
   if bad and on_bad_file == 'stop':
     more = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
-    raise ValueError(f'{bad[0]}{more}. Remove or replace the file, or pass '
-                     '--config.data.on_bad_file=skip to train without it.')
+    raise ValueError(
+      f'{bad[0]}{more}. Remove or replace the file, or pass '
+      '--config.data.on_bad_file=skip to train without it.'
+    )
   for reason in bad:
     logging.warning('Skipping %s', reason)
   return good, lengths
 
 
-def make_datasets(config, data_dir: str, *, num_epochs: int | None = None,
-                  process_index: int | None = None,
-                  process_count: int | None = None) -> Datasets:
+def make_datasets(
+  config,
+  data_dir: str,
+  *,
+  num_epochs: int | None = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+) -> Datasets:
   """Train and validation windows of the audio files under ``data_dir``.
 
   ``num_epochs`` defaults to config.train.num_epochs; the process index and count
@@ -273,15 +296,20 @@ def make_datasets(config, data_dir: str, *, num_epochs: int | None = None,
   """
   if process_index is None or process_count is None:
     import jax  # Lazily: grain workers unpickle this module and need no JAX.
+
     process_index, process_count = jax.process_index(), jax.process_count()
   batch_size = config.train.batch_size
   if batch_size % process_count:
     raise ValueError(f'batch_size {batch_size} does not split over {process_count} hosts.')
   per_host = batch_size // process_count
   rows = slice(process_index * per_host, (process_index + 1) * per_host)
-  windowing = _Windowing(seq_len=config.data.seq_len, big_frame=config.model.frame_sizes[-1],
-                         sample_rate=config.data.sample_rate, q_type=config.model.q_type,
-                         q_levels=config.model.q_levels)
+  windowing = _Windowing(
+    seq_len=config.data.seq_len,
+    big_frame=config.model.frame_sizes[-1],
+    sample_rate=config.data.sample_rate,
+    q_type=config.model.q_type,
+    q_levels=config.model.q_levels,
+  )
   quantization.check_q_type(windowing.q_type, windowing.q_levels)
 
   train_files, val_files = split_files(find_audio_files(data_dir), config.data.val_frac)
@@ -291,24 +319,44 @@ def make_datasets(config, data_dir: str, *, num_epochs: int | None = None,
   val_files, val_lengths = usable_files(val_files, windowing.sample_rate, on_bad_file)
   if len(train_files) < batch_size:
     raise ValueError(
-        f'{data_dir!r} gives {len(train_files)} training files, fewer than batch_size '
-        f'{batch_size}: every batch reads {batch_size} files side by side. Lower '
-        f'config.train.batch_size or add files (e.g. shorter chunks from samplernn-prepare).')
+      f'{data_dir!r} gives {len(train_files)} training files, fewer than batch_size '
+      f'{batch_size}: every batch reads {batch_size} files side by side. Lower '
+      f'config.train.batch_size or add files (e.g. shorter chunks from samplernn-prepare).'
+    )
   num_epochs = config.train.num_epochs if num_epochs is None else num_epochs
   seed = config.data.shuffle_seed
-  train = _GroupSource(train_files, train_lengths, windowing, batch_size=batch_size, rows=rows,
-                       num_epochs=num_epochs, shuffle=True, seed=seed, pad_last=False)
+  train = _GroupSource(
+    train_files,
+    train_lengths,
+    windowing,
+    batch_size=batch_size,
+    rows=rows,
+    num_epochs=num_epochs,
+    shuffle=True,
+    seed=seed,
+    pad_last=False,
+  )
   windows_per_epoch = tuple(int(train.plan(e)[1].sum()) for e in range(num_epochs))
   val_ds, val_windows = None, 0
   if val_files:
-    val = _GroupSource(val_files, val_lengths, windowing, batch_size=batch_size, rows=rows,
-                       num_epochs=1, shuffle=False, seed=seed, pad_last=True)
+    val = _GroupSource(
+      val_files,
+      val_lengths,
+      windowing,
+      batch_size=batch_size,
+      rows=rows,
+      num_epochs=1,
+      shuffle=False,
+      seed=seed,
+      pad_last=True,
+    )
     val_ds = _windows_dataset(val, windowing, config.data.num_workers)
     val_windows = int(val.plan(0)[1].sum())
   return Datasets(
-      train=_windows_dataset(train, windowing, config.data.num_workers),
-      val=val_ds,
-      windows_per_epoch=windows_per_epoch,
-      val_windows=val_windows,
-      train_files=tuple(train_files),
-      val_files=tuple(val_files))
+    train=_windows_dataset(train, windowing, config.data.num_workers),
+    val=val_ds,
+    windows_per_epoch=windows_per_epoch,
+    val_windows=val_windows,
+    train_files=tuple(train_files),
+    val_files=tuple(val_files),
+  )

@@ -24,7 +24,7 @@ def _gather_sum(tables_FxQxD, ids_BxL, num_steps):
   tables_FxQxD = jnp.asarray(tables_FxQxD)
   out = None
   for k in range(tables_FxQxD.shape[0]):
-    rows = tables_FxQxD[k].at[ids_BxL[:, k:k + num_steps]].get(mode='promise_in_bounds')
+    rows = tables_FxQxD[k].at[ids_BxL[:, k : k + num_steps]].get(mode='promise_in_bounds')
     out = rows if out is None else out + rows
   return out
 
@@ -54,8 +54,10 @@ def _table_grads(g_BxTxD, ids_BxL, tables_FxQxD):
   num_taps, q, d = tables_FxQxD.shape
   num_steps = g_BxTxD.shape[1]
   g_NxD = g_BxTxD.reshape(-1, d)
-  grads = [jax.ops.segment_sum(g_NxD, ids_BxL[:, k:k + num_steps].reshape(-1), num_segments=q)
-           for k in range(num_taps)]
+  grads = [
+    jax.ops.segment_sum(g_NxD, ids_BxL[:, k : k + num_steps].reshape(-1), num_segments=q)
+    for k in range(num_taps)
+  ]
   return jnp.stack(grads).astype(tables_FxQxD.dtype)
 
 
@@ -87,6 +89,7 @@ def _lookup_relu(tables_FxQxD, ids_BxL, addend_BxTxD, bias_D):
     with jax.named_scope(ROW_LOOP_SCOPE):
       out = jax.lax.map(lambda a: rows(*a), (ids[:, None], addend[:, None]))
     return out.reshape(addend.shape)
+
   # Only XLA:CPU pays for the loop; on a GPU a loop over rows would serialize the batch, and
   # its fusions keep the gathers in registers anyway. The choice is made when lowering.
   return jax.lax.platform_dependent(ids_BxL, addend_BxTxD, cpu=row_by_row, default=rows)
@@ -100,8 +103,12 @@ def _tap_lookup_relu_fwd(tables_FxQxD, ids_BxL, addend_BxTxD, bias_D):
 def _tap_lookup_relu_bwd(residuals, g_BxTxD):
   ids_BxL, tables_FxQxD, out, bias_D = residuals
   g_pre = jnp.where(out > 0, g_BxTxD, 0.0)
-  return (_table_grads(g_pre, ids_BxL, tables_FxQxD), None, g_pre,
-          jnp.sum(g_pre, axis=(0, 1)).astype(bias_D.dtype))
+  return (
+    _table_grads(g_pre, ids_BxL, tables_FxQxD),
+    None,
+    g_pre,
+    jnp.sum(g_pre, axis=(0, 1)).astype(bias_D.dtype),
+  )
 
 
 tap_lookup_relu.defvjp(_tap_lookup_relu_fwd, _tap_lookup_relu_bwd)

@@ -33,8 +33,11 @@ def weighted_sums(logits_BxTxQ, targets_BxT, weights_B):
   nll_BxT = -jnp.take_along_axis(log_probs, targets_BxT[..., None], axis=-1)[..., 0]
   hits_BxT = (jnp.argmax(logits, axis=-1) == targets_BxT).astype(jnp.float32)
   w_B = weights_B.astype(jnp.float32)
-  return {'nll': jnp.sum(nll_BxT.sum(1) * w_B), 'hits': jnp.sum(hits_BxT.sum(1) * w_B),
-          'count': jnp.sum(w_B) * targets_BxT.shape[1]}
+  return {
+    'nll': jnp.sum(nll_BxT.sum(1) * w_B),
+    'hits': jnp.sum(hits_BxT.sum(1) * w_B),
+    'count': jnp.sum(w_B) * targets_BxT.shape[1],
+  }
 
 
 def from_sums(sums) -> dict:

@@ -52,6 +52,7 @@ def tap_lookup(tables_FxQxD, ids_BxL, num_steps: int):
 
 class FrameTier(nn.Module):
   """One frame-level tier: input Dense, stacked RNN, learned per-position upsampling."""
+
   frame_size: int
   upsample_ratio: int
   dim: int
@@ -71,17 +72,21 @@ class FrameTier(nn.Module):
     # PRiSM's conv1d_transpose with stride == width: each step's output h gives
     # h @ U[k] for positions k = 0..R-1. Stored [R, D_in, D_out].
     self.upsample = self.param(
-        'upsample', nn.initializers.glorot_normal(in_axis=-2, out_axis=-1),
-        (self.upsample_ratio, self.dim, self.dim))
+      'upsample',
+      nn.initializers.glorot_normal(in_axis=-2, out_axis=-1),
+      (self.upsample_ratio, self.dim, self.dim),
+    )
 
   def initial_carry(self, batch_size: int):
     return self.rnn.initial_carry(batch_size)
 
-  def __call__(self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry, *,
-               deterministic: bool = True):
+  def __call__(
+    self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry, *, deterministic: bool = True
+  ):
     """Runs ``N = T / frame_size`` frames; returns ``(carry, cond_Bx(N*R)xD)``."""
-    carry, h_BxNxD = self.rnn_outputs(samples_BxT, conditioning_BxNxD, carry,
-                                      deterministic=deterministic)
+    carry, h_BxNxD = self.rnn_outputs(
+      samples_BxT, conditioning_BxNxD, carry, deterministic=deterministic
+    )
     return carry, self.upsampled(h_BxNxD)
 
   def upsampled(self, h_BxNxD):
@@ -92,23 +97,33 @@ class FrameTier(nn.Module):
     out = precision.matmul(h_BxNxD, u_DxRD, self.dtype)
     return out.reshape(batch, num_frames * self.upsample_ratio, self.dim)
 
-  def rnn_outputs(self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry, *,
-                  deterministic: bool = True):
+  def rnn_outputs(
+    self, samples_BxT, conditioning_BxNxD: Optional[jax.Array], carry, *, deterministic: bool = True
+  ):
     """Like ``__call__`` without the upsampling: ``(carry, h_BxNxD)``, one row per frame."""
     batch, length = samples_BxT.shape
     num_frames = length // self.frame_size
     frames_BxNxF = scale_frame_inputs(
-        samples_BxT.reshape(batch, num_frames, self.frame_size), self.q_levels)
+      samples_BxT.reshape(batch, num_frames, self.frame_size), self.q_levels
+    )
     x_BxNxD = self.input_proj(frames_BxNxF)
     if conditioning_BxNxD is not None:
       x_BxNxD = x_BxNxD + conditioning_BxNxD
     return self.rnn(x_BxNxD, carry, deterministic=deterministic)
 
   def _stack(self, **module_kwargs) -> rnn.StackedRNN:
-    return rnn.StackedRNN(rnn_type=self.rnn_type, dim=self.dim, num_layers=self.num_layers,
-                          skip_conn=self.skip_conn, learn_h0=self.learn_h0,
-                          dropout=self.dropout, dtype=self.dtype, axis_name=self.axis_name,
-                          form=self.rnn_form, **module_kwargs)
+    return rnn.StackedRNN(
+      rnn_type=self.rnn_type,
+      dim=self.dim,
+      num_layers=self.num_layers,
+      skip_conn=self.skip_conn,
+      learn_h0=self.learn_h0,
+      dropout=self.dropout,
+      dtype=self.dtype,
+      axis_name=self.axis_name,
+      form=self.rnn_form,
+      **module_kwargs,
+    )
 
   # ----- The one-frame form (the sampler's): fold once, then step one frame at a time ----
 
@@ -127,8 +142,7 @@ class FrameTier(nn.Module):
     """
     hp = jax.lax.Precision.HIGHEST
     proj = params['input_proj']
-    folded = {'layers': self._stack(parent=None).fold(params['rnn'], proj['kernel'],
-                                                      proj['bias'])}
+    folded = {'layers': self._stack(parent=None).fold(params['rnn'], proj['kernel'], proj['bias'])}
     if fold_upsampling:
       up = jnp.einsum('rde,eg->drg', params['upsample'], below_w_DxG, precision=hp)
     else:
@@ -152,13 +166,15 @@ class FrameTier(nn.Module):
     cond = precision.matmul(out_BxD, folded['up'], self.dtype)
     if 'cond_w' in folded:  # Unfolded: upsample, then project all R frames' inputs at once.
       batch = cond.shape[0]
-      cond = precision.matmul(cond.reshape(-1, self.dim), folded['cond_w'],
-                        self.dtype).reshape(batch, -1)
+      cond = precision.matmul(cond.reshape(-1, self.dim), folded['cond_w'], self.dtype).reshape(
+        batch, -1
+      )
     return carry, cond
 
 
 class SampleMLP(nn.Module):
   """The sample-level tier: embedding, ``F``-tap convolution, two ReLU layers, logits."""
+
   frame_size: int
   dim: int
   q_levels: int
@@ -169,8 +185,11 @@ class SampleMLP(nn.Module):
     q = self.q_levels
     # Keras defaults, so a fresh model starts like a fresh PRiSM one.
     self.embedding = self.param('embedding', _keras_embedding_init, (q, q))
-    self.taps = self.param('taps', nn.initializers.glorot_uniform(in_axis=-2, out_axis=-1),
-                           (self.frame_size, q, self.dim))
+    self.taps = self.param(
+      'taps',
+      nn.initializers.glorot_uniform(in_axis=-2, out_axis=-1),
+      (self.frame_size, q, self.dim),
+    )
     self.hidden1 = precision.Dense(self.dim, dtype=self.dtype, name='hidden1')
     self.hidden2 = precision.Dense(self.dim, dtype=self.dtype, name='hidden2')
     self.output_proj = precision.Dense(q, dtype=self.dtype, name='output_proj')
@@ -205,12 +224,19 @@ class SampleMLP(nn.Module):
     taps = self.taps
     einsum = functools.partial(precision.einsum, dtype=self.dtype)
     tables_FxQxD = sharding.split_rows(
-        lambda emb_QxQ: einsum('fqd,de->fqe', einsum('qe,fed->fqd', emb_QxQ, taps), w1),
-        self.embedding,
-        in_axis=0, out_axis=1, axis_name=self.axis_name)
+      lambda emb_QxQ: einsum('fqd,de->fqe', einsum('qe,fed->fqd', emb_QxQ, taps), w1),
+      self.embedding,
+      in_axis=0,
+      out_axis=1,
+      axis_name=self.axis_name,
+    )
     u_DxRxD = sharding.split_rows(
-        lambda u_RxDxD: einsum('rde,ef->drf', u_RxDxD, w1), upsample_RxDxD,
-        in_axis=1, out_axis=0, axis_name=self.axis_name)
+      lambda u_RxDxD: einsum('rde,ef->drf', u_RxDxD, w1),
+      upsample_RxDxD,
+      in_axis=1,
+      out_axis=0,
+      axis_name=self.axis_name,
+    )
     u_DxRD = u_DxRxD.reshape(dim, ratio * dim)
     cond_BxTxD = precision.matmul(h_BxNxD, u_DxRD, self.dtype).reshape(batch, num_steps, dim)
     return self._logits(lookup.tap_lookup_relu(tables_FxQxD, ids_BxL, cond_BxTxD, b1))
@@ -232,13 +258,21 @@ class SampleMLP(nn.Module):
     rows to gather; ``hidden1``'s bias rides in tap 0's table).
     """
     hidden1 = params['hidden1']
-    tables = jnp.einsum('qe,fed,dh->fqh', params['embedding'], params['taps'], hidden1['kernel'],
-                        precision=jax.lax.Precision.HIGHEST)
+    tables = jnp.einsum(
+      'qe,fed,dh->fqh',
+      params['embedding'],
+      params['taps'],
+      hidden1['kernel'],
+      precision=jax.lax.Precision.HIGHEST,
+    )
     tables = tables.at[0].add(hidden1['bias'])
-    return {'tables': tables.reshape(-1, self.dim),
-            'w2': params['hidden2']['kernel'].astype(self.dtype), 'b2': params['hidden2']['bias'],
-            'w3': params['output_proj']['kernel'].astype(self.dtype),
-            'b3': params['output_proj']['bias']}
+    return {
+      'tables': tables.reshape(-1, self.dim),
+      'w2': params['hidden2']['kernel'].astype(self.dtype),
+      'b2': params['hidden2']['bias'],
+      'w3': params['output_proj']['kernel'].astype(self.dtype),
+      'b3': params['output_proj']['bias'],
+    }
 
   def step(self, folded, window_BxF, hidden1_BxD):
     """Logits ``[B, Q]`` of the sample after ``window_BxF`` (the last ``F`` samples), given its
@@ -247,8 +281,7 @@ class SampleMLP(nn.Module):
     # reducing over F wrote and re-read the rows (at batch 32, 1.5x slower per sample).
     h = hidden1_BxD
     for k in range(window_BxF.shape[1]):
-      h = h + jnp.take(folded['tables'], window_BxF[:, k] + k * self.q_levels, axis=0,
-                       mode='clip')
+      h = h + jnp.take(folded['tables'], window_BxF[:, k] + k * self.q_levels, axis=0, mode='clip')
     h = jax.nn.relu(h)
     h = jax.nn.relu(precision.matmul(h, folded['w2'], self.dtype) + folded['b2'])
     return precision.matmul(h, folded['w3'], self.dtype) + folded['b3']
@@ -256,6 +289,7 @@ class SampleMLP(nn.Module):
 
 class SampleRNN(nn.Module):
   """The whole model; frame tier ``j`` (``frame_tier_j``) works on frames of ``frame_sizes[j]``."""
+
   frame_sizes: Sequence[int]
   dim: int
   q_levels: int
@@ -278,27 +312,46 @@ class SampleRNN(nn.Module):
     return self.frame_sizes[-1]
 
   def setup(self):
-    self.frame_tiers = [self._frame_tier(j, name=f'frame_tier_{j}')
-                        for j in range(len(self.frame_sizes))]
+    self.frame_tiers = [
+      self._frame_tier(j, name=f'frame_tier_{j}') for j in range(len(self.frame_sizes))
+    ]
     self.sample_mlp = self._sample_mlp(name='sample_mlp')
 
   def _frame_tier(self, j: int, **module_kwargs) -> FrameTier:
     f = self.frame_sizes[j]
     below = self.frame_sizes[j - 1] if j > 0 else 1
-    return FrameTier(frame_size=f, upsample_ratio=f // below, dim=self.dim,
-                     q_levels=self.q_levels, rnn_type=self.rnn_type,
-                     num_layers=self.num_rnn_layers, skip_conn=self.skip_conn,
-                     learn_h0=self.learn_h0, dropout=self.rnn_dropout, dtype=self.dtype,
-                     axis_name=self.axis_name, rnn_form=self.rnn_form, **module_kwargs)
+    return FrameTier(
+      frame_size=f,
+      upsample_ratio=f // below,
+      dim=self.dim,
+      q_levels=self.q_levels,
+      rnn_type=self.rnn_type,
+      num_layers=self.num_rnn_layers,
+      skip_conn=self.skip_conn,
+      learn_h0=self.learn_h0,
+      dropout=self.rnn_dropout,
+      dtype=self.dtype,
+      axis_name=self.axis_name,
+      rnn_form=self.rnn_form,
+      **module_kwargs,
+    )
 
   def _sample_mlp(self, **module_kwargs) -> SampleMLP:
-    return SampleMLP(frame_size=self.frame_sizes[0], dim=self.dim, q_levels=self.q_levels,
-                     dtype=self.dtype, axis_name=self.axis_name, **module_kwargs)
+    return SampleMLP(
+      frame_size=self.frame_sizes[0],
+      dim=self.dim,
+      q_levels=self.q_levels,
+      dtype=self.dtype,
+      axis_name=self.axis_name,
+      **module_kwargs,
+    )
 
   def step_modules(self) -> tuple:
     """``(frame tiers, sample MLP)`` unbound: their ``step`` methods need no parameters."""
-    return (tuple(self._frame_tier(j, parent=None) for j in range(len(self.frame_sizes))),
-            self._sample_mlp(parent=None))
+    return (
+      tuple(self._frame_tier(j, parent=None) for j in range(len(self.frame_sizes))),
+      self._sample_mlp(parent=None),
+    )
 
   def initial_carry(self, batch_size: int) -> tuple:
     """The reset state: zeros, or the learned h0 when ``learn_h0``; one entry per frame tier."""
@@ -318,7 +371,7 @@ class SampleRNN(nn.Module):
     new_carry, h_BxNxD = self.frame_tiers_forward(x_BxL, carry, deterministic=deterministic)
     f0 = self.frame_sizes[0]
     lowest = self.frame_tiers[0]
-    ids_BxL = x_BxL[:, self.big_frame_size - f0:x_BxL.shape[1] - 1]
+    ids_BxL = x_BxL[:, self.big_frame_size - f0 : x_BxL.shape[1] - 1]
     if self.is_initializing():
       # The folded path reads hidden1's kernel, which only the plain path creates.
       return new_carry, self.sample_mlp(ids_BxL, lowest.upsampled(h_BxNxD))
@@ -338,13 +391,15 @@ class SampleRNN(nn.Module):
     conditioning = None
     for j in reversed(range(len(self.frame_tiers))):
       f = self.frame_sizes[j]
-      frames_BxT = x_BxL[:, big - f:length - f]
+      frames_BxT = x_BxL[:, big - f : length - f]
       if j > 0:
-        new_carry[j], conditioning = self.frame_tiers[j](frames_BxT, conditioning, carry[j],
-                                                         deterministic=deterministic)
+        new_carry[j], conditioning = self.frame_tiers[j](
+          frames_BxT, conditioning, carry[j], deterministic=deterministic
+        )
       else:
         new_carry[j], h_BxNxD = self.frame_tiers[j].rnn_outputs(
-            frames_BxT, conditioning, carry[j], deterministic=deterministic)
+          frames_BxT, conditioning, carry[j], deterministic=deterministic
+        )
     return tuple(new_carry), h_BxNxD
 
   def fold(self, params, *, fold_upper_upsampling: bool = True) -> dict:
@@ -367,37 +422,44 @@ class SampleRNN(nn.Module):
         below_w = mlp.input_weight(params['sample_mlp'])
       else:
         below_w = tiers[j - 1].input_weight(params[f'frame_tier_{j - 1}'])
-      folded_tiers.append(tier.fold(params[f'frame_tier_{j}'], below_w,
-                                    fold_upsampling=j == 0 or fold_upper_upsampling))
+      folded_tiers.append(
+        tier.fold(
+          params[f'frame_tier_{j}'], below_w, fold_upsampling=j == 0 or fold_upper_upsampling
+        )
+      )
     return {'frame_tiers': folded_tiers, 'sample_mlp': mlp.fold(params['sample_mlp'])}
 
 
 def reset_carry(initial_carry, carry, reset_B):
   """Per sequence: the initial carry where ``reset_B`` is true, else ``carry``."""
+
   def pick(init, cur):
     mask = reset_B.reshape((-1,) + (1,) * (cur.ndim - 1))
     return jnp.where(mask, init, cur)
+
   return jax.tree.map(pick, initial_carry, carry)
 
 
-def from_config(model_config: ml_collections.ConfigDict,
-                axis_name: Optional[str] = None) -> SampleRNN:
+def from_config(
+  model_config: ml_collections.ConfigDict, axis_name: Optional[str] = None
+) -> SampleRNN:
   """Builds the model described by ``config.model`` (validate the config first).
 
   ``axis_name``: see ``SampleRNN.axis_name`` (only inside ``shard_map``).
   """
   return SampleRNN(
-      frame_sizes=tuple(int(f) for f in model_config.frame_sizes),
-      dim=int(model_config.dim),
-      q_levels=int(model_config.q_levels),
-      rnn_type=model_config.rnn_type,
-      num_rnn_layers=int(model_config.num_rnn_layers),
-      skip_conn=bool(model_config.skip_conn),
-      learn_h0=bool(model_config.learn_h0),
-      rnn_dropout=float(model_config.rnn_dropout),
-      dtype=DTYPES[model_config.dtype],
-      axis_name=axis_name,
-      rnn_form=backend.rnn_form(model_config.rnn_form))
+    frame_sizes=tuple(int(f) for f in model_config.frame_sizes),
+    dim=int(model_config.dim),
+    q_levels=int(model_config.q_levels),
+    rnn_type=model_config.rnn_type,
+    num_rnn_layers=int(model_config.num_rnn_layers),
+    skip_conn=bool(model_config.skip_conn),
+    learn_h0=bool(model_config.learn_h0),
+    rnn_dropout=float(model_config.rnn_dropout),
+    dtype=DTYPES[model_config.dtype],
+    axis_name=axis_name,
+    rnn_form=backend.rnn_form(model_config.rnn_form),
+  )
 
 
 def init_params(model: SampleRNN, rng: jax.Array, batch_size: int = 1):
@@ -407,6 +469,7 @@ def init_params(model: SampleRNN, rng: jax.Array, batch_size: int = 1):
   # With learn_h0 the initial carry is itself a parameter, so it is built inside init.
   def init_fn(m, x):
     return m(x, m.initial_carry(x.shape[0]))
+
   return model.init(rng, x, method=init_fn)['params']
 
 

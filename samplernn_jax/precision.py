@@ -60,8 +60,10 @@ def _terms(spec: str):
   in_a, in_b = inputs.split(',')
   for term, other in ((in_a, in_b), (in_b, in_a)):
     if len(set(term)) != len(term) or any((c in other) == (c in out) for c in term):
-      raise ValueError(f'einsum {spec!r}: each index of an operand must be either contracted '
-                       'with the other operand or kept in the output, once.')
+      raise ValueError(
+        f'einsum {spec!r}: each index of an operand must be either contracted '
+        'with the other operand or kept in the output, once.'
+      )
   return in_a, in_b, out
 
 
@@ -79,8 +81,9 @@ def _as_matmul(spec: str, a, b):
   contracted = [c for c in in_a if c in in_b]
   a_2d, a_axis, kept_a = _grouped(a, in_a, contracted)
   b_2d, b_axis, kept_b = _grouped(b, in_b, contracted)
-  y = jax.lax.dot_general(a_2d, b_2d, (((a_axis,), (b_axis,)), ((), ())),
-                          preferred_element_type=jnp.float32)
+  y = jax.lax.dot_general(
+    a_2d, b_2d, (((a_axis,), (b_axis,)), ((), ())), preferred_element_type=jnp.float32
+  )
   size = dict(zip(in_a, a.shape)) | dict(zip(in_b, b.shape))
   y = y.reshape([size[c] for c in kept_a + kept_b])
   return jnp.transpose(y, [(kept_a + kept_b).index(c) for c in out])
@@ -128,6 +131,7 @@ class Dense(nn.Module):
 
   ``nn.Dense(dtype=bfloat16)`` would return bfloat16 and round its bias to bfloat16.
   """
+
   features: int
   use_bias: bool = True
   dtype: Any = jnp.float32

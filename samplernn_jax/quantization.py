@@ -36,8 +36,10 @@ def _check_finite(x, what: str) -> None:
   if isinstance(x, jax.core.Tracer):
     return
   if not bool(np.all(np.isfinite(np.asarray(x)))):
-    raise ValueError(f'{what}: input holds non-finite values (NaN or inf); '
-                     'decode or clean the audio before quantizing.')
+    raise ValueError(
+      f'{what}: input holds non-finite values (NaN or inf); '
+      'decode or clean the audio before quantizing.'
+    )
 
 
 def check_q_type(q_type: str, q_levels: int) -> None:
@@ -45,8 +47,10 @@ def check_q_type(q_type: str, q_levels: int) -> None:
   if q_type not in Q_TYPES:
     raise ValueError(f'q_type must be one of {Q_TYPES}, got {q_type!r}.')
   if q_type in ('mu-law', 'a-law') and q_levels != COMPANDING_LEVELS:
-    raise ValueError(f'{q_type} quantization uses {COMPANDING_LEVELS} levels; set '
-                     f'q_levels=256 or use q_type="linear" for {q_levels} levels.')
+    raise ValueError(
+      f'{q_type} quantization uses {COMPANDING_LEVELS} levels; set '
+      f'q_levels=256 or use q_type="linear" for {q_levels} levels.'
+    )
   if q_levels < 2:
     raise ValueError(f'q_levels must be at least 2, got {q_levels}.')
 
@@ -76,8 +80,7 @@ def a_law_encode(x, q_levels: int = 256):
   ax = xp.minimum(xp.abs(x), 1.0) * _A
   denominator = 1 + np.log(_A)
   # The log branch is evaluated on max(ax, 1) so it never sees log(0).
-  magnitude = xp.where(ax < 1, ax / denominator,
-                       (1 + xp.log(xp.maximum(ax, 1.0))) / denominator)
+  magnitude = xp.where(ax < 1, ax / denominator, (1 + xp.log(xp.maximum(ax, 1.0))) / denominator)
   signal = xp.sign(x) * magnitude
   mu = q_levels - 1
   return ((signal + 1) / 2 * mu + 0.5).astype(xp.int32)

@@ -10,7 +10,6 @@ import sys
 import time
 from typing import Sequence
 
-from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -27,8 +26,14 @@ class Reporter:
   dropped, so the resumed run logs each step once.
   """
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict,
-               windows_per_epoch: Sequence[int], *, resumed_step: int = 0):
+  def __init__(
+    self,
+    workdir: str,
+    config: ml_collections.ConfigDict,
+    windows_per_epoch: Sequence[int],
+    *,
+    resumed_step: int = 0,
+  ):
     self.active = jax.process_index() == 0
     self.tty = sys.stdout.isatty()
     self.samples_per_step = int(config.train.batch_size) * int(config.data.seq_len)
@@ -74,8 +79,13 @@ class Reporter:
     self._step_times.append(sec_per_step)
     if len(self._step_times) == ESTIMATE_AFTER_STEPS + 1:
       # The first step compiles; the next ones say what an epoch will cost.
-      self.message(time_estimate(float(np.median(self._step_times[1:])), epoch_steps,
-                                 self.num_epochs - epoch + (1 - in_epoch / max(epoch_steps, 1))))
+      self.message(
+        time_estimate(
+          float(np.median(self._step_times[1:])),
+          epoch_steps,
+          self.num_epochs - epoch + (1 - in_epoch / max(epoch_steps, 1)),
+        )
+      )
     if self.tty:
       self._advance_bar(epoch, in_epoch, metrics)
     if log:
@@ -84,23 +94,38 @@ class Reporter:
   def _advance_bar(self, epoch: int, in_epoch: int, metrics: dict):
     if self._bar is None:
       from tqdm import tqdm
-      self._bar = tqdm(total=self.windows_per_epoch[epoch - 1], initial=in_epoch - 1,
-                       desc=f'Epoch {epoch}/{self.num_epochs}', dynamic_ncols=True, leave=False)
+
+      self._bar = tqdm(
+        total=self.windows_per_epoch[epoch - 1],
+        initial=in_epoch - 1,
+        desc=f'Epoch {epoch}/{self.num_epochs}',
+        dynamic_ncols=True,
+        leave=False,
+      )
     self._bar.update(1)
-    self._bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.3f}",
-                          refresh=False)
+    self._bar.set_postfix(
+      loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.3f}", refresh=False
+    )
 
   def _log_step(self, step: int, epoch: int, in_epoch: int, metrics: dict, sec_per_step: float):
     samples_per_sec = self.samples_per_step / sec_per_step if sec_per_step > 0 else float('nan')
-    record = {'step': step, 'epoch': epoch, **{k: float(v) for k, v in metrics.items()},
-              'sec_per_step': sec_per_step, 'samples_per_sec': samples_per_sec}
+    record = {
+      'step': step,
+      'epoch': epoch,
+      **{k: float(v) for k, v in metrics.items()},
+      'sec_per_step': sec_per_step,
+      'samples_per_sec': samples_per_sec,
+    }
     self._write('train', record)
     if not self.tty:
       epoch_steps = self.windows_per_epoch[epoch - 1]
-      print(f"Epoch {epoch}/{self.num_epochs}, Step {in_epoch}/{epoch_steps} ({step}), "
-            f"Loss: {metrics['loss']:.4f}, Bits/sample: {metrics['bits_per_sample']:.4f}, "
-            f"Accuracy: {100 * metrics['accuracy']:.2f}%, {sec_per_step:.3f} sec/step, "
-            f"{samples_per_sec:,.0f} samples/s", flush=True)
+      print(
+        f"Epoch {epoch}/{self.num_epochs}, Step {in_epoch}/{epoch_steps} ({step}), "
+        f"Loss: {metrics['loss']:.4f}, Bits/sample: {metrics['bits_per_sample']:.4f}, "
+        f"Accuracy: {100 * metrics['accuracy']:.2f}%, {sec_per_step:.3f} sec/step, "
+        f"{samples_per_sec:,.0f} samples/s",
+        flush=True,
+      )
 
   def epoch(self, *, step: int, epoch: int, metrics: dict):
     """The 1-based ``epoch`` ended at ``step`` with these ``metrics``."""
@@ -111,8 +136,11 @@ class Reporter:
     self.close_bar()
     self._write('epoch', {'step': step, 'epoch': epoch, **metrics})
     parts = [f'{k}: {v:.4f}' for k, v in metrics.items()]
-    print(f'Epoch {epoch}/{self.num_epochs} done in {seconds:.1f} s at step {step}; '
-          + ', '.join(parts), flush=True)
+    print(
+      f'Epoch {epoch}/{self.num_epochs} done in {seconds:.1f} s at step {step}; '
+      + ', '.join(parts),
+      flush=True,
+    )
 
   def evaluation(self, step: int, epoch: int, metrics: dict):
     if self.active and metrics:
@@ -161,12 +189,16 @@ def _duration(seconds: float) -> str:
 def time_estimate(sec_per_step: float, steps_per_epoch: int, epochs_left: float) -> str:
   """One line: time per epoch and for the rest of the run; on a slow CPU, what to try."""
   epoch_sec = sec_per_step * steps_per_epoch
-  text = (f'Estimated {_duration(epoch_sec)} per epoch ({sec_per_step:.3g} s/step x '
-          f'{steps_per_epoch} steps), {_duration(epoch_sec * epochs_left)} for the rest of '
-          f'the run ({epochs_left:.1f} epochs; validation not counted).')
+  text = (
+    f'Estimated {_duration(epoch_sec)} per epoch ({sec_per_step:.3g} s/step x '
+    f'{steps_per_epoch} steps), {_duration(epoch_sec * epochs_left)} for the rest of '
+    f'the run ({epochs_left:.1f} epochs; validation not counted).'
+  )
   if jax.default_backend() == 'cpu' and epoch_sec > _SLOW_CPU_EPOCH_SECONDS:
-    text += (' On a CPU, try a smaller model: --config=configs/demo.py, or '
-             '--config.model.dim=256 --config.train.batch_size=16.')
+    text += (
+      ' On a CPU, try a smaller model: --config=configs/demo.py, or '
+      '--config.model.dim=256 --config.train.batch_size=16.'
+    )
   return text
 
 

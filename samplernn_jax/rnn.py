@@ -59,6 +59,7 @@ def gru_scan(xw_TxBx3D, h_BxD, w_hh_Dx3D, b_hh_3D, dtype=jnp.float32):
   def step(h, xw):
     h = gru_step(h, xw, w_hh, b_hh_3D, dtype)
     return h, h
+
   return jax.lax.scan(step, h_BxD, xw_TxBx3D)
 
 
@@ -69,6 +70,7 @@ def _gru_scan_fwd(xw_TxBx3D, h_BxD, w_hh_Dx3D, b_hh_3D, dtype):
     hw = precision.matmul(h, w_hh, dtype) + b_hh_3D
     h = cells.gru_gates(h, xw, hw)[0]
     return h, (h, hw)
+
   h_last, (h_TxBxD, hw_TxBx3D) = jax.lax.scan(step, h_BxD, xw_TxBx3D)
   residuals = (xw_TxBx3D, h_BxD, w_hh_Dx3D, h_TxBxD, hw_TxBx3D)
   return (h_last, h_TxBxD), residuals
@@ -86,7 +88,8 @@ def _gru_scan_bwd(dtype, residuals, cotangents):
     return dh_direct + precision.matmul(dhw, w_hh_t, dtype), (dxw, dhw)
 
   dh0, (dxw_TxBx3D, dhw_TxBx3D) = jax.lax.scan(
-      step, dh_last, (dh_TxBxD, xw_TxBx3D, hw_TxBx3D, h_prev_TxBxD), reverse=True)
+    step, dh_last, (dh_TxBxD, xw_TxBx3D, hw_TxBx3D, h_prev_TxBxD), reverse=True
+  )
   d = h0_BxD.shape[-1]
   # One matmul over all T * B rows instead of T rank-B updates.
   dw_hh = precision.matmul(h_prev_TxBxD.reshape(-1, d).T, dhw_TxBx3D.reshape(-1, 3 * d), dtype)
@@ -117,6 +120,7 @@ def lstm_scan(xw_TxBx4D, carry, w_hh_Dx4D, dtype=jnp.float32):
   def step(hc, xw):
     hc = lstm_step(hc, xw, w_hh, dtype)
     return hc, hc[0]
+
   return jax.lax.scan(step, carry, xw_TxBx4D)
 
 
@@ -127,6 +131,7 @@ def _lstm_scan_fwd(xw_TxBx4D, carry, w_hh_Dx4D, dtype):
     gates = xw + precision.matmul(hc[0], w_hh, dtype)
     hc = cells.lstm_cell(gates, hc[1])
     return hc, (hc[0], hc[1], gates)
+
   last, (h_TxBxD, c_TxBxD, gates_TxBx4D) = jax.lax.scan(step, carry, xw_TxBx4D)
   return (last, h_TxBxD), (carry, w_hh_Dx4D, h_TxBxD, c_TxBxD, gates_TxBx4D)
 
@@ -144,10 +149,10 @@ def _lstm_scan_bwd(dtype, residuals, cotangents):
     return (precision.matmul(dgates, w_hh_t, dtype), dc_prev), dgates
 
   (dh0, dc0), dgates_TxBx4D = jax.lax.scan(
-      step, (dh_last, dc_last), (dh_TxBxD, gates_TxBx4D, c_prev_TxBxD, c_TxBxD), reverse=True)
+    step, (dh_last, dc_last), (dh_TxBxD, gates_TxBx4D, c_prev_TxBxD, c_TxBxD), reverse=True
+  )
   d = h0_BxD.shape[-1]
-  dw_hh = precision.matmul(h_prev_TxBxD.reshape(-1, d).T, dgates_TxBx4D.reshape(-1, 4 * d),
-                           dtype)
+  dw_hh = precision.matmul(h_prev_TxBxD.reshape(-1, d).T, dgates_TxBx4D.reshape(-1, 4 * d), dtype)
   return dgates_TxBx4D, (dh0, dc0), dw_hh.astype(w_hh_Dx4D.dtype)
 
 
@@ -156,6 +161,7 @@ lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
 
 class RNNLayer(nn.Module):
   """One recurrent layer over a whole window: hoisted input projection, scanned recurrence."""
+
   rnn_type: str
   dim: int
   in_features: int
@@ -179,10 +185,12 @@ class RNNLayer(nn.Module):
 
   def initial_carry(self, batch_size: int) -> Carry:
     """Zeros, or the learned initial state broadcast over the batch."""
+
     def state(name):
       if self.learn_h0:
         return jnp.broadcast_to(getattr(self, name), (batch_size, self.dim)).astype(jnp.float32)
       return jnp.zeros((batch_size, self.dim), jnp.float32)
+
     if self.rnn_type == 'gru':
       return state('h0')
     return state('h0'), state('c0')
@@ -210,6 +218,7 @@ class StackedRNN(nn.Module):
   PRiSM's skip connections: the first layer reads ``concat(x, x)`` and the output is
   ``sum_i Dense_i(h_i)`` over the layers' outputs, where only ``Dense_0`` has a bias.
   """
+
   rnn_type: str
   dim: int
   num_layers: int
@@ -224,15 +233,28 @@ class StackedRNN(nn.Module):
     if self.rnn_type not in RNN_TYPES:
       raise ValueError(f'rnn_type must be one of {RNN_TYPES}, got {self.rnn_type!r}.')
     self.layers = [
-        RNNLayer(rnn_type=self.rnn_type, dim=self.dim,
-                 in_features=self.dim * (2 if (self.skip_conn and i == 0) else 1),
-                 learn_h0=self.learn_h0, dtype=self.dtype, name=f'layer_{i}')
-        for i in range(self.num_layers)]
+      RNNLayer(
+        rnn_type=self.rnn_type,
+        dim=self.dim,
+        in_features=self.dim * (2 if (self.skip_conn and i == 0) else 1),
+        learn_h0=self.learn_h0,
+        dtype=self.dtype,
+        name=f'layer_{i}',
+      )
+      for i in range(self.num_layers)
+    ]
     self.input_dropout = InputDropout(self.dropout, self.axis_name)
     if self.skip_conn:
-      self.skip_out = [precision.Dense(self.dim, use_bias=(i == 0), dtype=self.dtype,
-                                       kernel_init=nn.initializers.he_uniform(),
-                                       name=f'skip_out_{i}') for i in range(self.num_layers)]
+      self.skip_out = [
+        precision.Dense(
+          self.dim,
+          use_bias=(i == 0),
+          dtype=self.dtype,
+          kernel_init=nn.initializers.he_uniform(),
+          name=f'skip_out_{i}',
+        )
+        for i in range(self.num_layers)
+      ]
 
   def initial_carry(self, batch_size: int) -> tuple:
     return tuple(layer.initial_carry(batch_size) for layer in self.layers)
@@ -281,22 +303,36 @@ class StackedRNN(nn.Module):
     keep, keep_prob = None, 1.0
     if use_dropout:  # Drawn in the layered form's order, so both forms drop the same units.
       keep_prob = 1.0 - self.dropout
-      keep = jnp.stack([self.input_dropout.keep_mask((batch, 1, self.dim))[:, 0]
-                        for _ in upper])
+      keep = jnp.stack([self.input_dropout.keep_mask((batch, 1, self.dim))[:, 0] for _ in upper])
     xw0_TxBxG = jnp.swapaxes(xw0_BxTxG, 0, 1)
     w_ih = jnp.stack([layer.w_ih for layer in upper])
     w_hh = jnp.stack([layer.w_hh for layer in self.layers])
     if self.rnn_type == 'gru':
       h0 = jnp.stack(carry)
       h_last, h_SxLxBxD = wavefront.gru_wavefront(
-          xw0_TxBxG, h0, w_ih, jnp.stack([layer.b_ih for layer in upper]), w_hh,
-          jnp.stack([layer.b_hh for layer in self.layers]), keep, keep_prob, self.dtype)
+        xw0_TxBxG,
+        h0,
+        w_ih,
+        jnp.stack([layer.b_ih for layer in upper]),
+        w_hh,
+        jnp.stack([layer.b_hh for layer in self.layers]),
+        keep,
+        keep_prob,
+        self.dtype,
+      )
       new_carry = tuple(h_last)
     else:
       hc0 = tuple(jnp.stack(part) for part in zip(*carry))
       (h_last, c_last), h_SxLxBxD = wavefront.lstm_wavefront(
-          xw0_TxBxG, hc0, w_ih, jnp.stack([layer.b for layer in upper]), w_hh, keep,
-          keep_prob, self.dtype)
+        xw0_TxBxG,
+        hc0,
+        w_ih,
+        jnp.stack([layer.b for layer in upper]),
+        w_hh,
+        keep,
+        keep_prob,
+        self.dtype,
+      )
       new_carry = tuple(zip(h_last, c_last))
     outputs = wavefront.layer_outputs(h_SxLxBxD, num_steps)
     if not self.skip_conn:  # Only the top layer's outputs leave the stack.
@@ -308,13 +344,15 @@ class StackedRNN(nn.Module):
   def _summed_halves(self, w_ih):
     """PRiSM's first layer reads ``concat(x, x)``: ``concat(x, x) @ W == x @ (W_top + W_bot)``,
     half the projection's work."""
-    return w_ih[:self.dim] + w_ih[self.dim:] if self.skip_conn else w_ih
+    return w_ih[: self.dim] + w_ih[self.dim :] if self.skip_conn else w_ih
 
   def first_layer_input(self, params) -> tuple:
     """``(W_IxG, b_G)``: what the first layer's input gates apply to the stack's input."""
     layer = params['layer_0']
-    return (self._summed_halves(layer['w_ih']),
-            layer['b_ih'] if self.rnn_type == 'gru' else layer['b'])
+    return (
+      self._summed_halves(layer['w_ih']),
+      layer['b_ih'] if self.rnn_type == 'gru' else layer['b'],
+    )
 
   def fold(self, params, in_w, in_b) -> list:
     """The step form of ``params``: one dict per layer, matrices in the matmul dtype.
@@ -329,8 +367,10 @@ class StackedRNN(nn.Module):
     for i in range(self.num_layers):
       lp = params[f'layer_{i}']
       if i == 0:
-        layer = {'w_ih': jnp.dot(in_w, w0, precision=hp),
-                 'b_ih': jnp.dot(in_b, w0, precision=hp) + b0}
+        layer = {
+          'w_ih': jnp.dot(in_w, w0, precision=hp),
+          'b_ih': jnp.dot(in_b, w0, precision=hp) + b0,
+        }
       else:
         layer = {'w_ih': lp['w_ih'], 'b_ih': lp['b_ih'] if self.rnn_type == 'gru' else lp['b']}
       layer['w_hh'] = lp['w_hh']
@@ -340,8 +380,12 @@ class StackedRNN(nn.Module):
         layer['skip_w'] = params[f'skip_out_{i}']['kernel']
         if i == 0:
           layer['skip_b'] = params[f'skip_out_{i}']['bias']
-      layers.append({k: v.astype(self.dtype) if k in ('w_ih', 'w_hh', 'skip_w') else v
-                     for k, v in layer.items()})
+      layers.append(
+        {
+          k: v.astype(self.dtype) if k in ('w_ih', 'w_hh', 'skip_w') else v
+          for k, v in layer.items()
+        }
+      )
     return layers
 
   def step(self, layers, gates0_BxG, carry):
@@ -376,6 +420,7 @@ class InputDropout(nn.Module):
   ``flax.linen.Dropout(rate, broadcast_dims=(1,))``, except that under ``axis_name`` the
   mask is drawn for the global batch and sliced to this device's rows.
   """
+
   rate: float
   axis_name: Optional[str] = None
 
@@ -387,12 +432,13 @@ class InputDropout(nn.Module):
   def __call__(self, x_BxTxD):
     keep_prob = 1.0 - self.rate
     mask_Bx1xD = self.keep_mask((x_BxTxD.shape[0], 1, x_BxTxD.shape[2]))
-    return jax.lax.select(jnp.broadcast_to(mask_Bx1xD, x_BxTxD.shape), x_BxTxD / keep_prob,
-                          jnp.zeros_like(x_BxTxD))
+    return jax.lax.select(
+      jnp.broadcast_to(mask_Bx1xD, x_BxTxD.shape), x_BxTxD / keep_prob, jnp.zeros_like(x_BxTxD)
+    )
 
 
 def _lstm_bias_init(key, shape, dtype=jnp.float32):
   """Keras' ``unit_forget_bias``: forget-gate bias 1, all others 0."""
   del key
   dim = shape[0] // 4
-  return jnp.zeros(shape, dtype).at[dim:2 * dim].set(1.0)
+  return jnp.zeros(shape, dtype).at[dim : 2 * dim].set(1.0)

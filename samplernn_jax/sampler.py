@@ -35,6 +35,7 @@ DEFAULT_CHUNK_SIZE = default_config.get_config().generate.chunk_size
 
 class Spec(NamedTuple):
   """The compile cache key: the model and the loop shapes (``backend.sampler_options``)."""
+
   model: model_lib.SampleRNN
   sample_unroll: int  # Per-sample loop steps per scan iteration.
   frame_unroll: int  # Frame loop steps per scan iteration.
@@ -44,6 +45,7 @@ class Spec(NamedTuple):
 @flax.struct.dataclass
 class GenerationState:
   """What one chunk hands the next."""
+
   rnn_carry: tuple  # One entry per frame tier, as ``SampleRNN.initial_carry``.
   history_BxS: jax.Array  # int32: the last big frame of samples (S = big_frame_size).
   log_likelihood_B: jax.Array  # Sum of log p(x_t | x_<t) over the generated samples (nats).
@@ -53,6 +55,7 @@ class GenerationState:
 # ---------------------------------------------------------------------------------------
 # The nested scans
 # ---------------------------------------------------------------------------------------
+
 
 def _sample_frame(spec: Spec, folded_mlp, window_BxF, ll_B, hidden1_FxBxD, choose_xs, choose):
   """The samples of one lowest-tier frame, one at a time: ``(ll, samples_BxF, logits_BxFxQ)``.
@@ -71,7 +74,8 @@ def _sample_frame(spec: Spec, folded_mlp, window_BxF, ll_B, hidden1_FxBxD, choos
     return window, (sample_B, logits_BxQ)
 
   _, (samples_FxB, logits_FxBxQ) = jax.lax.scan(
-      step, window_BxF, (hidden1_FxBxD, choose_xs), unroll=spec.sample_unroll)
+    step, window_BxF, (hidden1_FxBxD, choose_xs), unroll=spec.sample_unroll
+  )
   log_probs = jax.nn.log_softmax(logits_FxBxQ, axis=-1)
   ll_B = ll_B + jnp.take_along_axis(log_probs, samples_FxB[..., None], axis=-1)[..., 0].sum(0)
   return ll_B, samples_FxB.T, jnp.swapaxes(logits_FxBxQ, 0, 1)
@@ -88,8 +92,20 @@ def _forced(logits_BxQ, sample_B):
   return sample_B
 
 
-def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_BxC, carry, ll_B,
-              position, frame_inputs: Callable, *, keep_logits: bool):
+def _run_tier(
+  folded,
+  spec: Spec,
+  j: int,
+  cond_RxBxG,
+  num_frames: int,
+  context_BxC,
+  carry,
+  ll_B,
+  position,
+  frame_inputs: Callable,
+  *,
+  keep_logits: bool,
+):
   """Runs ``num_frames`` consecutive frames of tier ``j`` and every tier below.
 
   ``context_BxC`` ends with the samples just before the first frame (``C >= f_j``);
@@ -107,44 +123,78 @@ def _run_tier(folded, spec: Spec, j: int, cond_RxBxG, num_frames: int, context_B
     cond, r = xs
     frame_position = position + r * f
     tier_carry, out = tier.step(folded['frame_tiers'][j], context_Bxf, cond, carry[j])
-    carry = carry[:j] + (tier_carry,) + carry[j + 1:]
+    carry = carry[:j] + (tier_carry,) + carry[j + 1 :]
     out_RxBxG = jnp.swapaxes(out.reshape(batch, ratio, -1), 0, 1)
     if j == 0:
-      ll, new_Bxf, logits = _sample_frame(spec, folded['sample_mlp'], context_Bxf, ll, out_RxBxG,
-                                          *frame_inputs(frame_position))
+      ll, new_Bxf, logits = _sample_frame(
+        spec, folded['sample_mlp'], context_Bxf, ll, out_RxBxG, *frame_inputs(frame_position)
+      )
       logits = logits if keep_logits else None
     else:
-      carry, ll, new_Bxf, logits = _run_tier(folded, spec, j - 1, out_RxBxG, ratio, context_Bxf,
-                                             carry, ll, frame_position, frame_inputs,
-                                             keep_logits=keep_logits)
+      carry, ll, new_Bxf, logits = _run_tier(
+        folded,
+        spec,
+        j - 1,
+        out_RxBxG,
+        ratio,
+        context_Bxf,
+        carry,
+        ll,
+        frame_position,
+        frame_inputs,
+        keep_logits=keep_logits,
+      )
     return (carry, new_Bxf, ll), (new_Bxf, logits)
 
   (carry, _, ll_B), (new_RxBxf, logits) = jax.lax.scan(
-      frame_step, (carry, context_BxC[:, -f:], ll_B),
-      (cond_RxBxG, jnp.arange(num_frames, dtype=jnp.int32)),
-      unroll=min(num_frames, spec.frame_unroll))
+    frame_step,
+    (carry, context_BxC[:, -f:], ll_B),
+    (cond_RxBxG, jnp.arange(num_frames, dtype=jnp.int32)),
+    unroll=min(num_frames, spec.frame_unroll),
+  )
   samples = jnp.swapaxes(new_RxBxf, 0, 1).reshape(batch, num_frames * f)
   if logits is not None:
     logits = jnp.swapaxes(logits, 0, 1).reshape(batch, num_frames * f, -1)
   return carry, ll_B, samples, logits
 
 
-def _run(folded, spec: Spec, state: GenerationState, num_samples: int,
-         frame_inputs: Callable, *, keep_logits: bool = False):
+def _run(
+  folded,
+  spec: Spec,
+  state: GenerationState,
+  num_samples: int,
+  frame_inputs: Callable,
+  *,
+  keep_logits: bool = False,
+):
   """``num_samples`` (whole big frames) after ``state``: ``(state, samples_BxT, logits)``."""
   big = spec.model.big_frame_size
   carry, ll, samples, logits = _run_tier(
-      folded, spec, len(spec.model.frame_sizes) - 1, None, num_samples // big, state.history_BxS,
-      state.rnn_carry, state.log_likelihood_B, state.position, frame_inputs,
-      keep_logits=keep_logits)
-  state = GenerationState(rnn_carry=carry, history_BxS=samples[:, -big:], log_likelihood_B=ll,
-                          position=state.position + num_samples)
+    folded,
+    spec,
+    len(spec.model.frame_sizes) - 1,
+    None,
+    num_samples // big,
+    state.history_BxS,
+    state.rnn_carry,
+    state.log_likelihood_B,
+    state.position,
+    frame_inputs,
+    keep_logits=keep_logits,
+  )
+  state = GenerationState(
+    rnn_carry=carry,
+    history_BxS=samples[:, -big:],
+    log_likelihood_B=ll,
+    position=state.position + num_samples,
+  )
   return state, samples, logits
 
 
 @functools.partial(jax.jit, static_argnames=('spec', 'num_samples'), donate_argnames='state')
-def _generate_chunk(folded, state: GenerationState, temperatures_B, rng, spec: Spec,
-                    num_samples: int):
+def _generate_chunk(
+  folded, state: GenerationState, temperatures_B, rng, spec: Spec, num_samples: int
+):
   """``num_samples`` (a multiple of the big frame) new samples: ``(state, samples_BxT)``."""
   shape = (spec.model.frame_sizes[0], temperatures_B.shape[0], spec.model.q_levels)
   temperatures_B = temperatures_B.astype(jnp.float32)
@@ -152,6 +202,7 @@ def _generate_chunk(folded, state: GenerationState, temperatures_B, rng, spec: S
   def noise(position):
     gumbel = jax.random.gumbel(jax.random.fold_in(rng, position), shape)
     return gumbel * temperatures_B[None, :, None], _sampled
+
   return _run(folded, spec, state, num_samples, noise)[:2]
 
 
@@ -162,6 +213,7 @@ def _teacher_forced(folded, state: GenerationState, levels_BxT, spec: Spec):
   def given(position):
     start = position - state.position
     return jax.lax.dynamic_slice_in_dim(levels_BxT, start, f0, axis=1).T, _forced
+
   _, _, logits = _run(folded, spec, state, levels_BxT.shape[1], given, keep_logits=True)
   return logits
 
@@ -174,8 +226,9 @@ def _fold(params, spec: Spec):
 @functools.partial(jax.jit, static_argnames='model')
 def _prime_window(params, x_BxL, carry, model):
   # The frame tiers only (no sample MLP): the carry after the window.
-  return model.apply({'params': params}, x_BxL, carry,
-                     method=model_lib.SampleRNN.frame_tiers_forward)[0]
+  return model.apply(
+    {'params': params}, x_BxL, carry, method=model_lib.SampleRNN.frame_tiers_forward
+  )[0]
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'batch_size'))
@@ -186,6 +239,7 @@ def _initial_carry(params, model, batch_size):
 # ---------------------------------------------------------------------------------------
 # The API
 # ---------------------------------------------------------------------------------------
+
 
 class Sampler:
   """Generates batches of sequences from any checkpoint of one model config.
@@ -198,14 +252,23 @@ class Sampler:
   # Frames primed per parallel window: bounds the seed's activation memory.
   PRIME_WINDOW_FRAMES = 256
 
-  def __init__(self, model_config: ml_collections.ConfigDict, batch_size: int,
-               chunk_size: int = DEFAULT_CHUNK_SIZE, dtype: Optional[str] = None, **options):
+  def __init__(
+    self,
+    model_config: ml_collections.ConfigDict,
+    batch_size: int,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    dtype: Optional[str] = None,
+    **options,
+  ):
     """``dtype``: the matmul dtype; default: ``model_config.dtype`` as this backend runs it
     fastest at this batch size (``backend.generation_dtype``). ``options``: ``Spec`` fields
     that change speed, not results (default: the backend's)."""
     loops = backend.sampler_options()
-    spec = dict(sample_unroll=loops['sample_unroll'], frame_unroll=loops['frame_unroll'],
-                fold_upper_upsampling=batch_size > loops['unfolded_upper_max_batch'])
+    spec = dict(
+      sample_unroll=loops['sample_unroll'],
+      frame_unroll=loops['frame_unroll'],
+      fold_upper_upsampling=batch_size > loops['unfolded_upper_max_batch'],
+    )
     dtype = dtype or backend.generation_dtype(model_config.dtype, batch_size)
     model = model_lib.from_config(model_config).clone(dtype=model_lib.DTYPES[dtype])
     self.spec = Spec(model, **{**spec, **options})
@@ -235,22 +298,36 @@ class Sampler:
       if seed.ndim == 1:
         seed = np.broadcast_to(seed, (batch, seed.shape[0]))
       if seed.shape[0] != batch or seed.shape[1] < big:
-        raise ValueError(f'seed_levels has shape {seed.shape}; need [{batch}, T] or [T] with '
-                         f'T >= {big} (one top-tier frame).')
+        raise ValueError(
+          f'seed_levels has shape {seed.shape}; need [{batch}, T] or [T] with '
+          f'T >= {big} (one top-tier frame).'
+        )
       seed = np.concatenate([np.full((batch, -seed.shape[1] % big), silence, np.int32), seed], 1)
     carry = _initial_carry(params, self.model, batch)
     window = self.PRIME_WINDOW_FRAMES * big
     # Window i reads frames [i*W, (i+1)*W] (one frame of overlap, as training windows do).
     for start in range(0, seed.shape[1] - big, window):
-      x = jnp.asarray(seed[:, start:min(start + window, seed.shape[1] - big) + big])
+      x = jnp.asarray(seed[:, start : min(start + window, seed.shape[1] - big) + big])
       carry = _prime_window(params, x, carry, self.model)
-    return GenerationState(rnn_carry=carry, history_BxS=jnp.asarray(seed[:, -big:]),
-                           log_likelihood_B=jnp.zeros((batch,), jnp.float32),
-                           position=jnp.zeros((), jnp.int32))
+    return GenerationState(
+      rnn_carry=carry,
+      history_BxS=jnp.asarray(seed[:, -big:]),
+      log_likelihood_B=jnp.zeros((batch,), jnp.float32),
+      position=jnp.zeros((), jnp.int32),
+    )
 
-  def generate(self, params, num_samples: int, temperatures: Sequence[float], rng, *,
-               seed_levels=None, callback: Optional[Callable[[np.ndarray, int], Any]] = None,
-               folded=None, return_log_likelihood: bool = False):
+  def generate(
+    self,
+    params,
+    num_samples: int,
+    temperatures: Sequence[float],
+    rng,
+    *,
+    seed_levels=None,
+    callback: Optional[Callable[[np.ndarray, int], Any]] = None,
+    folded=None,
+    return_log_likelihood: bool = False,
+  ):
     """``batch_size`` sequences of ``num_samples`` new levels: int32 ``[B, num_samples]``.
 
     Args:
@@ -293,8 +370,8 @@ class Sampler:
 
   @staticmethod
   def _deliver(samples, out, done, callback):
-    chunk = np.asarray(samples)[:, :out.shape[1] - done]
-    out[:, done:done + chunk.shape[1]] = chunk
+    chunk = np.asarray(samples)[:, : out.shape[1] - done]
+    out[:, done : done + chunk.shape[1]] = chunk
     if callback is not None:
       callback(chunk, done)
     return done + chunk.shape[1]
@@ -311,11 +388,18 @@ class Sampler:
     return _teacher_forced(self.fold(params), state, levels[:, big:], self.spec)
 
 
-def generate(params, model_config: ml_collections.ConfigDict, num_samples: int,
-             temperatures: Sequence[float], rng, seed_levels=None,
-             chunk_size: int = DEFAULT_CHUNK_SIZE,
-             callback: Optional[Callable[[np.ndarray, int], Any]] = None) -> np.ndarray:
+def generate(
+  params,
+  model_config: ml_collections.ConfigDict,
+  num_samples: int,
+  temperatures: Sequence[float],
+  rng,
+  seed_levels=None,
+  chunk_size: int = DEFAULT_CHUNK_SIZE,
+  callback: Optional[Callable[[np.ndarray, int], Any]] = None,
+) -> np.ndarray:
   """``len(temperatures)`` sequences of ``num_samples`` int32 levels (see ``Sampler``)."""
   sampler = Sampler(model_config, len(temperatures), chunk_size)
-  return sampler.generate(params, num_samples, temperatures, rng, seed_levels=seed_levels,
-                          callback=callback)
+  return sampler.generate(
+    params, num_samples, temperatures, rng, seed_levels=seed_levels, callback=callback
+  )

@@ -19,8 +19,14 @@ import jax.numpy as jnp
 DATA_AXIS = 'data'
 
 
-def split_rows(fold: Callable[[jax.Array], jax.Array], x: jax.Array, *, in_axis: int,
-               out_axis: int, axis_name: Optional[str]) -> jax.Array:
+def split_rows(
+  fold: Callable[[jax.Array], jax.Array],
+  x: jax.Array,
+  *,
+  in_axis: int,
+  out_axis: int,
+  axis_name: Optional[str],
+) -> jax.Array:
   """``fold(x)`` where row ``i`` of ``x`` along ``in_axis`` gives row ``i`` of the result
   along ``out_axis`` only; each device folds ``ceil(n / N)`` rows, then all rows are gathered.
 
@@ -38,18 +44,19 @@ def split_rows(fold: Callable[[jax.Array], jax.Array], x: jax.Array, *, in_axis:
     pad = [(0, 0)] * x.ndim
     pad[in_axis] = (0, per_device * num_devices - n)
     x = jnp.pad(x, pad)
-  mine = jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index(axis_name) * per_device,
-                                      per_device, axis=in_axis)
+  mine = jax.lax.dynamic_slice_in_dim(
+    x, jax.lax.axis_index(axis_name) * per_device, per_device, axis=in_axis
+  )
   folded = jax.lax.all_gather(fold(mine), axis_name, axis=out_axis, tiled=True)
   return jax.lax.slice_in_dim(folded, 0, n, axis=out_axis)
 
 
-def row_mask(key: jax.Array, keep_prob: float, shape: tuple,
-             axis_name: Optional[str]) -> jax.Array:
+def row_mask(key: jax.Array, keep_prob: float, shape: tuple, axis_name: Optional[str]) -> jax.Array:
   """``bernoulli(key, keep_prob, shape)`` for this device's rows (axis 0) of the global batch."""
   if axis_name is None:
     return jax.random.bernoulli(key, keep_prob, shape)
   rows = shape[0]
   every_row = jax.random.bernoulli(
-      key, keep_prob, (rows * jax.lax.axis_size(axis_name),) + tuple(shape[1:]))
+    key, keep_prob, (rows * jax.lax.axis_size(axis_name),) + tuple(shape[1:])
+  )
   return jax.lax.dynamic_slice_in_dim(every_row, jax.lax.axis_index(axis_name) * rows, rows)

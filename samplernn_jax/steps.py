@@ -8,20 +8,22 @@ window (truncated BPTT) and is reset, row by row, where a new file starts.
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from samplernn_jax import metrics as metrics_lib
 from samplernn_jax import model as model_lib
 from samplernn_jax import sharding
 from samplernn_jax.train_state import TrainState
 
-
 # ---------------------------------------------------------------------------------------
 # Mesh, shardings, and arrays to and from the devices
 # ---------------------------------------------------------------------------------------
+
 
 def make_mesh(devices=None) -> Mesh:
   """A 1-D mesh over all (global) devices with the axis 'data'."""
@@ -66,6 +68,7 @@ def global_batch(mesh: Mesh, batch: dict, keys=('x', 'reset')) -> dict:
 # Steps
 # ---------------------------------------------------------------------------------------
 
+
 def make_init_carry(config: ml_collections.ConfigDict, mesh: Mesh):
   """Jitted ``params -> carry`` for the global batch (learned h0 if ``learn_h0``)."""
   model = model_lib.from_config(config.model)
@@ -73,12 +76,14 @@ def make_init_carry(config: ml_collections.ConfigDict, mesh: Mesh):
 
   def init_carry(params):
     return model.apply({'params': params}, batch_size, method=model_lib.SampleRNN.initial_carry)
+
   return jax.jit(init_carry, in_shardings=replicated(mesh), out_shardings=data_sharded(mesh))
 
 
 def _reset(model, params, carry, reset_B):
-  initial = model.apply({'params': params}, reset_B.shape[0],
-                        method=model_lib.SampleRNN.initial_carry)
+  initial = model.apply(
+    {'params': params}, reset_B.shape[0], method=model_lib.SampleRNN.initial_carry
+  )
   return model_lib.reset_carry(initial, carry, reset_B)
 
 
@@ -123,8 +128,9 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
 
     def loss_fn(params):
       start = _reset(model, params, carry, batch['reset'])
-      new_carry, logits = model.apply({'params': params}, x_BxL, start, deterministic=False,
-                                      rngs={'dropout': dropout_rng})
+      new_carry, logits = model.apply(
+        {'params': params}, x_BxL, start, deterministic=False, rngs={'dropout': dropout_rng}
+      )
       loss, metrics = metrics_lib.loss_and_metrics(logits, x_BxL[:, big:])
       return loss, (new_carry, metrics)
 
@@ -145,8 +151,9 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh):
   rows = P(sharding.DATA_AXIS)
   step = _per_device(train_step, mesh, in_specs=(P(), rows, rows), out_specs=(P(), rows, P()))
   rep, dat = replicated(mesh), data_sharded(mesh)
-  return jax.jit(step, in_shardings=(rep, dat, dat), out_shardings=(rep, dat, rep),
-                 donate_argnums=(0, 1))
+  return jax.jit(
+    step, in_shardings=(rep, dat, dat), out_shardings=(rep, dat, rep), donate_argnums=(0, 1)
+  )
 
 
 def make_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
@@ -169,8 +176,7 @@ def make_eval_step(config: ml_collections.ConfigDict, mesh: Mesh):
   rows = P(sharding.DATA_AXIS)
   step = _per_device(eval_step, mesh, in_specs=(P(), rows, rows), out_specs=(rows, P()))
   rep, dat = replicated(mesh), data_sharded(mesh)
-  return jax.jit(step, in_shardings=(rep, dat, dat), out_shardings=(dat, rep),
-                 donate_argnums=(1,))
+  return jax.jit(step, in_shardings=(rep, dat, dat), out_shardings=(dat, rep), donate_argnums=(1,))
 
 
 @jax.jit
@@ -182,6 +188,7 @@ def all_finite(tree) -> jax.Array:
 # ---------------------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------------------
+
 
 def evaluate(eval_step, init_carry, params, val_dataset, mesh: Mesh) -> dict:
   """One pass over ``val_dataset``: ``{'val_loss', 'val_bits_per_sample', 'val_accuracy'}``."""

@@ -29,10 +29,10 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from absl import logging
 import jax
+from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh
 
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import config as config_lib
@@ -46,6 +46,7 @@ from samplernn_jax import workdir as workdir_lib
 @dataclasses.dataclass(frozen=True)
 class Started:
   """What ``Hooks.on_start`` is told once the run's data and config are settled."""
+
   config: ml_collections.ConfigDict  # The config trained with (a resumed run's architecture).
   workdir: str  # Absolute.
   data_dir: str
@@ -55,6 +56,7 @@ class Started:
 @dataclasses.dataclass(frozen=True)
 class Checkpointed:
   """What ``Hooks.on_checkpoint`` is told after an epoch's checkpoint is written."""
+
   config: ml_collections.ConfigDict
   workdir: str
   step: int
@@ -74,13 +76,20 @@ class Hooks:
     is then raised from ``train_and_evaluate``;
   * ``on_checkpoint(Checkpointed)``: after each epoch's checkpoint.
   """
+
   on_start: Optional[Callable[[Started], None]] = None
   on_eval: Optional[Callable[[int, dict], None]] = None
   on_checkpoint: Optional[Callable[[Checkpointed], None]] = None
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_dir: str, *,
-                       resume_from: Optional[int] = None, hooks: Hooks = Hooks()) -> dict:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  data_dir: str,
+  *,
+  resume_from: Optional[int] = None,
+  hooks: Hooks = Hooks(),
+) -> dict:
   """Trains (or resumes training) in ``workdir`` on ``data_dir``; returns the last epoch's
   metrics. ``hooks``: what the caller adds (see ``Hooks``).
 
@@ -95,6 +104,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_dir
     FileNotFoundError / ValueError: missing data, bad config, missing ``resume_from``.
   """
   from samplernn_jax import input_pipeline  # grain; training only.
+
   config_lib.validate(config)  # Before anything is written: a typo leaves no workdir behind.
   workdir = os.path.abspath(workdir)
   input_pipeline.find_audio_files(data_dir)  # A missing or empty folder: before any write.
@@ -112,21 +122,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_dir
     # ----- Input ----------------------------------------------------------------------------
     datasets = _datasets(config, workdir, data_dir, resumed=restore_step is not None)
     if hooks.on_start is not None:
-      hooks.on_start(Started(config=config, workdir=workdir, data_dir=data_dir,
-                             train_files=tuple(datasets.train_files)))
+      hooks.on_start(
+        Started(
+          config=config, workdir=workdir, data_dir=data_dir, train_files=tuple(datasets.train_files)
+        )
+      )
 
     # ----- Model, shardings and compiled steps ----------------------------------------------
     programs = _make_steps(config)
 
     # ----- Train state: restored, or fresh --------------------------------------------------
-    run, restore_step = _start(config, manager, workdir, programs, datasets, restore_step,
-                               explicit=resume_from is not None)
+    run, restore_step = _start(
+      config, manager, workdir, programs, datasets, restore_step, explicit=resume_from is not None
+    )
 
     # ----- Monitoring and reporting ---------------------------------------------------------
-    loop = _make_loop(config, workdir, manager, programs, datasets, hooks,
-                      resumed_step=restore_step or 0)
-  finished = (_finished(run.progress, loop.num_epochs, config.train)
-              if restore_step is not None else None)
+    loop = _make_loop(
+      config, workdir, manager, programs, datasets, hooks, resumed_step=restore_step or 0
+    )
+  finished = (
+    _finished(run.progress, loop.num_epochs, config.train) if restore_step is not None else None
+  )
   if finished:
     loop.reporter.message(f'Checkpoint {restore_step} in {manager.directory}: {finished}')
     manager.close()
@@ -147,7 +163,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_dir
       signal.signal(s, h)
 
 
-
 @contextlib.contextmanager
 def _removed_if_setup_fails(workdir: str):
   """Removes ``workdir`` when the block raises and the folder did not exist before it."""
@@ -159,12 +174,15 @@ def _removed_if_setup_fails(workdir: str):
       shutil.rmtree(workdir, ignore_errors=True)
     raise
 
+
 # ---------------------------------------------------------------------------------------
 # What the loop reads, and what it changes
 # ---------------------------------------------------------------------------------------
 
+
 class _Steps(NamedTuple):
   """The compiled programs (``steps.py``) over one mesh."""
+
   mesh: Mesh
   train: Callable  # (state, carry, batch) -> (state, carry, metrics); state, carry donated.
   eval: Callable  # (params, carry, batch) -> (carry, sums).
@@ -174,6 +192,7 @@ class _Steps(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class _Loop:
   """What the loop reads and never changes."""
+
   config: ml_collections.ConfigDict
   workdir: str
   manager: Any  # The run's ``ocp.CheckpointManager``.
@@ -197,6 +216,7 @@ class Progress:
   Epochs done; early stopping's best monitored value and the epochs without improvement
   since; the running epoch's sums of per-step loss and accuracy over its steps so far.
   """
+
   epoch: int = 0
   best: float = math.nan  # NaN: no epoch ended yet.
   bad_epochs: int = 0
@@ -221,22 +241,31 @@ class Progress:
 
   def to_tree(self) -> dict:
     """The checkpointed form: these keys and dtypes are the format old checkpoints have."""
-    return {'epoch': np.asarray(self.epoch, np.int64), 'best': np.asarray(self.best, np.float64),
-            'bad_epochs': np.asarray(self.bad_epochs, np.int64),
-            'loss_sum': np.asarray(self.loss_sum, np.float64),
-            'accuracy_sum': np.asarray(self.accuracy_sum, np.float64),
-            'epoch_steps': np.asarray(self.epoch_steps, np.int64)}
+    return {
+      'epoch': np.asarray(self.epoch, np.int64),
+      'best': np.asarray(self.best, np.float64),
+      'bad_epochs': np.asarray(self.bad_epochs, np.int64),
+      'loss_sum': np.asarray(self.loss_sum, np.float64),
+      'accuracy_sum': np.asarray(self.accuracy_sum, np.float64),
+      'epoch_steps': np.asarray(self.epoch_steps, np.int64),
+    }
 
   @classmethod
   def from_tree(cls, tree: dict) -> 'Progress':
-    return cls(epoch=int(tree['epoch']), best=float(tree['best']),
-               bad_epochs=int(tree['bad_epochs']), loss_sum=float(tree['loss_sum']),
-               accuracy_sum=float(tree['accuracy_sum']), epoch_steps=int(tree['epoch_steps']))
+    return cls(
+      epoch=int(tree['epoch']),
+      best=float(tree['best']),
+      bad_epochs=int(tree['bad_epochs']),
+      loss_sum=float(tree['loss_sum']),
+      accuracy_sum=float(tree['accuracy_sum']),
+      epoch_steps=int(tree['epoch_steps']),
+    )
 
 
 @dataclasses.dataclass
 class _Run:
   """What the loop changes: the state and carry, the data position, the bookkeeping."""
+
   state: train_state_lib.TrainState
   carry: Any  # The RNN carry after the last window, split over 'data'.
   data: Any  # The training iterator; a checkpoint holds its position.
@@ -251,6 +280,7 @@ class _Run:
 @dataclasses.dataclass
 class _Stop:
   """Why the loop should stop once this step's checkpoint is written."""
+
   signal: Optional[int] = None  # A SIGINT or SIGTERM.
   raised: Optional[BaseException] = None  # Hooks.on_eval's, raised after the checkpoint.
 
@@ -263,6 +293,7 @@ def itstime(step: int, every_n: int, total: Optional[int] = None) -> bool:
 # ---------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------
+
 
 def _train_loop(loop: _Loop, run: _Run, stop: _Stop) -> dict:
   """Steps until the data ends, early stopping, a signal or an ``on_eval`` exception.
@@ -277,7 +308,8 @@ def _train_loop(loop: _Loop, run: _Run, stop: _Stop) -> dict:
     _dispatch_step(loop, run, batch, epoch)
     epoch_end = bool(batch['epoch_end'])
     evaluate_now = loop.val_data is not None and (
-        epoch_end or itstime(run.step, t.eval_every_steps))
+      epoch_end or itstime(run.step, t.eval_every_steps)
+    )
     save_now = itstime(run.step, t.checkpoint_every_steps)
     if not (epoch_end or evaluate_now or save_now or stop.signal):
       continue
@@ -306,7 +338,8 @@ def _train_loop(loop: _Loop, run: _Run, stop: _Stop) -> dict:
 def _dispatch_step(loop: _Loop, run: _Run, batch: dict, epoch: int) -> None:
   """Dispatches one train step, then reads the step before it while this one runs."""
   run.state, run.carry, metrics = loop.steps.train(
-      run.state, run.carry, steps_lib.global_batch(loop.steps.mesh, batch))
+    run.state, run.carry, steps_lib.global_batch(loop.steps.mesh, batch)
+  )
   run.step += 1
   _read_pending(loop, run)
   run.pending = (run.step, epoch, metrics)
@@ -321,19 +354,26 @@ def _read_pending(loop: _Loop, run: _Run) -> None:
   metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
   if not math.isfinite(metrics['loss']):
     raise FloatingPointError(
-        f'Non-finite loss {metrics["loss"]} at step {step} (epoch {epoch + 1}); stopping. The '
-        f'last good checkpoint is {run.saved} in {loop.manager.directory}. Try a lower '
-        f'config.train.learning_rate or config.train.clip_norm.')
+      f'Non-finite loss {metrics["loss"]} at step {step} (epoch {epoch + 1}); stopping. The '
+      f'last good checkpoint is {run.saved} in {loop.manager.directory}. Try a lower '
+      f'config.train.learning_rate or config.train.clip_norm.'
+    )
   run.progress.add_step(metrics)
   in_epoch, every = run.progress.epoch_steps, loop.config.train.log_every_steps
-  loop.reporter.step(step=step, epoch=epoch + 1, in_epoch=in_epoch, metrics=metrics,
-                     log=every > 0 and (itstime(step, every) or in_epoch == 1))
+  loop.reporter.step(
+    step=step,
+    epoch=epoch + 1,
+    in_epoch=in_epoch,
+    metrics=metrics,
+    log=every > 0 and (itstime(step, every) or in_epoch == 1),
+  )
 
 
 def _validate(loop: _Loop, run: _Run, stop: _Stop, epoch: int) -> dict:
   """One pass over the validation files; reported, and handed to ``on_eval``."""
-  val_metrics = steps_lib.evaluate(loop.steps.eval, loop.steps.init_carry, run.state.params,
-                                   loop.val_data, loop.steps.mesh)
+  val_metrics = steps_lib.evaluate(
+    loop.steps.eval, loop.steps.init_carry, run.state.params, loop.val_data, loop.steps.mesh
+  )
   loop.reporter.evaluation(run.step, epoch + 1, val_metrics)
   if loop.hooks.on_eval is not None:
     try:
@@ -350,8 +390,11 @@ def _end_epoch(loop: _Loop, run: _Run, epoch: int, val_metrics: dict) -> tuple[d
   Returns the epoch's metrics and whether to stop early.
   """
   t, epochs_done = loop.config.train, epoch + 1
-  metrics = {**run.progress.epoch_means(), **val_metrics,
-             'learning_rate': _learning_rate_at(loop, run.step)}
+  metrics = {
+    **run.progress.epoch_means(),
+    **val_metrics,
+    'learning_rate': _learning_rate_at(loop, run.step),
+  }
   loop.reporter.epoch(step=run.step, epoch=epochs_done, metrics=metrics)
   value = metrics[loop.monitor]
   improved = _improves(value, best=run.progress.best, mode=checkpoint_lib.MONITORS[loop.monitor])
@@ -363,9 +406,17 @@ def _end_epoch(loop: _Loop, run: _Run, epoch: int, val_metrics: dict) -> tuple[d
     _save(loop, run, {k: v for k, v in metrics.items() if k != 'learning_rate'})
     if loop.hooks.on_checkpoint is not None:
       with jax.transfer_guard('allow'):  # The caller's code, not the loop's.
-        loop.hooks.on_checkpoint(Checkpointed(
-            config=loop.config, workdir=loop.workdir, step=run.step, epoch=epochs_done,
-            improved=improved, params=run.state.params, reporter=loop.reporter))
+        loop.hooks.on_checkpoint(
+          Checkpointed(
+            config=loop.config,
+            workdir=loop.workdir,
+            step=run.step,
+            epoch=epochs_done,
+            improved=improved,
+            params=run.state.params,
+            reporter=loop.reporter,
+          )
+        )
   if stop_early:
     logging.info('Early stopping: %r has not improved for %d epochs.', loop.monitor, patience)
   return metrics, stop_early
@@ -386,24 +437,37 @@ def _learning_rate_at(loop: _Loop, step: int) -> float:
 # Checkpoints
 # ---------------------------------------------------------------------------------------
 
+
 def _train_item(state: train_state_lib.TrainState, carry, progress: Progress) -> dict:
   """A checkpoint's 'train' item; its keys are the on-disk format (old checkpoints resume)."""
-  return {'step': state.step, 'opt_state': state.opt_state, 'rng': state.rng, 'carry': carry,
-          'loop': progress.to_tree()}
+  return {
+    'step': state.step,
+    'opt_state': state.opt_state,
+    'rng': state.rng,
+    'carry': carry,
+    'loop': progress.to_tree(),
+  }
 
 
 def _save(loop: _Loop, run: _Run, metrics: Optional[dict] = None) -> None:
   """A checkpoint of ``run`` at its step; epoch ends pass ``metrics`` (the 'Best' policy)."""
   if not bool(jax.device_get(steps_lib.all_finite(run.state.params))):
     raise FloatingPointError(
-        f'Non-finite parameters at step {run.step}; not saving. The last good checkpoint is '
-        f'{run.saved} in {loop.manager.directory}.')
+      f'Non-finite parameters at step {run.step}; not saving. The last good checkpoint is '
+      f'{run.saved} in {loop.manager.directory}.'
+    )
   # Orbax copies the arrays to the host its own way (copy_to_host_async, then np.asarray):
   # library code, not the loop's to guard.
   with jax.transfer_guard('allow'):
     checkpoint_lib.save_training(
-        loop.manager, run.step, run.state.params, _train_item(run.state, run.carry, run.progress),
-        run.data, loop.config, metrics)
+      loop.manager,
+      run.step,
+      run.state.params,
+      _train_item(run.state, run.carry, run.progress),
+      run.data,
+      loop.config,
+      metrics,
+    )
   run.saved = run.step
 
 
@@ -411,8 +475,10 @@ def _save(loop: _Loop, run: _Run, metrics: Optional[dict] = None) -> None:
 # Setup: resume point, input, steps, state
 # ---------------------------------------------------------------------------------------
 
-def _resume_point(manager, workdir: str, config: ml_collections.ConfigDict,
-                  resume_from: Optional[int]):
+
+def _resume_point(
+  manager, workdir: str, config: ml_collections.ConfigDict, resume_from: Optional[int]
+):
   """``(step, config)``: the checkpoint to resume (None: none) and the config to train with.
 
   The architecture comes from that checkpoint's config; checkpoints newer than it are
@@ -420,11 +486,17 @@ def _resume_point(manager, workdir: str, config: ml_collections.ConfigDict,
   """
   steps = manager.all_steps()
   if resume_from is not None and resume_from not in steps:
-    raise FileNotFoundError(f'--resume_from={resume_from}: no such checkpoint in '
-                            f'{manager.directory}; available: {sorted(steps)}.')
+    raise FileNotFoundError(
+      f'--resume_from={resume_from}: no such checkpoint in '
+      f'{manager.directory}; available: {sorted(steps)}.'
+    )
   restore_step, saved_config = _restore_newest_intact(
-      manager, workdir, [resume_from] if resume_from is not None else steps,
-      lambda s: checkpoint_lib.restore_config(manager, s), explicit=resume_from is not None)
+    manager,
+    workdir,
+    [resume_from] if resume_from is not None else steps,
+    lambda s: checkpoint_lib.restore_config(manager, s),
+    explicit=resume_from is not None,
+  )
   if restore_step is not None:
     config = _merge_model_config(config, saved_config)
     for s in [s for s in steps if s > restore_step and s in manager.all_steps()]:
@@ -433,16 +505,18 @@ def _resume_point(manager, workdir: str, config: ml_collections.ConfigDict,
   return restore_step, config
 
 
-def _datasets(config: ml_collections.ConfigDict, workdir: str, data_dir: str, *,
-              resumed: bool):
+def _datasets(config: ml_collections.ConfigDict, workdir: str, data_dir: str, *, resumed: bool):
   """The pipeline's datasets over ``data_dir``."""
   from samplernn_jax import input_pipeline  # grain; training only.
+
   datasets = input_pipeline.make_datasets(config, data_dir)
   if jax.process_index() == 0:
     _note_data_change(workdir, datasets, resumed=resumed)
   if not sum(datasets.windows_per_epoch):
-    raise ValueError(f'{data_dir!r}: no training window; files must be longer than '
-                     f'config.data.seq_len={config.data.seq_len} samples.')
+    raise ValueError(
+      f'{data_dir!r}: no training window; files must be longer than '
+      f'config.data.seq_len={config.data.seq_len} samples.'
+    )
   return datasets
 
 
@@ -450,15 +524,28 @@ def _make_steps(config: ml_collections.ConfigDict) -> _Steps:
   """The jitted steps over a mesh of all devices."""
   mesh = steps_lib.make_mesh()
   if config.train.batch_size % mesh.size:
-    raise ValueError(f'config.train.batch_size={config.train.batch_size} does not split over '
-                     f'{mesh.size} devices; use a multiple of {mesh.size}.')
-  return _Steps(mesh=mesh, train=steps_lib.make_train_step(config, mesh),
-                eval=steps_lib.make_eval_step(config, mesh),
-                init_carry=steps_lib.make_init_carry(config, mesh))
+    raise ValueError(
+      f'config.train.batch_size={config.train.batch_size} does not split over '
+      f'{mesh.size} devices; use a multiple of {mesh.size}.'
+    )
+  return _Steps(
+    mesh=mesh,
+    train=steps_lib.make_train_step(config, mesh),
+    eval=steps_lib.make_eval_step(config, mesh),
+    init_carry=steps_lib.make_init_carry(config, mesh),
+  )
 
 
-def _start(config: ml_collections.ConfigDict, manager, workdir: str, programs: _Steps,
-           datasets, restore_step: Optional[int], *, explicit: bool):
+def _start(
+  config: ml_collections.ConfigDict,
+  manager,
+  workdir: str,
+  programs: _Steps,
+  datasets,
+  restore_step: Optional[int],
+  *,
+  explicit: bool,
+):
   """``(run, step)``: the run restored from checkpoint ``step``, or a fresh one (step None).
 
   Unless the step was named (``explicit``), a checkpoint that fails to restore is set aside
@@ -466,23 +553,29 @@ def _start(config: ml_collections.ConfigDict, manager, workdir: str, programs: _
   """
   rng = jax.random.PRNGKey(int(config.train.seed))
   make_state = lambda params=None: train_state_lib.create_train_state(
-      config, rng, params, datasets.windows_per_epoch)
+    config, rng, params, datasets.windows_per_epoch
+  )
   rep = steps_lib.replicated(programs.mesh)
   shapes = jax.eval_shape(make_state)
   abstract_state = _abstract(shapes, rep)
-  abstract_carry = _abstract(jax.eval_shape(programs.init_carry, shapes.params),
-                             steps_lib.data_sharded(programs.mesh))
+  abstract_carry = _abstract(
+    jax.eval_shape(programs.init_carry, shapes.params), steps_lib.data_sharded(programs.mesh)
+  )
   data = iter(datasets.train)
   if restore_step is not None:
     restore_step, restored = _restore_newest_intact(
-        manager, workdir, [restore_step] if explicit else
-        [s for s in manager.all_steps() if s <= restore_step],
-        lambda s: _restore(manager, s, abstract_state, abstract_carry, data), explicit=explicit)
+      manager,
+      workdir,
+      [restore_step] if explicit else [s for s in manager.all_steps() if s <= restore_step],
+      lambda s: _restore(manager, s, abstract_state, abstract_carry, data),
+      explicit=explicit,
+    )
   if restore_step is None:
     data = iter(datasets.train)  # A failed restore may have moved it.
     state = jax.jit(make_state, out_shardings=rep)()
-    return _Run(state, programs.init_carry(state.params), data, Progress(), step=0,
-                saved=None), None
+    return _Run(
+      state, programs.init_carry(state.params), data, Progress(), step=0, saved=None
+    ), None
   params, train = restored
   if train is None:  # Parameters only (e.g. a PRiSM import): a fresh optimizer.
     state = jax.jit(make_state, in_shardings=rep, out_shardings=rep)(params)
@@ -490,26 +583,34 @@ def _start(config: ml_collections.ConfigDict, manager, workdir: str, programs: _
     # first step, a copy the loop's transfer guard refuses.
     state = state.replace(step=jax.device_put(np.int32(restore_step), rep))
     carry, progress = programs.init_carry(state.params), Progress()
-    logging.info('Starting from the parameters of checkpoint %d with a fresh optimizer.',
-                 restore_step)
+    logging.info(
+      'Starting from the parameters of checkpoint %d with a fresh optimizer.', restore_step
+    )
   else:
     state, carry, progress = _resumed(params, train, abstract_state.tx)
     _log_resumed(restore_step, progress, num_epochs=len(datasets.windows_per_epoch))
-  return _Run(state, carry, data, progress, step=int(jax.device_get(state.step)),
-              saved=restore_step), restore_step
+  return _Run(
+    state, carry, data, progress, step=int(jax.device_get(state.step)), saved=restore_step
+  ), restore_step
 
 
 def _resumed(params, train: dict, tx: optax.GradientTransformation):
   """``(state, carry, progress)`` from a training checkpoint's items."""
-  state = train_state_lib.TrainState(step=train['step'], params=params,
-                                     opt_state=train['opt_state'], rng=train['rng'], tx=tx)
+  state = train_state_lib.TrainState(
+    step=train['step'], params=params, opt_state=train['opt_state'], rng=train['rng'], tx=tx
+  )
   return state, train['carry'], Progress.from_tree(train['loop'])
 
 
 def _log_resumed(step: int, progress: Progress, num_epochs: int) -> None:
-  logging.info('Resumed from checkpoint %d (%d of %d epochs done, %d steps into epoch %d).',
-               step, progress.epoch, num_epochs, progress.epoch_steps,
-               min(progress.epoch + 1, num_epochs))
+  logging.info(
+    'Resumed from checkpoint %d (%d of %d epochs done, %d steps into epoch %d).',
+    step,
+    progress.epoch,
+    num_epochs,
+    progress.epoch_steps,
+    min(progress.epoch + 1, num_epochs),
+  )
 
 
 def _abstract(tree, sharding):
@@ -523,28 +624,50 @@ def _restore(manager, step: int, abstract_state, abstract_carry, data):
   """
   if checkpoint_lib.has_train_state(manager, step):
     return checkpoint_lib.restore_training(
-        manager, step, abstract_state.params,
-        _train_item(abstract_state, abstract_carry, Progress()), data)
+      manager,
+      step,
+      abstract_state.params,
+      _train_item(abstract_state, abstract_carry, Progress()),
+      data,
+    )
   return checkpoint_lib.restore_params_into(manager, step, abstract_state.params), None
 
 
-def _make_loop(config: ml_collections.ConfigDict, workdir: str, manager, programs: _Steps,
-               datasets, hooks: Hooks, resumed_step: int) -> _Loop:
+def _make_loop(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  manager,
+  programs: _Steps,
+  datasets,
+  hooks: Hooks,
+  resumed_step: int,
+) -> _Loop:
   """What the loop reads: the monitored metric, the reporter, the hooks."""
   t = config.train
   monitor = t.monitor
   if monitor.startswith('val_') and datasets.val is None:
-    logging.warning('No validation files (val_frac=%s); monitoring %r instead of %r.',
-                    config.data.val_frac, monitor[4:], monitor)
+    logging.warning(
+      'No validation files (val_frac=%s); monitoring %r instead of %r.',
+      config.data.val_frac,
+      monitor[4:],
+      monitor,
+    )
     monitor = monitor[4:]
-  reporter = reporting.Reporter(workdir, config, datasets.windows_per_epoch,
-                                resumed_step=resumed_step)
+  reporter = reporting.Reporter(
+    workdir, config, datasets.windows_per_epoch, resumed_step=resumed_step
+  )
   return _Loop(
-      config=config, workdir=workdir,
-      manager=manager, steps=programs, val_data=datasets.val,
-      windows_per_epoch=tuple(datasets.windows_per_epoch), reporter=reporter, monitor=monitor,
-      learning_rate=train_state_lib.learning_rate_schedule(config, datasets.windows_per_epoch),
-      hooks=hooks)
+    config=config,
+    workdir=workdir,
+    manager=manager,
+    steps=programs,
+    val_data=datasets.val,
+    windows_per_epoch=tuple(datasets.windows_per_epoch),
+    reporter=reporter,
+    monitor=monitor,
+    learning_rate=train_state_lib.learning_rate_schedule(config, datasets.windows_per_epoch),
+    hooks=hooks,
+  )
 
 
 def _finished(progress: Progress, num_epochs: int, t: ml_collections.ConfigDict) -> Optional[str]:
@@ -552,14 +675,18 @@ def _finished(progress: Progress, num_epochs: int, t: ml_collections.ConfigDict)
   epochs_done = progress.epoch
   if epochs_done >= num_epochs:
     more = num_epochs + max(num_epochs // 2, 1)
-    return (f'training is finished ({epochs_done} of {num_epochs} epochs done). To train '
-            f'longer, run again with --config.train.num_epochs={more} (or any number above '
-            'the current one).')
+    return (
+      f'training is finished ({epochs_done} of {num_epochs} epochs done). To train '
+      f'longer, run again with --config.train.num_epochs={more} (or any number above '
+      'the current one).'
+    )
   patience = int(t.early_stopping_patience)
   if patience > 0 and progress.bad_epochs >= patience and not progress.epoch_steps:
-    return (f'training stopped early after {epochs_done} epochs ({patience} epochs without '
-            f'improvement of {t.monitor}). To train on, run again with '
-            f'--config.train.early_stopping_patience=0 (never stop) or a larger value.')
+    return (
+      f'training stopped early after {epochs_done} epochs ({patience} epochs without '
+      f'improvement of {t.monitor}). To train on, run again with '
+      f'--config.train.early_stopping_patience=0 (never stop) or a larger value.'
+    )
   return None
 
 
@@ -572,6 +699,7 @@ def _install_signal_handlers(stop: _Stop) -> dict:
   def handler(signum, frame):
     stop.signal = signum
     signal.signal(signum, previous[signum])
+
   for s in (signal.SIGINT, signal.SIGTERM):
     previous[s] = signal.signal(s, handler)
   return previous
@@ -580,6 +708,7 @@ def _install_signal_handlers(stop: _Stop) -> dict:
 # ---------------------------------------------------------------------------------------
 # Resume helpers
 # ---------------------------------------------------------------------------------------
+
 
 def _merge_model_config(config: ml_collections.ConfigDict, saved: ml_collections.ConfigDict):
   """The architecture comes from the checkpoint; dropout, matmul dtype and RNN form (how the
@@ -591,8 +720,11 @@ def _merge_model_config(config: ml_collections.ConfigDict, saved: ml_collections
   theirs = checkpoint_lib.config_to_json(model)
   diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
   if diff:
-    logging.warning('Using the checkpoint\'s model config; these fields differ from the given '
-                    'config and are ignored: %s', {k: (mine.get(k), theirs.get(k)) for k in diff})
+    logging.warning(
+      'Using the checkpoint\'s model config; these fields differ from the given '
+      'config and are ignored: %s',
+      {k: (mine.get(k), theirs.get(k)) for k in diff},
+    )
   config = ml_collections.ConfigDict(config.to_dict())
   config.model = model
   return config
@@ -604,8 +736,10 @@ def _note_data_change(workdir: str, datasets, *, resumed: bool) -> None:
   The data position in a checkpoint counts windows of the plan made from the file list, so
   after files are added, removed or skipped the run goes on over a different order.
   """
-  files = {'train': [[p, os.path.getsize(p)] for p in datasets.train_files],
-           'val': [[p, os.path.getsize(p)] for p in datasets.val_files]}
+  files = {
+    'train': [[p, os.path.getsize(p)] for p in datasets.train_files],
+    'val': [[p, os.path.getsize(p)] for p in datasets.val_files],
+  }
   path = os.path.join(workdir, workdir_lib.DATA_FILES)
   try:
     with open(path) as f:
@@ -613,11 +747,15 @@ def _note_data_change(workdir: str, datasets, *, resumed: bool) -> None:
   except (OSError, ValueError):
     before = None
   if resumed and before is not None and before != files:
-    logging.warning('The training files changed since this run last started (%d -> %d '
-                    'training, %d -> %d validation files); the epochs are re-planned over '
-                    'the new files, so the resumed run does not continue the old order.',
-                    len(before.get('train', ())), len(files['train']),
-                    len(before.get('val', ())), len(files['val']))
+    logging.warning(
+      'The training files changed since this run last started (%d -> %d '
+      'training, %d -> %d validation files); the epochs are re-planned over '
+      'the new files, so the resumed run does not continue the old order.',
+      len(before.get('train', ())),
+      len(files['train']),
+      len(before.get('val', ())),
+      len(files['val']),
+    )
   with files_lib.atomic_write(path) as f:
     json.dump(files, f)
 

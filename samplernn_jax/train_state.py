@@ -25,8 +25,10 @@ StepsPerEpoch = Union[int, Sequence[int], None]
 # Optimizer
 # ---------------------------------------------------------------------------------------
 
-def learning_rate_schedule(config: ml_collections.ConfigDict,
-                           steps_per_epoch: StepsPerEpoch = None) -> optax.Schedule:
+
+def learning_rate_schedule(
+  config: ml_collections.ConfigDict, steps_per_epoch: StepsPerEpoch = None
+) -> optax.Schedule:
   """Constant, or PRiSM's ``lr * exp(-decay)`` per epoch from epoch ``reduce_after`` on.
 
   With ``reduce_learning_rate_after = N`` epochs ``0 .. N-1`` (0-based) use the initial
@@ -35,12 +37,18 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
   pipeline's ``windows_per_epoch``), needed only when decaying.
   """
   t = config.train
-  lr0, after, rate = float(t.learning_rate), int(t.reduce_learning_rate_after), float(t.lr_decay_rate)
+  lr0, after, rate = (
+    float(t.learning_rate),
+    int(t.reduce_learning_rate_after),
+    float(t.lr_decay_rate),
+  )
   if after <= 0:
     return optax.constant_schedule(lr0)
   if steps_per_epoch is None:
-    raise ValueError('config.train.reduce_learning_rate_after > 0 decays per epoch; pass '
-                     'steps_per_epoch (the number of training windows per epoch).')
+    raise ValueError(
+      'config.train.reduce_learning_rate_after > 0 decays per epoch; pass '
+      'steps_per_epoch (the number of training windows per epoch).'
+    )
   if np.ndim(steps_per_epoch) == 0:
     per_epoch = int(steps_per_epoch)
 
@@ -55,11 +63,13 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
   def schedule(count):
     decays = jnp.maximum(epoch_of(count) - after + 1, 0).astype(jnp.float32)
     return lr0 * jnp.exp(-rate * decays)
+
   return schedule
 
 
-def make_optimizer(config: ml_collections.ConfigDict,
-                   steps_per_epoch: StepsPerEpoch = None) -> optax.GradientTransformation:
+def make_optimizer(
+  config: ml_collections.ConfigDict, steps_per_epoch: StepsPerEpoch = None
+) -> optax.GradientTransformation:
   """Global-norm clipping (``clip_norm``; 0 disables) then adam, sgd or rmsprop.
 
   PRiSM's Keras optimizers: Adam with ``adam_eps``; SGD with ``momentum``; RMSprop with
@@ -72,8 +82,9 @@ def make_optimizer(config: ml_collections.ConfigDict,
   elif t.optimizer == 'sgd':
     opt = optax.sgd(lr, momentum=float(t.momentum) or None)
   elif t.optimizer == 'rmsprop':
-    opt = optax.rmsprop(lr, decay=0.9, eps=RMSPROP_EPS, momentum=float(t.momentum) or None,
-                        eps_in_sqrt=True)
+    opt = optax.rmsprop(
+      lr, decay=0.9, eps=RMSPROP_EPS, momentum=float(t.momentum) or None, eps_in_sqrt=True
+    )
   else:
     raise ValueError(f'config.train.optimizer={t.optimizer!r}; use one of {OPTIMIZERS}.')
   if t.clip_norm and t.clip_norm > 0:
@@ -85,9 +96,11 @@ def make_optimizer(config: ml_collections.ConfigDict,
 # Train state
 # ---------------------------------------------------------------------------------------
 
+
 @flax.struct.dataclass
 class TrainState:
   """Everything the update step reads and writes (the RNN carry travels beside it)."""
+
   step: jax.Array  # int32 scalar: updates done.
   params: Any
   opt_state: Any
@@ -95,8 +108,12 @@ class TrainState:
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
 
-def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array, params: Any = None,
-                       steps_per_epoch: StepsPerEpoch = None) -> TrainState:
+def create_train_state(
+  config: ml_collections.ConfigDict,
+  rng: jax.Array,
+  params: Any = None,
+  steps_per_epoch: StepsPerEpoch = None,
+) -> TrainState:
   """A fresh state: new parameters from ``rng`` unless ``params`` is given; fresh optimizer."""
   model = model_lib.from_config(config.model)
   if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
@@ -105,5 +122,6 @@ def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array, params
   if params is None:
     params = model_lib.init_params(model, init_rng)
   tx = make_optimizer(config, steps_per_epoch)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    rng=state_rng, tx=tx)
+  return TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=state_rng, tx=tx
+  )

@@ -41,23 +41,29 @@ from samplernn_jax import cells
 
 def _bmm(x_LxBxI, w_LxIxO, dtype):
   """A batched product over the leading (layer) axis, accumulated in float32."""
-  return jax.lax.dot_general(x_LxBxI.astype(dtype), w_LxIxO.astype(dtype),
-                             (((2,), (1,)), ((0,), (0,))),
-                             preferred_element_type=jnp.float32)
+  return jax.lax.dot_general(
+    x_LxBxI.astype(dtype),
+    w_LxIxO.astype(dtype),
+    (((2,), (1,)), ((0,), (0,))),
+    preferred_element_type=jnp.float32,
+  )
 
 
 def _weight_grad(x_SxLxBxI, g_SxLxBxO, dtype):
   """``sum over (s, b) of x^T g`` per layer: ``[L, I, O]``, one batched matmul."""
-  return jax.lax.dot_general(x_SxLxBxI.astype(dtype), g_SxLxBxO.astype(dtype),
-                             (((0, 2), (0, 2)), ((1,), (1,))),
-                             preferred_element_type=jnp.float32)
+  return jax.lax.dot_general(
+    x_SxLxBxI.astype(dtype),
+    g_SxLxBxO.astype(dtype),
+    (((0, 2), (0, 2)), ((1,), (1,))),
+    preferred_element_type=jnp.float32,
+  )
 
 
 def _active_SxL(num_steps: int, num_layers: int) -> np.ndarray:
   """Whether layer ``l`` has a time step ``0 <= s - l < T`` at scan step ``s``."""
-  s = np.arange(num_steps + num_layers - 1)[:, None]
-  l = np.arange(num_layers)[None, :]
-  return (s >= l) & (s - l < num_steps)
+  step = np.arange(num_steps + num_layers - 1)[:, None]
+  layer = np.arange(num_layers)[None, :]
+  return (step >= layer) & (step - layer < num_steps)
 
 
 def _layer_inputs(h_LxBxD, keep_KxBxD, keep_prob):
@@ -90,9 +96,17 @@ def _keep(active_L, new, old):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
-def gru_wavefront(xw0_TxBxG, h0_LxBxD, w_ih_KxDxG, b_ih_KxG, w_hh_LxDxG, b_hh_LxG,
-                  keep_KxBxD: Optional[jax.Array], keep_prob: float = 1.0,
-                  dtype=jnp.float32):
+def gru_wavefront(
+  xw0_TxBxG,
+  h0_LxBxD,
+  w_ih_KxDxG,
+  b_ih_KxG,
+  w_hh_LxDxG,
+  b_hh_LxG,
+  keep_KxBxD: Optional[jax.Array],
+  keep_prob: float = 1.0,
+  dtype=jnp.float32,
+):
   """``L`` GRU layers over a time-major window in ``T + L - 1`` scan steps.
 
   Args:
@@ -108,12 +122,14 @@ def gru_wavefront(xw0_TxBxG, h0_LxBxD, w_ih_KxDxG, b_ih_KxG, w_hh_LxDxG, b_hh_Lx
     carry after each scan step (``S = T + L - 1``): layer ``l``'s output at time ``t`` is
     ``h_SxLxBxD[t + l, l]``.
   """
-  return _gru_fwd(xw0_TxBxG, h0_LxBxD, w_ih_KxDxG, b_ih_KxG, w_hh_LxDxG, b_hh_LxG,
-                  keep_KxBxD, keep_prob, dtype)[0]
+  return _gru_fwd(
+    xw0_TxBxG, h0_LxBxD, w_ih_KxDxG, b_ih_KxG, w_hh_LxDxG, b_hh_LxG, keep_KxBxD, keep_prob, dtype
+  )[0]
 
 
-def _gru_fwd(xw0_TxBxG, h0_LxBxD, w_ih_KxDxG, b_ih_KxG, w_hh_LxDxG, b_hh_LxG, keep_KxBxD,
-             keep_prob, dtype):
+def _gru_fwd(
+  xw0_TxBxG, h0_LxBxD, w_ih_KxDxG, b_ih_KxG, w_hh_LxDxG, b_hh_LxG, keep_KxBxD, keep_prob, dtype
+):
   num_layers = h0_LxBxD.shape[0]
   active = _active_SxL(xw0_TxBxG.shape[0], num_layers)
   # Cast once per window, not in every step of the scan.
@@ -127,9 +143,9 @@ def _gru_fwd(xw0_TxBxG, h0_LxBxD, w_ih_KxDxG, b_ih_KxG, w_hh_LxDxG, b_hh_LxG, ke
     return h_new, (h_new, xw, hw)
 
   h_last, (h_SxLxBxD, xw_SxLxBxG, hw_SxLxBxG) = jax.lax.scan(
-      step, h0_LxBxD, (_padded(xw0_TxBxG, num_layers), active))
-  residuals = (h0_LxBxD, w_ih_KxDxG, w_hh_LxDxG, keep_KxBxD, h_SxLxBxD, xw_SxLxBxG,
-               hw_SxLxBxG)
+    step, h0_LxBxD, (_padded(xw0_TxBxG, num_layers), active)
+  )
+  residuals = (h0_LxBxD, w_ih_KxDxG, w_hh_LxDxG, keep_KxBxD, h_SxLxBxD, xw_SxLxBxG, hw_SxLxBxG)
   return (h_last, h_SxLxBxD), residuals
 
 
@@ -152,12 +168,19 @@ def _gru_bwd(keep_prob, dtype, residuals, cotangents):
     return dh_prev + _input_cotangent(dxw, w_ih_t, keep_KxBxD, keep_prob, dtype), (dxw, dhw)
 
   dh0, (dxw_SxLxBxG, dhw_SxLxBxG) = jax.lax.scan(
-      step, dh_last, (dh_SxLxBxD, h_prev_SxLxBxD, xw_SxLxBxG, hw_SxLxBxG, active),
-      reverse=True)
+    step, dh_last, (dh_SxLxBxD, h_prev_SxLxBxD, xw_SxLxBxG, hw_SxLxBxG, active), reverse=True
+  )
   dw_ih, db_ih = _input_weight_grads(h_prev_SxLxBxD, dxw_SxLxBxG, keep_KxBxD, keep_prob, dtype)
   dw_hh = _weight_grad(h_prev_SxLxBxD, dhw_SxLxBxG, dtype)
-  return (dxw_SxLxBxG[:num_steps, 0], dh0, dw_ih.astype(w_ih_KxDxG.dtype), db_ih,
-          dw_hh.astype(w_hh_LxDxG.dtype), jnp.sum(dhw_SxLxBxG, axis=(0, 2)), None)
+  return (
+    dxw_SxLxBxG[:num_steps, 0],
+    dh0,
+    dw_ih.astype(w_ih_KxDxG.dtype),
+    db_ih,
+    dw_hh.astype(w_hh_LxDxG.dtype),
+    jnp.sum(dhw_SxLxBxG, axis=(0, 2)),
+    None,
+  )
 
 
 gru_wavefront.defvjp(_gru_fwd, _gru_bwd)
@@ -188,17 +211,23 @@ def _input_weight_grads(h_prev_SxLxBxD, dxw_SxLxBxG, keep_KxBxD, keep_prob, dtyp
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def lstm_wavefront(xw0_TxBxG, carry, w_ih_KxDxG, b_KxG, w_hh_LxDxG,
-                   keep_KxBxD: Optional[jax.Array], keep_prob: float = 1.0,
-                   dtype=jnp.float32):
+def lstm_wavefront(
+  xw0_TxBxG,
+  carry,
+  w_ih_KxDxG,
+  b_KxG,
+  w_hh_LxDxG,
+  keep_KxBxD: Optional[jax.Array],
+  keep_prob: float = 1.0,
+  dtype=jnp.float32,
+):
   """``L`` LSTM layers over a time-major window in ``T + L - 1`` scan steps.
 
   As ``gru_wavefront``, with ``carry = (h_LxBxD, c_LxBxD)`` and ``b_KxG`` the input biases of
   layers ``1..L-1`` (an LSTM has one bias per layer, in ``xw``). Returns
   ``((h, c) last, h_SxLxBxD)``.
   """
-  return _lstm_fwd(xw0_TxBxG, carry, w_ih_KxDxG, b_KxG, w_hh_LxDxG, keep_KxBxD, keep_prob,
-                   dtype)[0]
+  return _lstm_fwd(xw0_TxBxG, carry, w_ih_KxDxG, b_KxG, w_hh_LxDxG, keep_KxBxD, keep_prob, dtype)[0]
 
 
 def _lstm_fwd(xw0_TxBxG, carry, w_ih_KxDxG, b_KxG, w_hh_LxDxG, keep_KxBxD, keep_prob, dtype):
@@ -209,14 +238,14 @@ def _lstm_fwd(xw0_TxBxG, carry, w_ih_KxDxG, b_KxG, w_hh_LxDxG, keep_KxBxD, keep_
   def step(hc, inputs):
     xw0, active_L = inputs
     h, c = hc
-    gates = (_input_gates(xw0, h, w_ih, b_KxG, keep_KxBxD, keep_prob, dtype)
-             + _bmm(h, w_hh, dtype))
+    gates = _input_gates(xw0, h, w_ih, b_KxG, keep_KxBxD, keep_prob, dtype) + _bmm(h, w_hh, dtype)
     h_new, c_new = cells.lstm_cell(gates, c)
     hc = _keep(active_L, h_new, h), _keep(active_L, c_new, c)
     return hc, (hc[0], hc[1], gates)
 
   last, (h_SxLxBxD, c_SxLxBxD, gates_SxLxBxG) = jax.lax.scan(
-      step, carry, (_padded(xw0_TxBxG, num_layers), active))
+    step, carry, (_padded(xw0_TxBxG, num_layers), active)
+  )
   residuals = (carry, w_ih_KxDxG, w_hh_LxDxG, keep_KxBxD, h_SxLxBxD, c_SxLxBxD, gates_SxLxBxG)
   return (last, h_SxLxBxD), residuals
 
@@ -241,12 +270,21 @@ def _lstm_bwd(keep_prob, dtype, residuals, cotangents):
     return (dh_prev, _keep(active_L, dc_prev, dc)), dgates
 
   (dh0, dc0), dgates_SxLxBxG = jax.lax.scan(
-      step, (dh_last, dc_last), (dh_SxLxBxD, gates_SxLxBxG, c_prev_SxLxBxD, c_SxLxBxD, active),
-      reverse=True)
+    step,
+    (dh_last, dc_last),
+    (dh_SxLxBxD, gates_SxLxBxG, c_prev_SxLxBxD, c_SxLxBxD, active),
+    reverse=True,
+  )
   dw_ih, db = _input_weight_grads(h_prev_SxLxBxD, dgates_SxLxBxG, keep_KxBxD, keep_prob, dtype)
   dw_hh = _weight_grad(h_prev_SxLxBxD, dgates_SxLxBxG, dtype)
-  return (dgates_SxLxBxG[:num_steps, 0], (dh0, dc0), dw_ih.astype(w_ih_KxDxG.dtype), db,
-          dw_hh.astype(w_hh_LxDxG.dtype), None)
+  return (
+    dgates_SxLxBxG[:num_steps, 0],
+    (dh0, dc0),
+    dw_ih.astype(w_ih_KxDxG.dtype),
+    db,
+    dw_hh.astype(w_hh_LxDxG.dtype),
+    None,
+  )
 
 
 lstm_wavefront.defvjp(_lstm_fwd, _lstm_bwd)
@@ -254,4 +292,4 @@ lstm_wavefront.defvjp(_lstm_fwd, _lstm_bwd)
 
 def layer_outputs(h_SxLxBxD, num_steps: int) -> list:
   """Each layer's outputs over the window, ``[T, B, D]`` per layer, from the scan's steps."""
-  return [h_SxLxBxD[l:l + num_steps, l] for l in range(h_SxLxBxD.shape[1])]
+  return [h_SxLxBxD[layer : layer + num_steps, layer] for layer in range(h_SxLxBxD.shape[1])]

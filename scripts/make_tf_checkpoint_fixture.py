@@ -23,20 +23,20 @@ MAX_SHARD_BYTES = 5000
 def variables(tf, np):
   rng = np.random.default_rng(0)
   return {
-      'float32': tf.Variable(rng.standard_normal((3, 5)).astype(np.float32)),
-      'float64': tf.Variable(rng.standard_normal((4,))),
-      'int32': tf.Variable(rng.integers(-1000, 1000, (2, 3), dtype=np.int32)),
-      'int64_scalar': tf.Variable(np.int64(-(2**40) + 7)),
-      'float32_scalar': tf.Variable(np.float32(0.25)),
-      'bool': tf.Variable(np.array([True, False, True])),
-      'bfloat16': tf.Variable(tf.constant(rng.standard_normal((2, 2)), tf.bfloat16)),
-      'float16': tf.Variable(rng.standard_normal((5,)).astype(np.float16)),
-      'empty': tf.Variable(np.zeros((0, 3), np.float32)),
-      'strings': tf.Variable([b'a', b'', b'xyz' * 50]),
-      # Over 4096 bytes: tf_checkpoint's vectorized crc32c.
-      'large': tf.Variable(rng.standard_normal((32, 33)).astype(np.float32)),
-      # Over the shard size: saved in slices.
-      'partitioned': tf.Variable(rng.standard_normal((1500,)).astype(np.float32)),
+    'float32': tf.Variable(rng.standard_normal((3, 5)).astype(np.float32)),
+    'float64': tf.Variable(rng.standard_normal((4,))),
+    'int32': tf.Variable(rng.integers(-1000, 1000, (2, 3), dtype=np.int32)),
+    'int64_scalar': tf.Variable(np.int64(-(2**40) + 7)),
+    'float32_scalar': tf.Variable(np.float32(0.25)),
+    'bool': tf.Variable(np.array([True, False, True])),
+    'bfloat16': tf.Variable(tf.constant(rng.standard_normal((2, 2)), tf.bfloat16)),
+    'float16': tf.Variable(rng.standard_normal((5,)).astype(np.float16)),
+    'empty': tf.Variable(np.zeros((0, 3), np.float32)),
+    'strings': tf.Variable([b'a', b'', b'xyz' * 50]),
+    # Over 4096 bytes: tf_checkpoint's vectorized crc32c.
+    'large': tf.Variable(rng.standard_normal((32, 33)).astype(np.float32)),
+    # Over the shard size: saved in slices.
+    'partitioned': tf.Variable(rng.standard_normal((1500,)).astype(np.float32)),
   }
 
 
@@ -45,8 +45,11 @@ def describe(value, np) -> dict:
     return {'dtype': 'object', 'shape': [], 'strings': [value.hex()]}
   value = np.asarray(value)
   if value.dtype == object:
-    return {'dtype': 'object', 'shape': list(value.shape),
-            'strings': [s.hex() for s in value.reshape(-1)]}
+    return {
+      'dtype': 'object',
+      'shape': list(value.shape),
+      'strings': [s.hex() for s in value.reshape(-1)],
+    }
   return {'dtype': value.dtype.name, 'shape': list(value.shape), 'hex': value.tobytes().hex()}
 
 
@@ -56,6 +59,7 @@ def main(argv):
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   os.makedirs(OUT_DIR, exist_ok=True)
   for name in os.listdir(OUT_DIR):
     if name.startswith('tensors.'):
@@ -63,7 +67,8 @@ def main(argv):
   prefix = os.path.join(OUT_DIR, 'tensors')
   policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=MAX_SHARD_BYTES)
   tf.train.Checkpoint(**variables(tf, np)).write(
-      prefix, options=tf.train.CheckpointOptions(experimental_sharding_callback=policy))
+    prefix, options=tf.train.CheckpointOptions(experimental_sharding_callback=policy)
+  )
   reader = tf.train.load_checkpoint(prefix)
   expected = {}
   for name, shape in sorted(reader.get_variable_to_shape_map().items()):

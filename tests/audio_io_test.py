@@ -9,8 +9,9 @@ from samplernn_jax import audio_io
 
 
 def sine(freq_hz, seconds, rate, amplitude=0.5):
-  return (amplitude * np.sin(2 * np.pi * freq_hz * np.arange(int(seconds * rate)) / rate)
-          ).astype(np.float32)
+  return (amplitude * np.sin(2 * np.pi * freq_hz * np.arange(int(seconds * rate)) / rate)).astype(
+    np.float32
+  )
 
 
 def peak_hz(samples_N, rate):
@@ -28,9 +29,18 @@ def encode_with_pyav(path, codec, samples_N, rate):
       container.mux(packet)
 
 
-@pytest.mark.parametrize('suffix,writer', [
-    ('.flac', 'soundfile'), ('.ogg', 'soundfile'), ('.wav', 'soundfile'),
-    ('.mp3', 'libmp3lame'), ('.m4a', 'aac'), ('.opus', 'libopus'), ('.webm', 'libopus')])
+@pytest.mark.parametrize(
+  'suffix,writer',
+  [
+    ('.flac', 'soundfile'),
+    ('.ogg', 'soundfile'),
+    ('.wav', 'soundfile'),
+    ('.mp3', 'libmp3lame'),
+    ('.m4a', 'aac'),
+    ('.opus', 'libopus'),
+    ('.webm', 'libopus'),
+  ],
+)
 def test_decodes_format_to_mono_at_target_rate(tmp_path, suffix, writer):
   rate = 48000 if writer == 'libopus' else 16000
   x = sine(440, 0.5, rate)
@@ -56,8 +66,10 @@ def test_resampling_keeps_frequency_and_predicts_length(tmp_path):
   assert abs(peak_hz(y, 16000) - 1000) < 5
 
 
-@pytest.mark.parametrize('n,rate_in,rate_out', [(1, 16000, 8000), (101, 32000, 16000),
-                                                (12345, 44100, 16000), (999, 8000, 22050)])
+@pytest.mark.parametrize(
+  'n,rate_in,rate_out',
+  [(1, 16000, 8000), (101, 32000, 16000), (12345, 44100, 16000), (999, 8000, 22050)],
+)
 def test_resampled_length_matches_soxr(n, rate_in, rate_out):
   y = audio_io.resample(np.zeros(n, np.float32), rate_in, rate_out)
   assert len(y) == audio_io.resampled_length(n, rate_in, rate_out)
@@ -68,7 +80,7 @@ def test_bad_files_raise_with_reason(tmp_path):
   (tmp_path / 'text.mp3').write_text('not audio at all\n' * 50)
   sf.write(tmp_path / 'full.wav', sine(440, 1.0, 16000), 16000, subtype='PCM_16')
   data = (tmp_path / 'full.wav').read_bytes()
-  (tmp_path / 'cut.wav').write_bytes(data[:len(data) // 2])
+  (tmp_path / 'cut.wav').write_bytes(data[: len(data) // 2])
   sf.write(tmp_path / 'nan.wav', np.full(100, np.nan, np.float32), 16000, subtype='FLOAT')
   reasons = {}
   for name in ('empty.wav', 'text.mp3', 'cut.wav', 'nan.wav'):

@@ -17,15 +17,18 @@ def test_sampler_options_per_backend():
 
 @pytest.fixture
 def restore_cache_config():
-  old = (jax.config.jax_compilation_cache_dir,
-         jax.config.jax_persistent_cache_min_compile_time_secs)
+  old = (
+    jax.config.jax_compilation_cache_dir,
+    jax.config.jax_persistent_cache_min_compile_time_secs,
+  )
   yield
   jax.config.update('jax_compilation_cache_dir', old[0])
   jax.config.update('jax_persistent_cache_min_compile_time_secs', old[1])
 
 
-def test_compilation_cache_on_by_default_and_off_on_request(tmp_path, monkeypatch,
-                                                           restore_cache_config):
+def test_compilation_cache_on_by_default_and_off_on_request(
+  tmp_path, monkeypatch, restore_cache_config
+):
   monkeypatch.delenv('JAX_COMPILATION_CACHE_DIR', raising=False)
   monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
   assert backend.enable_compilation_cache('') is None
@@ -42,7 +45,8 @@ def test_generation_dtype_is_float32_where_bfloat16_would_be_slower():
   assert backend.generation_dtype('float32', 64, 'gpu') == 'float32'  # Exact parity stays.
   assert backend.generation_dtype('bfloat16', 1, 'cpu') == 'float32'  # Matrix-vector.
   assert backend.generation_dtype('bfloat16', 32, 'cpu') == (
-      'bfloat16' if backend.fast_bfloat16('cpu') else 'float32')
+    'bfloat16' if backend.fast_bfloat16('cpu') else 'float32'
+  )
   assert backend.generation_dtype('bfloat16', 1, 'cuda') == 'bfloat16'
 
 

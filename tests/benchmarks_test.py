@@ -54,8 +54,9 @@ def quick_tiny(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def quick_forms(tmp_path_factory):
-  return _run_cli(tmp_path_factory.mktemp('bench_forms'),
-                  ['--parts=train', '--rnn_form=layered,wavefront'])
+  return _run_cli(
+    tmp_path_factory.mktemp('bench_forms'), ['--parts=train', '--rnn_form=layered,wavefront']
+  )
 
 
 def _positive(x):
@@ -65,8 +66,18 @@ def _positive(x):
 def test_json_has_machine_and_peak(quick_tiny):
   results, _, _ = quick_tiny
   machine = results['machine']
-  for key in ('cpu_model', 'cpu_cores', 'jax_devices', 'jax', 'jaxlib', 'flax', 'tensorflow',
-              'date', 'amx_bf16', 'avx512_bf16'):
+  for key in (
+    'cpu_model',
+    'cpu_cores',
+    'jax_devices',
+    'jax',
+    'jaxlib',
+    'flax',
+    'tensorflow',
+    'date',
+    'amx_bf16',
+    'avx512_bf16',
+  ):
     assert key in machine, key
   assert ('gpu_name' in machine) == (machine['jax_backend'] == 'gpu')
   assert _positive(results['matmul_peak']['flops_per_sec'])
@@ -82,16 +93,27 @@ def test_every_figure_is_positive(quick_tiny):
   c = results['configs']['tiny']
   assert _positive(c['flops']['train_per_sample']) and _positive(c['flops']['generate_per_sample'])
   train = c['train']['ours']
-  for key in ('sec_per_step', 'samples_per_sec', 'compile_sec', 'achieved_flops_per_sec',
-              'fraction_of_peak'):
+  for key in (
+    'sec_per_step',
+    'samples_per_sec',
+    'compile_sec',
+    'achieved_flops_per_sec',
+    'fraction_of_peak',
+  ):
     assert _positive(train[key]), (key, train[key])
   for batch in (1, 2):
     gen = c['generate'][f'batch_{batch}']['ours']
-    for key in ('samples_per_sec_per_sequence', 'samples_per_sec_total', 'x_real_time',
-                'achieved_flops_per_sec', 'first_call_sec'):
+    for key in (
+      'samples_per_sec_per_sequence',
+      'samples_per_sec_total',
+      'x_real_time',
+      'achieved_flops_per_sec',
+      'first_call_sec',
+    ):
       assert _positive(gen[key]), (batch, key, gen[key])
     assert gen['samples_per_sec_total'] == pytest.approx(
-        batch * gen['samples_per_sec_per_sequence'])
+      batch * gen['samples_per_sec_per_sequence']
+    )
   assert _positive(c['pipeline']['ours']['samples_per_sec'])
 
 
@@ -107,8 +129,9 @@ def test_each_dtype_is_measured(quick_tiny):
       assert _positive(figures['fraction_of_peak'])
   train = c['train']['ours_by_dtype']
   assert train['bfloat16']['fraction_of_peak'] == pytest.approx(
-      train['bfloat16']['executed_flops_per_sec']
-      / results['matmul_peaks']['bfloat16']['flops_per_sec'])
+    train['bfloat16']['executed_flops_per_sec']
+    / results['matmul_peaks']['bfloat16']['flops_per_sec']
+  )
   with open(f'{out}.md') as f:
     table = f.read()
   assert 'train samples/s [bfloat16]' in table and 'train samples/s [float32]' in table
@@ -133,9 +156,14 @@ def test_peak_shares_and_ratios_are_per_dtype(quick_tiny):
 
 
 def test_the_header_names_the_tensorflow_build_and_its_device():
-  ref = {'prism_dir': '/prism', 'prism_commit': 'f05a772d', 'tensorflow': '2.21.0',
-         'tensorflow_distribution': 'tensorflow 2.21.0', 'tensorflow_cuda_build': True,
-         'tensorflow_device': 'CPU'}
+  ref = {
+    'prism_dir': '/prism',
+    'prism_commit': 'f05a772d',
+    'tensorflow': '2.21.0',
+    'tensorflow_distribution': 'tensorflow 2.21.0',
+    'tensorflow_cuda_build': True,
+    'tensorflow_device': 'CPU',
+  }
   line = run._reference_line(ref, {'jax_backend': 'gpu'})
   assert 'TensorFlow 2.21.0 (tensorflow 2.21.0, CUDA build) on the CPU' in line
   assert 'tensorflow[and-cuda]' in line  # JAX on a GPU against PRiSM on the CPU: said.
@@ -147,6 +175,7 @@ def test_the_header_names_the_tensorflow_build_and_its_device():
 def test_tensorflow_build_names_its_distribution():
   tf = pytest.importorskip('tensorflow')
   from benchmarks import reference  # pylint: disable=g-import-not-at-top
+
   build = reference.tensorflow_build(tf)
   assert build['tensorflow'] == tf.__version__
   assert f' {tf.__version__}' in build['tensorflow_distribution']
@@ -208,22 +237,29 @@ def test_bad_rnn_form_list_is_one_clear_error(tmp_path):
 def test_matmul_flops_count_loop_bodies_times_their_trips():
   def scan(x, w):
     return jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), x, None, length=10)[0]
+
   compiled = jax.jit(scan).lower(jnp.ones((8, 64)), jnp.ones((64, 64))).compile()
   assert hlo.matmul_flops(compiled.as_text()) == 10 * 2 * 8 * 64 * 64
 
   def conv_and_batched(x, k, a, b):
-    return (jax.lax.conv_general_dilated(x, k, (1,), 'VALID').sum()
-            + jnp.einsum('lbi,lio->lbo', a, b).sum())
-  compiled = jax.jit(conv_and_batched).lower(
-      jnp.ones((2, 3, 10)), jnp.ones((5, 3, 4)), jnp.ones((4, 8, 16)),
-      jnp.ones((4, 16, 32))).compile()
+    return (
+      jax.lax.conv_general_dilated(x, k, (1,), 'VALID').sum()
+      + jnp.einsum('lbi,lio->lbo', a, b).sum()
+    )
+
+  compiled = (
+    jax.jit(conv_and_batched)
+    .lower(jnp.ones((2, 3, 10)), jnp.ones((5, 3, 4)), jnp.ones((4, 8, 16)), jnp.ones((4, 16, 32)))
+    .compile()
+  )
   # conv: 2 x [2, 5, 7] outputs x 3 features x 4 taps; batched: 2 x [4, 8, 32] x 16.
   assert hlo.matmul_flops(compiled.as_text()) == 2 * 70 * 12 + 2 * 4 * 8 * 32 * 16
 
 
 def test_matmul_flops_read_cublas_calls():
   """XLA:GPU's cuBLAS calls carry the dot's dimensions in their backend config."""
-  text = '\n'.join([
+  text = '\n'.join(
+    [
       'ENTRY %main (p0: f32[64,1024], p1: f32[1024,3072]) -> f32[64,3072] {',
       '  %p0 = f32[64,1024]{1,0} parameter(0)',
       '  %p1 = f32[1024,3072]{1,0} parameter(1)',
@@ -233,7 +269,9 @@ def test_matmul_flops_read_cublas_calls():
       '"rhs_contracting_dimensions":["0"],"lhs_batch_dimensions":[],'
       '"rhs_batch_dimensions":[]}}}',
       '  ROOT %out = f32[64,3072]{1,0} get-tuple-element(%gemm), index=0',
-      '}'])
+      '}',
+    ]
+  )
   assert hlo.matmul_flops(text) == 2 * 64 * 3072 * 1024
 
 
@@ -254,8 +292,9 @@ def test_wavefront_ramp_in_the_executed_formula():
   looped = (2 * layers - 1) * gru * d * d  # h @ W_hh of every layer, x @ W_ih of layers 1..3.
   # Three extra steps per tier and window, forward + input gradient + weight gradient.
   assert wavefront - layered == pytest.approx(2 * 3 * looped * batch * 3 * 2)
-  assert flops.train_flops_per_step(m, batch, 1024, form='model', rnn_form='wavefront') == pytest.approx(
-      flops.train_flops_per_step(m, batch, 1024, form='model', rnn_form='layered'))
+  assert flops.train_flops_per_step(
+    m, batch, 1024, form='model', rnn_form='wavefront'
+  ) == pytest.approx(flops.train_flops_per_step(m, batch, 1024, form='model', rnn_form='layered'))
   with pytest.raises(ValueError, match='auto'):
     flops.train_flops_per_step(m, batch, 1024, form='implemented', rnn_form='auto')
 
@@ -263,9 +302,15 @@ def test_wavefront_ramp_in_the_executed_formula():
 def test_modeled_time_adds_depth_flops_and_link():
   collectives = {k: {'ring_bytes_per_device': 0.0} for k in scaling_lib.COLLECTIVES}
   link = dict(collectives, **{'all-reduce': {'ring_bytes_per_device': 360e6}})
-  result = {'batch_size': 64, 'dtype': 'bfloat16', 'flops_per_row': 8e12 / 64, 'devices': {
+  result = {
+    'batch_size': 64,
+    'dtype': 'bfloat16',
+    'flops_per_row': 8e12 / 64,
+    'devices': {
       '1': {'depth': 100, 'flops_per_device': 8e12, 'collectives': collectives},
-      '8': {'depth': 100, 'flops_per_device': 1e12, 'collectives': link}}}
+      '8': {'depth': 100, 'flops_per_device': 1e12, 'collectives': link},
+    },
+  }
   scaling_lib.with_modeled_times(result, 'H100')
   latency = scaling_lib.MODEL['iteration_sec']['value']
   rate = 989.5e12 * scaling_lib.MODEL['matmul_fraction']['value']
@@ -273,7 +318,8 @@ def test_modeled_time_adds_depth_flops_and_link():
   assert one['step_sec'] == pytest.approx(100 * latency + 8e12 / rate)
   assert eight['link_sec'] == pytest.approx(360e6 / (450e9 * 0.8))
   assert result['devices']['8']['time_efficiency'] == pytest.approx(
-      one['step_sec'] / (8 * eight['step_sec']))
+    one['step_sec'] / (8 * eight['step_sec'])
+  )
   assert result['devices']['8']['time_efficiency'] < 1
   # FLOP term >= depth term: rows x (8e12 / 64) / rate >= 100 x latency.
   rows = result['rows_per_device_for_flop_term_at_least_depth_term']
@@ -300,16 +346,20 @@ def test_sampler_flop_formula_matches_xla(fold_upper):
   model = model_lib.from_config(m)
   params = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
   folded = jax.eval_shape(functools.partial(model.fold, fold_upper_upsampling=fold_upper), params)
-  carry = jax.eval_shape(lambda p: model.apply(
-      {'params': p}, 1, method=model_lib.SampleRNN.initial_carry), params)
+  carry = jax.eval_shape(
+    lambda p: model.apply({'params': p}, 1, method=model_lib.SampleRNN.initial_carry), params
+  )
   total = m.dim * m.dim + m.dim * m.q_levels  # hidden2 + output, per sample.
   tiers, _ = model.step_modules()
   for j, f in enumerate(m.frame_sizes):
-    cond = None if j == len(m.frame_sizes) - 1 else jax.ShapeDtypeStruct((1, 3 * m.dim),
-                                                                         jnp.float32)
-    compiled = jax.jit(tiers[j].step).lower(
-        folded['frame_tiers'][j], jax.ShapeDtypeStruct((1, f), jnp.int32), cond,
-        carry[j]).compile()
+    cond = (
+      None if j == len(m.frame_sizes) - 1 else jax.ShapeDtypeStruct((1, 3 * m.dim), jnp.float32)
+    )
+    compiled = (
+      jax.jit(tiers[j].step)
+      .lower(folded['frame_tiers'][j], jax.ShapeDtypeStruct((1, f), jnp.int32), cond, carry[j])
+      .compile()
+    )
     total += compiled.cost_analysis()['flops'] / 2 / f
   want = flops.executed_generate_flops_per_sample(m, fold_upper_upsampling=fold_upper)
   # XLA also counts the gates' elementwise work: under 1% here.
@@ -318,8 +368,7 @@ def test_sampler_flop_formula_matches_xla(fold_upper):
 
 
 def test_quick_shrinks_and_full_keeps_shapes():
-  quick = run.suite_config(run.load_config('small'), run.SUITES['quick'], 'bfloat16',
-                           'wavefront')
+  quick = run.suite_config(run.load_config('small'), run.SUITES['quick'], 'bfloat16', 'wavefront')
   assert (quick.model.dim, quick.train.batch_size, quick.data.seq_len) == (16, 4, 128)
   assert (quick.model.dtype, quick.model.rnn_form) == ('bfloat16', 'wavefront')
   full = run.suite_config(run.load_config('default'), run.SUITES['full'], 'float32')
@@ -330,18 +379,22 @@ def test_quick_shrinks_and_full_keeps_shapes():
 def test_remote_reference_says_why_a_checkout_is_unusable(tmp_path):
   # The worker process checks the folder before importing TensorFlow, so this is quick.
   from benchmarks import reference  # pylint: disable=g-import-not-at-top
+
   with pytest.raises(reference.ReferenceUnavailable, match='not a PRiSM SampleRNN checkout'):
     reference.RemotePrism(str(tmp_path))
   with pytest.raises(reference.ReferenceUnavailable, match='no --prism_dir'):
     reference.RemotePrism(None)
 
 
-@pytest.mark.skipif(not os.environ.get('SAMPLERNN_PRISM_DIR'),
-                    reason='set SAMPLERNN_PRISM_DIR to a PRiSM checkout to run the reference')
+@pytest.mark.skipif(
+  not os.environ.get('SAMPLERNN_PRISM_DIR'),
+  reason='set SAMPLERNN_PRISM_DIR to a PRiSM checkout to run the reference',
+)
 def test_reference_side(tmp_path):
   pytest.importorskip('tensorflow')
-  results, _, _ = _run_cli(tmp_path, [f"--prism_dir={os.environ['SAMPLERNN_PRISM_DIR']}",
-                                      '--parts=train,generate'])
+  results, _, _ = _run_cli(
+    tmp_path, [f"--prism_dir={os.environ['SAMPLERNN_PRISM_DIR']}", '--parts=train,generate']
+  )
   c = results['configs']['tiny']
   assert _positive(c['train']['reference']['samples_per_sec'])
   assert _positive(c['train']['ratio']['samples_per_sec'])
@@ -351,9 +404,22 @@ def test_reference_side(tmp_path):
 @pytest.mark.slow
 def test_scaling_command_models_time_per_form(tmp_path):
   out = tmp_path / 'scaling'
-  subprocess.run([sys.executable, '-m', 'benchmarks.scaling', '--config=tiny', '--batch_sizes=4',
-                  '--devices=1,2', '--rnn_form=wavefront', '--gpu=H100', f'--out={out}'],
-                 check=True, capture_output=True, cwd=REPO)
+  subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'benchmarks.scaling',
+      '--config=tiny',
+      '--batch_sizes=4',
+      '--devices=1,2',
+      '--rnn_form=wavefront',
+      '--gpu=H100',
+      f'--out={out}',
+    ],
+    check=True,
+    capture_output=True,
+    cwd=REPO,
+  )
   result = json.loads((tmp_path / 'scaling.json').read_text())
   (run_result,) = result['runs']
   assert (run_result['rnn_form'], run_result['modeled_gpu']) == ('wavefront', 'H100')

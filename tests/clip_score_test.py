@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from samplernn_jax import audio_io
-from samplernn_jax.listening import clip_score
 from samplernn_jax.corpus import demo_corpus
+from samplernn_jax.listening import clip_score
 from tests import score_validation
 
 RATE = 8000
@@ -43,8 +43,14 @@ def test_held_out_music_ranks_above_every_broken_kind(profile, corpus):
 def test_parts_and_penalties(profile, corpus):
   melody = audio_io.read_mono(corpus[1][0], RATE)
   parts = clip_score.score_audio(melody, RATE, profile)
-  assert set(clip_score.GROUP_WEIGHTS) | {'closeness', 'penalty', 'silent', 'stuck', 'clipped',
-                                          'duration'} <= set(parts)
+  assert set(clip_score.GROUP_WEIGHTS) | {
+    'closeness',
+    'penalty',
+    'silent',
+    'stuck',
+    'clipped',
+    'duration',
+  } <= set(parts)
   assert parts['score'] == pytest.approx(parts['closeness'] - parts['penalty'])
   assert clip_score.score_audio(np.zeros(RATE), RATE, profile)['silent'] == 1.0
   assert clip_score.score_audio(np.full(RATE, 0.4), RATE, profile)['stuck'] == 1.0
@@ -82,8 +88,12 @@ def test_score_paths(corpus, tmp_path):
 
 
 def _score_command(*args):
-  return subprocess.run([sys.executable, '-m', 'samplernn_jax.commands.score', *args],
-                        capture_output=True, text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, '-m', 'samplernn_jax.commands.score', *args],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
 
 
 def test_command_on_a_folder_and_a_workdir(profile, corpus, tmp_path):

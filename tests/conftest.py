@@ -19,10 +19,13 @@ import numpy as np
 import pytest
 
 os.environ.setdefault('JAX_DEFAULT_MATMUL_PRECISION', 'highest')
-if any(importlib.util.find_spec(p) for p in ('jax_cuda12_plugin', 'jax_cuda13_plugin',
-                                             'jax_rocm60_plugin')):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
-                             + ' --xla_gpu_deterministic_ops=true').strip()
+if any(
+  importlib.util.find_spec(p)
+  for p in ('jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm60_plugin')
+):
+  os.environ['XLA_FLAGS'] = (
+    os.environ.get('XLA_FLAGS', '') + ' --xla_gpu_deterministic_ops=true'
+  ).strip()
   os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
 # JAX is imported only now, after the environment above is set.
@@ -32,6 +35,7 @@ import jax.numpy as jnp
 
 from samplernn_jax import config as config_lib
 from samplernn_jax import model as model_lib
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 jax.config.update('jax_default_matmul_precision', 'highest')
@@ -39,8 +43,10 @@ jax.config.update('jax_default_matmul_precision', 'highest')
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # In the repository (scripts/make_prism_fixtures.py writes them), so parity runs in any
 # clone; the shared folder beside the checkout is the fallback for older branches.
-PRISM_FIXTURE_DIRS = (REPO / 'tests' / 'testdata' / 'prism',
-                      REPO.parent / 'shared' / 'fixtures' / 'prism')
+PRISM_FIXTURE_DIRS = (
+  REPO / 'tests' / 'testdata' / 'prism',
+  REPO.parent / 'shared' / 'fixtures' / 'prism',
+)
 
 
 def prism_case(name: str) -> pathlib.Path:
@@ -58,7 +64,10 @@ def module_compilation_cache(tmp_path_factory):
   first, they read the cache. Use with ``pytestmark = pytest.mark.usefixtures(...)``.
   """
   cache = str(tmp_path_factory.mktemp('jax_cache'))
-  old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+  old = (
+    jax.config.jax_compilation_cache_dir,
+    jax.config.jax_persistent_cache_min_compile_time_secs,
+  )
   jax.config.update('jax_compilation_cache_dir', cache)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   os.environ['JAX_COMPILATION_CACHE_DIR'] = cache
@@ -94,6 +103,7 @@ def quiet_tiny(**train) -> ml_collections.ConfigDict:
 def synthesize_corpus(tmp_path_factory, seconds: float) -> str:
   """Ten 8 kHz demo melodies of ``seconds`` each in a fresh folder (a module fixture's)."""
   from samplernn_jax.corpus import demo_corpus  # pylint: disable=g-import-not-at-top
+
   path = str(tmp_path_factory.mktemp('corpus'))
   demo_corpus.synthesize(path, sample_rate=8000, num_files=10, seconds=seconds)
   return path
@@ -113,7 +123,8 @@ def random_params(model: model_lib.SampleRNN, scale: float = 0.25):
   shapes = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
   rng = np.random.default_rng(0)
   return jax.tree.map(
-      lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), jnp.float32), shapes)
+    lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), jnp.float32), shapes
+  )
 
 
 def make_model(config: ml_collections.ConfigDict, *, init: bool = False, **model_overrides):

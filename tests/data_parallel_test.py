@@ -34,6 +34,7 @@ def small_config(batch_size: int):
 
 def param_bytes(config) -> int:
   from samplernn_jax import model as model_lib
+
   model = model_lib.from_config(config.model)
   shapes = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
   return sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(shapes))
@@ -44,7 +45,9 @@ def test_each_of_8_devices_does_an_eighth():
   result = scaling_lib.run_in_subprocess(config, [1, 8])
   one, eight = result['devices']['1'], result['devices']['8']
   assert eight['flops_per_device'] <= 1.1 * one['flops_per_device'] / 8, (
-      eight['flops_per_device'], one['flops_per_device'])
+    eight['flops_per_device'],
+    one['flops_per_device'],
+  )
   c = eight['collectives']
   # No activation crosses devices: nothing gathered has the global batch as a dimension, and
   # only the weight folds are gathered (their gradients come back as reduce-scatters).
@@ -82,15 +85,19 @@ print('OK')
 
 def steps_on(devices, num_steps=3, **model_overrides):
   """Parameters and last loss after ``num_steps`` fixed windows on a mesh over ``devices``."""
-  from samplernn_jax import steps, train_state
+  from samplernn_jax import steps
+  from samplernn_jax import train_state
+
   config = load_config('tiny')
   config.model.update(model_overrides)
   config_lib.validate(config)
   rng = np.random.default_rng(0)
   length = config.data.seq_len + config.model.frame_sizes[-1]
   mesh = steps.make_mesh(devices)
-  state = jax.jit(lambda: train_state.create_train_state(config, jax.random.PRNGKey(0)),
-                  out_shardings=steps.replicated(mesh))()
+  state = jax.jit(
+    lambda: train_state.create_train_state(config, jax.random.PRNGKey(0)),
+    out_shardings=steps.replicated(mesh),
+  )()
   carry = steps.make_init_carry(config, mesh)(state.params)
   step = steps.make_train_step(config, mesh)
   for k in range(num_steps):
@@ -100,10 +107,21 @@ def steps_on(devices, num_steps=3, **model_overrides):
 
 
 def test_one_two_and_four_devices_give_the_same_parameters(tmp_path):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'))
-  proc = subprocess.run([sys.executable, '-c', DEVICES_MATCH.format(repo=str(REPO))], env=env,
-                        cwd=REPO, text=True, capture_output=True, timeout=600, check=False)
+  env = dict(
+    os.environ,
+    XLA_FLAGS='--xla_force_host_platform_device_count=4',
+    JAX_PLATFORMS='cpu',
+    JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'),
+  )
+  proc = subprocess.run(
+    [sys.executable, '-c', DEVICES_MATCH.format(repo=str(REPO))],
+    env=env,
+    cwd=REPO,
+    text=True,
+    capture_output=True,
+    timeout=600,
+    check=False,
+  )
   assert proc.returncode == 0 and 'OK' in proc.stdout, proc.stderr[-6000:]
 
 
@@ -147,10 +165,17 @@ def test_two_processes_compute_what_one_device_does(tmp_path):
   out = str(tmp_path / 'hosts.npz')
   port = _free_port()
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
-  procs = [subprocess.Popen(
+  procs = [
+    subprocess.Popen(
       [sys.executable, '-c', TWO_HOSTS.format(repo=str(REPO), port=port, process_id=i, out=out)],
-      env=env, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-           for i in range(2)]
+      env=env,
+      cwd=REPO,
+      text=True,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+    )
+    for i in range(2)
+  ]
   params_1, loss_1 = steps_on(jax.devices()[:1])
   for p in procs:
     try:

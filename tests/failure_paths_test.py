@@ -16,15 +16,15 @@ import pytest
 import soundfile as sf
 
 from samplernn_jax import checkpoint
-from samplernn_jax.listening import clips
-from samplernn_jax.corpus import demo_corpus
 from samplernn_jax import input_pipeline
 from samplernn_jax import model as model_lib
-from samplernn_jax.corpus import prepare
 from samplernn_jax import reporting
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
 from samplernn_jax import workdir as workdir_lib
+from samplernn_jax.corpus import demo_corpus
+from samplernn_jax.corpus import prepare
+from samplernn_jax.listening import clips
 from tests.conftest import load_config
 from tests.conftest import random_params
 
@@ -53,8 +53,10 @@ def run_dir(tmp_path_factory):
 # Generation: overwrite, sizes, damaged checkpoints (items 8-10)
 # ---------------------------------------------------------------------------------------
 
-def test_existing_clips_are_kept_until_their_replacement_is_complete(run_dir, tmp_path,
-                                                                     monkeypatch):
+
+def test_existing_clips_are_kept_until_their_replacement_is_complete(
+  run_dir, tmp_path, monkeypatch
+):
   out = str(tmp_path / 'clip.wav')
   target = tmp_path / 'clip_e=2_t=0.95.wav'
   target.write_bytes(b'an earlier clip')
@@ -69,19 +71,21 @@ def test_existing_clips_are_kept_until_their_replacement_is_complete(run_dir, tm
     def stop(levels, start):
       callback(levels, start)
       raise RuntimeError('out of memory')
+
     return real(self, *args, callback=stop, **kwargs)
+
   monkeypatch.setattr(sampler_lib.Sampler, 'generate', fail_after_first_chunk)
   with pytest.raises(RuntimeError):
-    clips.generate_files(str(run_dir), out, duration=DURATION, progress=False,
-                            overwrite=True)
+    clips.generate_files(str(run_dir), out, duration=DURATION, progress=False, overwrite=True)
   assert target.read_bytes() == b'an earlier clip'
   (scratch,) = [p for p in tmp_path.iterdir() if p.name.startswith('.generating-')]
   assert sf.info(str(scratch / target.name)).frames == 48
   shutil.rmtree(scratch)
 
   monkeypatch.setattr(sampler_lib.Sampler, 'generate', real)
-  result = clips.generate_files(str(run_dir), out, duration=DURATION, progress=False,
-                                   overwrite=True)
+  result = clips.generate_files(
+    str(run_dir), out, duration=DURATION, progress=False, overwrite=True
+  )
   assert result['paths'] == [str(target)] and sf.info(str(target)).frames == 96
   assert not [p for p in tmp_path.iterdir() if p.name.startswith('.generating-')]
   assert result['x_real_time'] > 0
@@ -110,10 +114,10 @@ def _damage(workdir: pathlib.Path, step: int, how: str) -> None:
     shutil.rmtree(step_dir / 'params')
 
 
-@pytest.mark.parametrize('how,item', [('truncated', 'params'), ('config_json', 'config'),
-                                      ('missing_item', 'params')])
-def test_generation_names_a_damaged_checkpoint_and_the_steps_to_use(run_dir, tmp_path, how,
-                                                                      item):
+@pytest.mark.parametrize(
+  'how,item', [('truncated', 'params'), ('config_json', 'config'), ('missing_item', 'params')]
+)
+def test_generation_names_a_damaged_checkpoint_and_the_steps_to_use(run_dir, tmp_path, how, item):
   workdir = tmp_path / 'run'
   shutil.copytree(run_dir, workdir)
   _damage(workdir, 2, how)
@@ -129,12 +133,16 @@ def test_generation_names_a_damaged_checkpoint_and_the_steps_to_use(run_dir, tmp
 # Training: fallback past a damaged checkpoint, metrics once, a finished run (10, 16, 7)
 # ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope='module')
 def compilation_cache(tmp_path_factory):
   """Resumed runs compile the same steps again; a persistent cache makes that a read."""
   import jax  # pylint: disable=g-import-not-at-top
-  old = (jax.config.jax_compilation_cache_dir,
-         jax.config.jax_persistent_cache_min_compile_time_secs)
+
+  old = (
+    jax.config.jax_compilation_cache_dir,
+    jax.config.jax_persistent_cache_min_compile_time_secs,
+  )
   jax.config.update('jax_compilation_cache_dir', str(tmp_path_factory.mktemp('jax_cache')))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   yield
@@ -156,10 +164,12 @@ def trained(tmp_path_factory, compilation_cache):  # pylint: disable=unused-argu
   return config, corpus, workdir
 
 
-@pytest.mark.parametrize('how,item', [('truncated', 'params'), ('config_json', 'config'),
-                                      ('missing_item', 'params')])
+@pytest.mark.parametrize(
+  'how,item', [('truncated', 'params'), ('config_json', 'config'), ('missing_item', 'params')]
+)
 def test_training_falls_back_past_a_damaged_checkpoint_and_logs_each_step_once(
-    trained, tmp_path, caplog, how, item):
+  trained, tmp_path, caplog, how, item
+):
   config, corpus, done = trained
   steps = sorted(checkpoint.make_manager(str(done)).all_steps())
   assert len(steps) == 2
@@ -168,16 +178,22 @@ def test_training_falls_back_past_a_damaged_checkpoint_and_logs_each_step_once(
   _damage(workdir, steps[-1], how)
   # metrics.jsonl still holds the lost steps, as after a kill -9 past the last save.
   train.train_and_evaluate(config, str(workdir), corpus)
-  assert any(f'checkpoints/{steps[-1]}/{item}' in r.getMessage() for r in caplog.records
-             if r.levelname == 'WARNING')
+  assert any(
+    f'checkpoints/{steps[-1]}/{item}' in r.getMessage()
+    for r in caplog.records
+    if r.levelname == 'WARNING'
+  )
   assert (workdir / workdir_lib.BROKEN_CHECKPOINTS / str(steps[-1])).is_dir()
   records = workdir_lib.read_records(str(workdir))
   train_steps = [r['step'] for r in records if r['kind'] == 'train']
   assert len(train_steps) == len(set(train_steps)), train_steps
   expected = workdir_lib.read_records(str(done))
   assert len(records) == len(expected)
-  np.testing.assert_allclose([r['loss'] for r in records if 'loss' in r],
-                             [r['loss'] for r in expected if 'loss' in r], rtol=1e-5)
+  np.testing.assert_allclose(
+    [r['loss'] for r in records if 'loss' in r],
+    [r['loss'] for r in expected if 'loss' in r],
+    rtol=1e-5,
+  )
 
 
 def test_a_finished_run_says_so_and_how_to_train_longer(trained, tmp_path, capsys):
@@ -194,8 +210,9 @@ def test_a_finished_run_says_so_and_how_to_train_longer(trained, tmp_path, capsy
 
 def test_drop_records_after(tmp_path):
   path = tmp_path / workdir_lib.METRICS
-  lines = [json.dumps({'kind': 'train', 'step': s, 'epoch': 1, 'loss': 1.0}) + '\n'
-           for s in (5, 10, 15)]
+  lines = [
+    json.dumps({'kind': 'train', 'step': s, 'epoch': 1, 'loss': 1.0}) + '\n' for s in (5, 10, 15)
+  ]
   path.write_text(''.join(lines) + '{"ste')  # Cut short by a kill.
   reporting.drop_records_after(str(tmp_path), 10)
   assert path.read_text() == ''.join(lines[:2])
@@ -204,6 +221,7 @@ def test_drop_records_after(tmp_path):
 # ---------------------------------------------------------------------------------------
 # Data: bad files in --data_dir found before step 1 (item 15)
 # ---------------------------------------------------------------------------------------
+
 
 def test_bad_files_are_found_when_the_dataset_is_built(tmp_path):
   data = tmp_path / 'data'
@@ -244,8 +262,9 @@ def test_a_file_zoo_fails_the_same_inline_and_in_workers(tmp_path):
     f.write((src / 'good.wav').read_bytes())
   outcomes = []
   for workers, out in ((1, 'o1'), (2, 'o2')):
-    results = prepare.prepare([str(src)], str(tmp_path / out), SETTINGS, num_workers=workers,
-                              progress=False)
+    results = prepare.prepare(
+      [str(src)], str(tmp_path / out), SETTINGS, num_workers=workers, progress=False
+    )
     outcomes.append({os.path.basename(r.path): r.status for r in results})
     print(prepare.summary(results, out))  # Printable with the non-UTF-8 name.
   assert outcomes[0] == outcomes[1]
@@ -258,14 +277,18 @@ def test_exit_reasons_and_clipping(tmp_path):
   loud = _noise(0.5, amplitude=1.0)
   loud[::4] = 2.0  # A quarter of the samples beyond full scale, as a float file allows.
   sf.write(tmp_path / 'loud.wav', loud, 8000, subtype='FLOAT')
-  results = prepare.prepare([str(tmp_path / 'loud.wav')], str(tmp_path / 'out'), SETTINGS,
-                            progress=False)
+  results = prepare.prepare(
+    [str(tmp_path / 'loud.wav')], str(tmp_path / 'out'), SETTINGS, progress=False
+  )
   assert results[0].clipped == pytest.approx(0.25)
   assert 'loud.wav: 25% of samples' in prepare.summary(results, 'out')
   assert prepare.problem(results) is None
-  short = prepare.prepare([str(tmp_path / 'loud.wav')], str(tmp_path / 'out2'),
-                          prepare.Settings(sample_rate=8000, chunk_length_ms=5000, overlap_ms=0),
-                          progress=False)
+  short = prepare.prepare(
+    [str(tmp_path / 'loud.wav')],
+    str(tmp_path / 'out2'),
+    prepare.Settings(sample_rate=8000, chunk_length_ms=5000, overlap_ms=0),
+    progress=False,
+  )
   assert 'no chunk was written' in prepare.problem(short)
   failed = [prepare.Result('x.wav', 'failed', reason='empty')] + results
   assert '1 of 2 files failed' in prepare.problem(failed)
@@ -300,9 +323,20 @@ def test_killed_prepare_leaves_no_workers_and_its_temporary_files_are_cleaned(tm
     sf.write(src / f's{i}.wav', _noise(3.0, seed=i), 8000)
   out = tmp_path / 'out'
   parent = subprocess.Popen(
-      [sys.executable, '-c', 'from samplernn_jax.commands import prepare; prepare.run()',
-       f'--input={src}', f'--output_dir={out}', '--num_workers=2', '--chunk_length_ms=100',
-       '--overlap_ms=0'], cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    [
+      sys.executable,
+      '-c',
+      'from samplernn_jax.commands import prepare; prepare.run()',
+      f'--input={src}',
+      f'--output_dir={out}',
+      '--num_workers=2',
+      '--chunk_length_ms=100',
+      '--overlap_ms=0',
+    ],
+    cwd=str(REPO),
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   deadline = time.time() + 60
   workers = []
   while time.time() < deadline and len(workers) < 2 and parent.poll() is None:
@@ -332,6 +366,7 @@ def test_a_resume_over_changed_files_says_the_epochs_are_replanned(tmp_path, cap
   class Files:  # What _note_data_change reads of a Datasets.
     def __init__(self, paths):
       self.train_files, self.val_files = tuple(paths), ()
+
   paths = []
   for i in range(3):
     paths.append(str(tmp_path / f'{i}.wav'))

@@ -27,9 +27,15 @@ for _ in range(20):
 
 def test_two_processes_writing_one_path_at_once_both_succeed_and_leave_one_whole_file(tmp_path):
   path, go = tmp_path / 'page.html', tmp_path / 'go'
-  writers = [subprocess.Popen([sys.executable, '-c', _WRITER, str(path), letter, str(go)],
-                              cwd=str(REPO), stderr=subprocess.PIPE, text=True)
-             for letter in 'ab']
+  writers = [
+    subprocess.Popen(
+      [sys.executable, '-c', _WRITER, str(path), letter, str(go)],
+      cwd=str(REPO),
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for letter in 'ab'
+  ]
   time.sleep(0.5)  # Both started (the interpreter and the import) before either writes.
   go.touch()
   for w in writers:

@@ -16,12 +16,12 @@ import time
 
 import pytest
 
-from samplernn_jax.listening import clip_score
-from samplernn_jax.listening import clips
-from samplernn_jax.corpus import demo_corpus
-from samplernn_jax.listening import gallery
 from samplernn_jax import train
 from samplernn_jax import workdir as workdir_lib
+from samplernn_jax.corpus import demo_corpus
+from samplernn_jax.listening import clip_score
+from samplernn_jax.listening import clips
+from samplernn_jax.listening import gallery
 from samplernn_jax.listening import training_hooks
 from tests.conftest import load_config
 
@@ -41,8 +41,14 @@ def run(tmp_path_factory):
   config.generate.output_file_dur = 0.25
   workdir = str(tmp_path_factory.mktemp('runs') / 'tiny')
   train.train_and_evaluate(config, workdir, corpus, hooks=training_hooks.training_hooks(config))
-  clips.generate_files(workdir, os.path.join(workdir, 'samples', 'clip.wav'), num_seqs=2,
-                          duration=0.25, temperatures=[0.9, 1.1], progress=False)
+  clips.generate_files(
+    workdir,
+    os.path.join(workdir, 'samples', 'clip.wav'),
+    num_seqs=2,
+    duration=0.25,
+    temperatures=[0.9, 1.1],
+    progress=False,
+  )
   return workdir
 
 
@@ -53,8 +59,12 @@ def _page(workdir) -> str:
 def test_training_and_generation_build_the_page(run):
   assert clip_score.load_profile(run).num_segments == 5  # The training files' profile.
   page = _page(run)
-  for clip in ('generated/tiny_e=1(0)_t=0.95.wav', 'generated/tiny_e=1(1)_t=0.95.wav',
-               'samples/clip_e=50(0)_t=0.9.wav', 'samples/clip_e=50(1)_t=1.1.wav'):
+  for clip in (
+    'generated/tiny_e=1(0)_t=0.95.wav',
+    'generated/tiny_e=1(1)_t=0.95.wav',
+    'samples/clip_e=50(0)_t=0.9.wav',
+    'samples/clip_e=50(1)_t=1.1.wav',
+  ):
     assert f'data-path="{clip}"' in page, clip
   assert 'No clips yet' not in page and 'curves.png' in page
   images = os.listdir(os.path.join(run, workdir_lib.GALLERY, 'images'))
@@ -68,22 +78,26 @@ def test_training_and_generation_build_the_page(run):
   assert (sample.origin, sample.step, sample.temperature) == ('generate', 50, 0.9)
   # The page scores as samplernn-score does.
   assert sample.score['score'] == pytest.approx(
-      clip_score.score_paths([os.path.join(run, sample.path)], run)[0]['score'])
+    clip_score.score_paths([os.path.join(run, sample.path)], run)[0]['score']
+  )
 
 
 def _clips(workdir):
   records = gallery._generate_records(workdir)  # pylint: disable=protected-access
   steps = {r['epoch']: r['step'] for r in workdir_lib.read_records(workdir, 'epoch')}
   cache = json.loads(pathlib.Path(workdir, workdir_lib.GALLERY, 'cache.json').read_text())
-  return [gallery.Clip(path=p, url='', image_url='', score=cache[p]['score'],
-                       **gallery.describe(p, steps, records)) for p in gallery.find_clips(workdir)]
+  return [
+    gallery.Clip(
+      path=p, url='', image_url='', score=cache[p]['score'], **gallery.describe(p, steps, records)
+    )
+    for p in gallery.find_clips(workdir)
+  ]
 
 
 def test_page_is_rebuilt_after_generation(run, tmp_path):
   before = _page(run)
   time.sleep(1.1)  # The page's build time has whole seconds.
-  clips.generate_files(run, os.path.join(run, 'later', 'more.wav'), duration=0.1,
-                          progress=False)
+  clips.generate_files(run, os.path.join(run, 'later', 'more.wav'), duration=0.1, progress=False)
   after = _page(run)
   assert 'data-path="later/more_e=50_t=0.95.wav"' in after
   assert 'later/more' not in before
@@ -100,8 +114,19 @@ def test_a_run_without_clips_or_metrics_still_renders(tmp_path):
   page = pathlib.Path(gallery.build(str(tmp_path))).read_text()
   assert 'No clips yet' in page and 'No metrics yet' in page and 'id="no-profile"' in page
   with open(tmp_path / workdir_lib.METRICS, 'w') as f:
-    f.write(json.dumps({'step': 10, 'epoch': 1, 'loss': 5.0, 'bits_per_sample': 7.5,
-                        'accuracy': 0.01, 'sec_per_step': 0.1}) + '\n{"step": 2')  # Torn line.
+    f.write(
+      json.dumps(
+        {
+          'step': 10,
+          'epoch': 1,
+          'loss': 5.0,
+          'bits_per_sample': 7.5,
+          'accuracy': 0.01,
+          'sec_per_step': 0.1,
+        }
+      )
+      + '\n{"step": 2'
+    )  # Torn line.
   page = pathlib.Path(gallery.build(str(tmp_path))).read_text()
   assert 'No clips yet' in page and 'curves.png' in page
   # A file that is not audio is a row saying so, not a failed page.
@@ -124,12 +149,12 @@ def test_log_lines_that_are_json_but_not_records_are_skipped_with_one_warning(tm
 
 def test_gallery_command(run, tmp_path):
   command = [sys.executable, '-m', 'samplernn_jax.commands.gallery']
-  proc = subprocess.run([*command, f'--workdir={run}'], capture_output=True, text=True,
-                        timeout=120)
+  proc = subprocess.run([*command, f'--workdir={run}'], capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr
   assert f'Wrote {os.path.join(run, workdir_lib.GALLERY, gallery.INDEX)}' in proc.stdout
-  proc = subprocess.run([*command, f'--workdir={tmp_path}/nowhere'], capture_output=True,
-                        text=True, timeout=120)
+  proc = subprocess.run(
+    [*command, f'--workdir={tmp_path}/nowhere'], capture_output=True, text=True, timeout=120
+  )
   assert proc.returncode == 1 and 'nowhere: no such workdir' in proc.stderr
   assert 'Traceback' not in proc.stderr
 
@@ -137,6 +162,7 @@ def test_gallery_command(run, tmp_path):
 # ---------------------------------------------------------------------------------------
 # In a real browser
 # ---------------------------------------------------------------------------------------
+
 
 def _chromium(user_data_dir):
   """A headless Debian Chromium under Selenium; nothing is downloaded."""
@@ -149,11 +175,20 @@ def _chromium(user_data_dir):
     pytest.skip(f'The page test {reason}.')
   from selenium import webdriver  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+
   options = webdriver.ChromeOptions()
   options.binary_location = binary
-  for arg in ('--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-              '--disable-background-networking', '--disable-component-update', '--disable-sync',
-              f'--user-data-dir={user_data_dir}', '--window-size=1280,1400'):
+  for arg in (
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    f'--user-data-dir={user_data_dir}',
+    '--window-size=1280,1400',
+  ):
     options.add_argument(arg)
   options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
   return webdriver.Chrome(service=Service(executable_path=driver), options=options)
@@ -161,13 +196,15 @@ def _chromium(user_data_dir):
 
 def _wait(browser, script, timeout=30):
   from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
+
   return WebDriverWait(browser, timeout).until(lambda b: b.execute_script(script))
 
 
 def _scores_in_order(browser):
   return browser.execute_script(
-      "return Array.from(document.querySelectorAll('#clip-table tr.clip'))"
-      '.map(r => parseFloat(r.dataset.score));')
+    "return Array.from(document.querySelectorAll('#clip-table tr.clip'))"
+    '.map(r => parseFloat(r.dataset.score));'
+  )
 
 
 def test_page_in_chromium(run, tmp_path):
@@ -175,20 +212,27 @@ def test_page_in_chromium(run, tmp_path):
   try:
     browser.get(pathlib.Path(run, workdir_lib.GALLERY, gallery.INDEX).as_uri())
     # Every player has read its file's header: a duration, no error.
-    audio = _wait(browser, """
+    audio = _wait(
+      browser,
+      """
         const a = Array.from(document.querySelectorAll('audio'));
         if (a.some(x => x.error)) return a.map(x => [x.src, x.error && x.error.code]);
-        return a.every(x => x.readyState >= 1) && a.map(x => [x.src, x.duration]);""")
+        return a.every(x => x.readyState >= 1) && a.map(x => [x.src, x.duration]);""",
+    )
     assert len(audio) == 4 + gallery.NUM_TRAINING_CHUNKS
     assert all(isinstance(d, (int, float)) and d > 0 for _, d in audio), audio
-    images = _wait(browser, """
+    images = _wait(
+      browser,
+      """
         const i = Array.from(document.images);
-        return i.every(x => x.complete) && i.map(x => [x.src, x.naturalWidth]);""")
+        return i.every(x => x.complete) && i.map(x => [x.src, x.naturalWidth]);""",
+    )
     assert len(images) == 1 + 4 + gallery.NUM_TRAINING_CHUNKS  # Curves, clips, chunks.
     assert all(width > 0 for _, width in images), images
 
     from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
     from selenium.webdriver.support.ui import Select  # pylint: disable=g-import-not-at-top
+
     best_first = _scores_in_order(browser)
     assert best_first == sorted(best_first, reverse=True) and len(set(best_first)) > 1
     Select(browser.find_element(By.ID, 'sort')).select_by_value('score-asc')
@@ -213,12 +257,15 @@ def test_page_in_chromium(run, tmp_path):
     box.clear()
     box.send_keys(str(threshold))
     shown = browser.execute_script(
-        "return document.querySelectorAll('#clip-table tr.clip:not([hidden])').length;")
+      "return document.querySelectorAll('#clip-table tr.clip:not([hidden])').length;"
+    )
     assert shown == sum(s >= threshold for s in best_first) < len(best_first)
 
     ARTIFACTS.mkdir(exist_ok=True)
-    browser.execute_script("const box = document.getElementById('min-score');"
-                           "box.value = -1; box.dispatchEvent(new Event('input'));")
+    browser.execute_script(
+      "const box = document.getElementById('min-score');"
+      "box.value = -1; box.dispatchEvent(new Event('input'));"
+    )
     assert browser.save_screenshot(str(ARTIFACTS / 'gallery.png'))
     errors = [e for e in browser.get_log('browser') if e['level'] == 'SEVERE']
     assert not errors, errors

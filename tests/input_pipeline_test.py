@@ -44,8 +44,9 @@ def assert_batches_equal(a, b):
 
 def test_windows_concatenate_back_to_the_files(tmp_path, config):
   corpus = write_corpus(tmp_path / 'd', [5 * S + 7] * 10)
-  ds = input_pipeline.make_datasets(config, str(tmp_path / 'd'), num_epochs=1,
-                                    process_index=0, process_count=1)
+  ds = input_pipeline.make_datasets(
+    config, str(tmp_path / 'd'), num_epochs=1, process_index=0, process_count=1
+  )
   assert (len(ds.train_files), len(ds.val_files)) == (8, 2)
   assert ds.windows_per_epoch == (10,)  # 2 groups of 4 files, 5 windows each.
   windows = list(ds.train)
@@ -60,7 +61,7 @@ def test_windows_concatenate_back_to_the_files(tmp_path, config):
   for prev, cur in zip(first, first[1:]):
     np.testing.assert_array_equal(cur['x'][:, :F], prev['x'][:, -F:])  # One big frame.
   rows = np.concatenate([w['x'][:, F:] for w in first], axis=1)
-  encoded = {p: quantization.encode(x[:5 * S], 'mu-law', 256) for p, x in corpus.items()}
+  encoded = {p: quantization.encode(x[: 5 * S], 'mu-law', 256) for p, x in corpus.items()}
   for row in rows:
     assert sum(np.array_equal(row, e) for e in encoded.values()) == 1
 
@@ -68,16 +69,18 @@ def test_windows_concatenate_back_to_the_files(tmp_path, config):
 def test_group_is_cut_to_its_shortest_file(tmp_path, config):
   config.data.val_frac = 0.0
   write_corpus(tmp_path / 'd', [3 * S + 5, 6 * S, 7 * S, 9 * S])
-  ds = input_pipeline.make_datasets(config, str(tmp_path / 'd'), num_epochs=1,
-                                    process_index=0, process_count=1)
+  ds = input_pipeline.make_datasets(
+    config, str(tmp_path / 'd'), num_epochs=1, process_index=0, process_count=1
+  )
   assert ds.windows_per_epoch == (3,) and ds.val is None
   assert len(list(ds.train)) == 3
 
 
 def test_shuffle_differs_per_epoch_and_repeats_per_seed(tmp_path, config):
   write_corpus(tmp_path / 'd', [2 * S] * 10)
-  make = lambda: input_pipeline.make_datasets(config, str(tmp_path / 'd'), num_epochs=3,
-                                              process_index=0, process_count=1)
+  make = lambda: input_pipeline.make_datasets(
+    config, str(tmp_path / 'd'), num_epochs=3, process_index=0, process_count=1
+  )
   run1, run2 = list(make().train), list(make().train)
   assert_batches_equal(run1, run2)
   epochs = [np.concatenate([w['x'] for w in run1 if w['epoch'] == e]) for e in range(3)]
@@ -87,8 +90,9 @@ def test_shuffle_differs_per_epoch_and_repeats_per_seed(tmp_path, config):
 
 def test_state_restore_gives_the_same_next_batches(tmp_path, config):
   write_corpus(tmp_path / 'd', [3 * S + 1] * 10)
-  ds = input_pipeline.make_datasets(config, str(tmp_path / 'd'), num_epochs=2,
-                                    process_index=0, process_count=1)
+  ds = input_pipeline.make_datasets(
+    config, str(tmp_path / 'd'), num_epochs=2, process_index=0, process_count=1
+  )
   it = iter(ds.train)
   take(it, 4)  # Mid-way through the second group.
   state = it.get_state()
@@ -101,14 +105,16 @@ def test_state_restore_gives_the_same_next_batches(tmp_path, config):
   take(it, 4)
   grain.checkpoint.CheckpointHandler().save(tmp_path, args=grain.checkpoint.CheckpointSave(it))
   restored = grain.checkpoint.CheckpointHandler().restore(
-      tmp_path, args=grain.checkpoint.CheckpointRestore(iter(ds.train)))
+    tmp_path, args=grain.checkpoint.CheckpointRestore(iter(ds.train))
+  )
   assert_batches_equal(take(restored, 7), expected)
 
 
 def test_worker_processes_give_the_same_windows(tmp_path, config):
   write_corpus(tmp_path / 'd', [2 * S + 3] * 10)
-  make = lambda: input_pipeline.make_datasets(config, str(tmp_path / 'd'), num_epochs=2,
-                                              process_index=0, process_count=1)
+  make = lambda: input_pipeline.make_datasets(
+    config, str(tmp_path / 'd'), num_epochs=2, process_index=0, process_count=1
+  )
   inline = list(make().train)
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # grain workers read absl flags; app.run parses them.
@@ -118,8 +124,11 @@ def test_worker_processes_give_the_same_windows(tmp_path, config):
 
 def test_hosts_read_their_rows_of_the_same_groups(tmp_path, config):
   write_corpus(tmp_path / 'd', [2 * S] * 10)
-  make = lambda i, n: list(input_pipeline.make_datasets(
-      config, str(tmp_path / 'd'), num_epochs=1, process_index=i, process_count=n).train)
+  make = lambda i, n: list(
+    input_pipeline.make_datasets(
+      config, str(tmp_path / 'd'), num_epochs=1, process_index=i, process_count=n
+    ).train
+  )
   whole, host0, host1 = make(0, 1), make(0, 2), make(1, 2)
   for w, a, b in zip(whole, host0, host1):
     assert a['x'].shape == (2, S + F)
@@ -130,8 +139,7 @@ def test_hosts_read_their_rows_of_the_same_groups(tmp_path, config):
 def test_validation_pads_its_last_group_with_masked_rows(tmp_path, config):
   config.data.val_frac = 0.3
   write_corpus(tmp_path / 'd', [2 * S] * 10)
-  ds = input_pipeline.make_datasets(config, str(tmp_path / 'd'), process_index=0,
-                                    process_count=1)
+  ds = input_pipeline.make_datasets(config, str(tmp_path / 'd'), process_index=0, process_count=1)
   assert len(ds.val_files) == 3 and ds.val_windows == 2
   windows = list(ds.val)
   assert len(windows) == 2 and [bool(w['epoch_end']) for w in windows] == [False, True]
@@ -144,8 +152,9 @@ def test_validation_pads_its_last_group_with_masked_rows(tmp_path, config):
 def test_file_at_another_rate_is_resampled(tmp_path, config):
   config.data.val_frac = 0.0
   write_corpus(tmp_path / 'd', [4 * S * 2] * 4, rate=16000)  # 4 windows once at 8 kHz.
-  ds = input_pipeline.make_datasets(config, str(tmp_path / 'd'), num_epochs=1,
-                                    process_index=0, process_count=1)
+  ds = input_pipeline.make_datasets(
+    config, str(tmp_path / 'd'), num_epochs=1, process_index=0, process_count=1
+  )
   assert ds.windows_per_epoch == (4,) and len(list(ds.train)) == 4
 
 
@@ -166,5 +175,4 @@ def test_errors_name_the_directory_and_what_was_expected(tmp_path, config):
     input_pipeline.find_audio_files(str(tmp_path))
   write_corpus(tmp_path / 'few', [2 * S] * 3)
   with pytest.raises(ValueError, match='fewer than batch_size 4'):
-    input_pipeline.make_datasets(config, str(tmp_path / 'few'), process_index=0,
-                                 process_count=1)
+    input_pipeline.make_datasets(config, str(tmp_path / 'few'), process_index=0, process_count=1)

@@ -37,8 +37,9 @@ def imports(path: pathlib.Path, known: dict) -> set:
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ''
       if node.level:
-        base = '.'.join(package.split('.')[:len(package.split('.')) - node.level + 1]
-                        + ([base] if base else []))
+        base = '.'.join(
+          package.split('.')[: len(package.split('.')) - node.level + 1] + ([base] if base else [])
+        )
       names = [f'{base}.{alias.name}' for alias in node.names] + [base]
     else:
       continue
@@ -79,8 +80,9 @@ def test_layers_import_only_what_they_stand_on():
       elif mine == 'core' and theirs != 'core':
         violations.append(f'core module {module} imports {dep} ({theirs})')
       elif mine in OUTER and theirs not in ('core', mine):
-        violations.append(f'{module} ({mine}) imports {dep} ({theirs}): hand it in from a '
-                          'command instead')
+        violations.append(
+          f'{module} ({mine}) imports {dep} ({theirs}): hand it in from a command instead'
+        )
   assert not violations, '\n'.join(sorted(violations))
 
 
@@ -93,11 +95,12 @@ def test_no_import_cycles():
     stack.append(m)
     for dep in sorted(g.get(m, ())):
       if state.get(dep) == 'open':
-        cycles.append(' -> '.join(stack[stack.index(dep):] + [dep]))
+        cycles.append(' -> '.join(stack[stack.index(dep) :] + [dep]))
       elif dep not in state:
         visit(dep)
     stack.pop()
     state[m] = 'done'
+
   for m in sorted(g):
     if m not in state:
       visit(m)

@@ -35,8 +35,7 @@ def test_output_shapes(tiny_config, frame_sizes, rnn_type):
 @pytest.mark.parametrize('rnn_type', ['gru', 'lstm'])
 @pytest.mark.parametrize('skip_conn', [False, True])
 def test_scan_equals_step_by_step(rnn_type, skip_conn):
-  stack = rnn.StackedRNN(rnn_type=rnn_type, dim=8, num_layers=3, skip_conn=skip_conn,
-                         learn_h0=True)
+  stack = rnn.StackedRNN(rnn_type=rnn_type, dim=8, num_layers=3, skip_conn=skip_conn, learn_h0=True)
   x = jax.random.normal(jax.random.key(1), (2, 7, 8))
   variables = stack.init(jax.random.key(0), x, _zeros_carry(rnn_type, 3, 2, 8))
   # Make h0 non-zero so the reset state is exercised too.
@@ -45,7 +44,7 @@ def test_scan_equals_step_by_step(rnn_type, skip_conn):
   carry_all, out_all = stack.apply(variables, x, carry0)
   carry, outs = carry0, []
   for t in range(x.shape[1]):
-    carry, out = stack.apply(variables, x[:, t:t + 1], carry)
+    carry, out = stack.apply(variables, x[:, t : t + 1], carry)
     outs.append(out)
   chex.assert_trees_all_close(jnp.concatenate(outs, axis=1), out_all, atol=1e-5)
   chex.assert_trees_all_close(carry, carry_all, atol=1e-5)
@@ -59,13 +58,14 @@ def _zeros_carry(rnn_type, layers, batch, dim):
 @pytest.mark.parametrize('frame_sizes', [(4,), (2, 8), (2, 4, 16)])
 def test_chained_windows_equal_one_long_window(tiny_config, frame_sizes):
   """Truncated BPTT: two windows with the carry passed on == one window twice as long."""
-  m, params, cfg = make_model(tiny_config, init=True, frame_sizes=frame_sizes, rnn_type='lstm',
-                              learn_h0=True)
+  m, params, cfg = make_model(
+    tiny_config, init=True, frame_sizes=frame_sizes, rnn_type='lstm', learn_h0=True
+  )
   seq_len, big = cfg.data.seq_len, frame_sizes[-1]
   x = random_window(1, 2, 2 * seq_len + big, 256)
   carry0 = m.apply({'params': params}, 2, method=model_lib.SampleRNN.initial_carry)
   _, logits_long = m.apply({'params': params}, x, carry0)
-  carry, logits_a = m.apply({'params': params}, x[:, :seq_len + big], carry0)
+  carry, logits_a = m.apply({'params': params}, x[:, : seq_len + big], carry0)
   _, logits_b = m.apply({'params': params}, x[:, seq_len:], carry)
   chex.assert_trees_all_close(jnp.concatenate([logits_a, logits_b], 1), logits_long, atol=1e-5)
 
@@ -81,11 +81,13 @@ def test_reset_carry_picks_per_sequence(tiny_config):
     np.testing.assert_allclose(got[1], o[1])
 
 
-@pytest.mark.parametrize('rnn_type,skip_conn,learn_h0', [('gru', False, True),
-                                                         ('lstm', True, True)])
+@pytest.mark.parametrize(
+  'rnn_type,skip_conn,learn_h0', [('gru', False, True), ('lstm', True, True)]
+)
 def test_gradients_reach_every_parameter(tiny_config, rnn_type, skip_conn, learn_h0):
-  m, params, cfg = make_model(tiny_config, init=True, rnn_type=rnn_type, skip_conn=skip_conn,
-                              learn_h0=learn_h0)
+  m, params, cfg = make_model(
+    tiny_config, init=True, rnn_type=rnn_type, skip_conn=skip_conn, learn_h0=learn_h0
+  )
   big = cfg.model.frame_sizes[-1]
   x = random_window(2, 2, cfg.data.seq_len + big, 256)
 
@@ -105,8 +107,9 @@ def test_dropout_is_active_only_in_training(tiny_config):
   carry = m.apply({'params': params}, 2, method=model_lib.SampleRNN.initial_carry)
   _, a = m.apply({'params': params}, x, carry)
   _, b = m.apply({'params': params}, x, carry)
-  _, c = m.apply({'params': params}, x, carry, deterministic=False,
-                 rngs={'dropout': jax.random.key(1)})
+  _, c = m.apply(
+    {'params': params}, x, carry, deterministic=False, rngs={'dropout': jax.random.key(1)}
+  )
   np.testing.assert_array_equal(a, b)
   assert float(jnp.max(jnp.abs(a - c))) > 1e-4
 
@@ -118,13 +121,16 @@ def test_metrics_units():
   np.testing.assert_allclose(loss, np.log(4), rtol=1e-6)
 
 
-@pytest.mark.parametrize('field,value,message', [
+@pytest.mark.parametrize(
+  'field,value,message',
+  [
     ('frame_sizes', (8, 4), 'ascending'),
     ('frame_sizes', (3, 8), 'divide'),
     ('frame_sizes', (), 'empty'),
     ('q_levels', 64, 'q_levels=256'),
     ('rnn_type', 'rnn', 'rnn_type'),
-])
+  ],
+)
 def test_invalid_configs_say_what_to_change(tiny_config, field, value, message):
   setattr(tiny_config.model, field, value)
   with pytest.raises(ValueError, match=message):

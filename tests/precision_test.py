@@ -17,13 +17,13 @@ from benchmarks import scaling_lib
 from samplernn_jax import checkpoint as checkpoint_lib
 from samplernn_jax import model as model_lib
 from samplernn_jax import precision
-from samplernn_jax.compat import prism
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
 from samplernn_jax import workdir as workdir_lib
+from samplernn_jax.compat import prism
+from tests.conftest import prism_case
 from tests.conftest import quiet_tiny
 from tests.conftest import synthesize_corpus
-from tests.conftest import prism_case
 
 # No matmul of the bfloat16 train step may have a float32 operand with more elements than
 # this: none at all. At the tiny config's sizes the smallest matmuls (an input projection,
@@ -45,17 +45,18 @@ def step_dots(name, dtype, **overrides):
 
 # ----- The program ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize('name,overrides', [('tiny', {}), ('default', {'batch_size': 8})])
 def test_every_matmul_of_the_bf16_step_is_bf16_with_f32_accumulation(name, overrides):
   dots = step_dots(name, 'bfloat16', **overrides)
   wide = dots_lib.wide(dots, MAX_FLOAT32_OPERAND_ELEMENTS)
-  assert not wide, '\n'.join(f'{d.where}: {d.dtypes} {d.lhs_shape} x {d.rhs_shape}'
-                             for d in wide)
+  assert not wide, '\n'.join(f'{d.where}: {d.dtypes} {d.lhs_shape} x {d.rhs_shape}' for d in wide)
   assert all(d.out_dtype == 'f32' for d in dots), {d.dtypes for d in dots}
   # The same matmuls as float32 (forward, backward, the folds): none was dropped or added.
   f32 = step_dots(name, 'float32', **overrides)
   assert sorted((d.flops, d.executions) for d in dots) == sorted(
-      (d.flops, d.executions) for d in f32)
+    (d.flops, d.executions) for d in f32
+  )
 
 
 def test_the_check_flags_float32_matmuls():
@@ -75,12 +76,16 @@ def test_scan_bodies_run_once_per_frame():
 
 # ----- The numbers ------------------------------------------------------------------------
 
-@pytest.mark.parametrize('spec,shape_a,shape_b', [
+
+@pytest.mark.parametrize(
+  'spec,shape_a,shape_b',
+  [
     ('ni,io->no', (6, 5), (5, 7)),  # precision.matmul.
     ('qe,fed->fqd', (9, 9), (2, 9, 4)),  # The folds of SampleMLP.from_frames.
     ('fqd,de->fqe', (2, 9, 4), (4, 4)),
     ('rde,ef->drf', (3, 4, 5), (5, 4)),  # Output transposed: XLA:CPU's failing form as one dot.
-])
+  ],
+)
 @pytest.mark.parametrize('jit', [False, True])
 def test_bf16_einsum_and_its_gradients(spec, shape_a, shape_b, jit):
   ka, kb, kg = jax.random.split(jax.random.key(0), 3)
@@ -90,6 +95,7 @@ def test_bf16_einsum_and_its_gradients(spec, shape_a, shape_b, jit):
   def value_and_grads(dtype):
     out, vjp = jax.vjp(lambda a, b: precision.einsum(spec, a, b, dtype), a, b)
     return (out,) + vjp(g)
+
   fn = jax.jit(value_and_grads, static_argnums=0) if jit else value_and_grads
   want = fn(jnp.float32)
   got = fn(jnp.bfloat16)
@@ -102,8 +108,9 @@ def test_bf16_einsum_and_its_gradients(spec, shape_a, shape_b, jit):
 
 def prism_model(case, tmp_path, dtype):
   d = prism_case(case)
-  params, config = prism.import_checkpoint(str(d / 'model.ckpt-1'), str(d / 'prism.config.json'),
-                                           str(tmp_path / case), step=1)
+  params, config = prism.import_checkpoint(
+    str(d / 'model.ckpt-1'), str(d / 'prism.config.json'), str(tmp_path / case), step=1
+  )
   config.model.dtype = dtype
   return params, config, np.load(d / 'reference.npz')
 
@@ -128,13 +135,14 @@ def test_bf16_logits_near_float32_on_prism_checkpoints(case, tmp_path):
 def test_bf16_sampler_teacher_forced_near_bf16_model(case, tmp_path):
   params, config, ref = prism_model(case, tmp_path, 'bfloat16')
   model = model_lib.from_config(config.model)
-  x = jnp.asarray(ref['x1'][:2, :3 * model.big_frame_size, 0])
+  x = jnp.asarray(ref['x1'][:2, : 3 * model.big_frame_size, 0])
   carry = model.apply({'params': params}, 2, method=model_lib.SampleRNN.initial_carry)
   want = jax.jit(lambda p, x, c: model.apply({'params': p}, x, c)[1])(params, x, carry)
   for fold_upper in (False, True):
     # bfloat16 on purpose: at batch 2 a CPU would generate in float32 (backend.py).
-    sampler = sampler_lib.Sampler(config.model, 2, dtype='bfloat16', sample_unroll=1,
-                                  fold_upper_upsampling=fold_upper)
+    sampler = sampler_lib.Sampler(
+      config.model, 2, dtype='bfloat16', sample_unroll=1, fold_upper_upsampling=fold_upper
+    )
     assert sampler.model.dtype == jnp.bfloat16
     got = sampler.teacher_force(params, x)
     assert rel_l2(got, want) < REL_L2, fold_upper

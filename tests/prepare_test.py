@@ -22,22 +22,26 @@ def write_pcm(path, samples_N, rate=RATE):
   return sf.read(path, dtype='int16')[0]
 
 
-@pytest.mark.parametrize('audio_len_ms,expected', [
+@pytest.mark.parametrize(
+  'audio_len_ms,expected',
+  [
     (7999, []),
     (8000, []),  # A chunk ending exactly at the end is dropped, as chunk_audio.py does.
     (8001, [(0, 8000)]),
     (20000, [(0, 8000), (7000, 15000)]),
     (22000, [(0, 8000), (7000, 15000)]),
     (22001, [(0, 8000), (7000, 15000), (14000, 22000)]),
-])
+  ],
+)
 def test_chunk_bounds_follow_chunk_audio(audio_len_ms, expected):
   assert prepare.chunk_bounds_ms(audio_len_ms, 8000, 1000) == expected
 
 
 def test_chunks_are_exact_overlapping_slices(tmp_path):
   pcm = write_pcm(tmp_path / 'song.wav', noise(3.6))
-  results = prepare.prepare([str(tmp_path / 'song.wav')], str(tmp_path / 'out'), SETTINGS,
-                            progress=False)
+  results = prepare.prepare(
+    [str(tmp_path / 'song.wav')], str(tmp_path / 'out'), SETTINGS, progress=False
+  )
   assert results[0].status == 'done' and results[0].chunks_written == 4
   names = sorted(n for n in os.listdir(tmp_path / 'out') if n.endswith('.wav'))
   assert names == [f'song_{k:05d}.wav' for k in range(4)]
@@ -45,17 +49,18 @@ def test_chunks_are_exact_overlapping_slices(tmp_path):
     chunk, rate = sf.read(tmp_path / 'out' / name, dtype='int16')
     assert rate == RATE and sf.info(tmp_path / 'out' / name).subtype == 'PCM_16'
     start = k * 750 * RATE // 1000
-    np.testing.assert_array_equal(chunk, pcm[start:start + RATE])
+    np.testing.assert_array_equal(chunk, pcm[start : start + RATE])
 
 
 def test_silence_rule_is_half_a_chunk_at_threshold():
   def pcm(samples_N):
     return np.round(samples_N * 32768).astype(np.int16)
+
   loud = noise(1.0)
   half = loud.copy()
-  half[300 * 16:800 * 16] = 0  # 500 ms of digital silence: exactly half the chunk.
+  half[300 * 16 : 800 * 16] = 0  # 500 ms of digital silence: exactly half the chunk.
   almost = loud.copy()
-  almost[300 * 16:799 * 16] = 0  # 499 ms: one millisecond short.
+  almost[300 * 16 : 799 * 16] = 0  # 499 ms: one millisecond short.
   quiet = noise(1.0, amplitude=10 ** (-66 / 20) * np.sqrt(3))  # RMS -66 dBFS.
   hiss = noise(1.0, amplitude=10 ** (-60 / 20) * np.sqrt(3))  # RMS -60 dBFS.
   silent = lambda x: prepare.is_silent(pcm(x), RATE, 1000, -64.0)
@@ -65,9 +70,9 @@ def test_silence_rule_is_half_a_chunk_at_threshold():
 
 def test_silent_chunks_are_dropped_and_counted(tmp_path):
   x = noise(3.6)
-  x[750 * 16:1750 * 16] = 0  # Chunk 1 is wholly silent.
+  x[750 * 16 : 1750 * 16] = 0  # Chunk 1 is wholly silent.
   write_pcm(tmp_path / 'gap.wav', x)
-  result, = prepare.prepare([str(tmp_path)], str(tmp_path / 'out'), SETTINGS, progress=False)
+  (result,) = prepare.prepare([str(tmp_path)], str(tmp_path / 'out'), SETTINGS, progress=False)
   assert (result.chunks_written, result.chunks_silent) == (3, 1)
   assert not (tmp_path / 'out' / 'gap_00001.wav').exists()
   assert (tmp_path / 'out' / 'gap_00002.wav').exists()
@@ -94,11 +99,17 @@ def test_rerun_skips_finished_files_and_redoes_changed_settings(tmp_path):
   write_pcm(tmp_path / 'a.wav', noise(3.6, seed=1))
   write_pcm(tmp_path / 'b.wav', noise(2.0, seed=2))
   out = tmp_path / 'out'
-  first = prepare.prepare([str(tmp_path / 'a.wav'), str(tmp_path / 'b.wav')], str(out),
-                          SETTINGS, progress=False)
+  first = prepare.prepare(
+    [str(tmp_path / 'a.wav'), str(tmp_path / 'b.wav')], str(out), SETTINGS, progress=False
+  )
   mtimes = {n: os.stat(out / n).st_mtime_ns for n in os.listdir(out) if n.endswith('.wav')}
-  again = prepare.prepare([str(tmp_path / 'a.wav'), str(tmp_path / 'b.wav')], str(out),
-                          SETTINGS, num_workers=2, progress=False)
+  again = prepare.prepare(
+    [str(tmp_path / 'a.wav'), str(tmp_path / 'b.wav')],
+    str(out),
+    SETTINGS,
+    num_workers=2,
+    progress=False,
+  )
   assert [r.status for r in first] == ['done', 'done']
   assert [r.status for r in again] == ['skipped', 'skipped']
   assert {n: os.stat(out / n).st_mtime_ns for n in mtimes} == mtimes
@@ -114,10 +125,12 @@ def test_parallel_run_matches_inline_run(tmp_path):
     write_pcm(tmp_path / f's{i}.wav', noise(1.9, seed=i))
   # The outputs sit inside the input folder: neither run may read chunks as sources.
   inline = prepare.prepare([str(tmp_path)], str(tmp_path / 'o1'), SETTINGS, progress=False)
-  parallel = prepare.prepare([str(tmp_path)], str(tmp_path / 'o2'), SETTINGS,
-                             num_workers=2, progress=False)
+  parallel = prepare.prepare(
+    [str(tmp_path)], str(tmp_path / 'o2'), SETTINGS, num_workers=2, progress=False
+  )
   assert [(r.status, r.chunks_written) for r in inline] == [
-      (r.status, r.chunks_written) for r in parallel]
+    (r.status, r.chunks_written) for r in parallel
+  ]
   for name in os.listdir(tmp_path / 'o1'):
     if name.endswith('.wav'):
       assert (tmp_path / 'o1' / name).read_bytes() == (tmp_path / 'o2' / name).read_bytes()
@@ -142,6 +155,7 @@ def test_silence_rule_matches_audioop_windows(thresh_db):
   # pydub.silence.detect_silence, seek_step 1, as one loop over millisecond offsets.
   threshold = 10 ** (thresh_db / 20) * 32768
   expected = any(
-      audioop.rms(pcm[start * 16:(start + chunk_ms // 2) * 16].tobytes(), 2) <= threshold
-      for start in range(chunk_ms - chunk_ms // 2 + 1))
+    audioop.rms(pcm[start * 16 : (start + chunk_ms // 2) * 16].tobytes(), 2) <= threshold
+    for start in range(chunk_ms - chunk_ms // 2 + 1)
+  )
   assert prepare.is_silent(pcm, rate, chunk_ms, thresh_db) == expected

@@ -3,14 +3,13 @@
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from samplernn_jax import checkpoint
 from samplernn_jax import model as model_lib
-from samplernn_jax.compat import prism
 from samplernn_jax import workdir as workdir_lib
+from samplernn_jax.compat import prism
 from tests.conftest import prism_case
 
 CASES = ['gru_mulaw', 'lstm_linear_skip']
@@ -23,8 +22,9 @@ def rel_l2(a, b):
 @pytest.mark.parametrize('case', CASES)
 def test_import_matches_reference_logits(case, tmp_path):
   d = prism_case(case)
-  params, config = prism.import_checkpoint(str(d / 'model.ckpt-1'), str(d / 'prism.config.json'),
-                                           str(tmp_path / 'run'), step=1)
+  params, config = prism.import_checkpoint(
+    str(d / 'model.ckpt-1'), str(d / 'prism.config.json'), str(tmp_path / 'run'), step=1
+  )
   ref = np.load(d / 'reference.npz')
   # Through the written Orbax checkpoint, as generation and training will read it.
   params, config, step = checkpoint.restore_params(str(tmp_path / 'run'))
@@ -75,8 +75,9 @@ def test_missing_variable_is_named(tmp_path):
 def test_missing_checkpoint_is_named(tmp_path):
   d = prism_case('gru_mulaw')
   with pytest.raises(FileNotFoundError, match='nowhere/model.ckpt-3'):
-    prism.import_checkpoint(str(tmp_path / 'nowhere/model.ckpt-3'), str(d / 'prism.config.json'),
-                            str(tmp_path / 'run'))
+    prism.import_checkpoint(
+      str(tmp_path / 'nowhere/model.ckpt-3'), str(d / 'prism.config.json'), str(tmp_path / 'run')
+    )
 
 
 def test_a_damaged_checkpoint_is_named_once(tmp_path):
@@ -86,19 +87,30 @@ def test_a_damaged_checkpoint_is_named_once(tmp_path):
   data = tmp_path / 'model.ckpt-1.data-00000-of-00001'
   data.write_bytes(data.read_bytes()[:1000])
   with pytest.raises(ValueError) as e:
-    prism.import_checkpoint(str(tmp_path / 'model.ckpt-1'), str(d / 'prism.config.json'),
-                            str(tmp_path / 'run'))
+    prism.import_checkpoint(
+      str(tmp_path / 'model.ckpt-1'), str(d / 'prism.config.json'), str(tmp_path / 'run')
+    )
   assert str(e.value).startswith(f'{data}: truncated')
 
 
 def test_command_line_import(tmp_path):
   import subprocess
   import sys
+
   d = prism_case('gru_mulaw')
   out = subprocess.run(
-      [sys.executable, '-c', 'from samplernn_jax.commands import import_prism; import_prism.run()',
-       f'--checkpoint={d}/model.ckpt-1', f'--config={d}/prism.config.json',
-       f'--workdir={tmp_path}/run'], capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      '-c',
+      'from samplernn_jax.commands import import_prism; import_prism.run()',
+      f'--checkpoint={d}/model.ckpt-1',
+      f'--config={d}/prism.config.json',
+      f'--workdir={tmp_path}/run',
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert out.returncode == 0, out.stderr
   assert checkpoint.latest_step(str(tmp_path / 'run')) == 1
   assert (tmp_path / 'run' / workdir_lib.CONFIG).exists()

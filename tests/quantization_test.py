@@ -32,21 +32,30 @@ def test_clamps_out_of_range(q_type, levels):
 @pytest.mark.parametrize('q_type,levels', TYPES)
 def test_jax_matches_numpy(q_type, levels):
   x = np.random.default_rng(0).uniform(-1.2, 1.2, 1000).astype(np.float32)
-  np.testing.assert_array_equal(np.asarray(q.encode(jnp.asarray(x), q_type, levels)),
-                                q.encode(x, q_type, levels))
+  np.testing.assert_array_equal(
+    np.asarray(q.encode(jnp.asarray(x), q_type, levels)), q.encode(x, q_type, levels)
+  )
   codes = np.arange(levels)
-  np.testing.assert_allclose(np.asarray(q.decode(jnp.asarray(codes), q_type, levels)),
-                             q.decode(codes, q_type, levels), atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(q.decode(jnp.asarray(codes), q_type, levels)),
+    q.decode(codes, q_type, levels),
+    atol=1e-6,
+  )
 
 
 def test_mu_law_matches_reference_formula():
   # PRiSM's (WaveNet's) mu-law: int((sign(x) log1p(255|x|)/log(256) + 1) / 2 * 255 + 0.5).
   x = np.array([-1.0, -0.5, -0.01, 0.0, 0.01, 0.5, 1.0], np.float32)
-  expected = ((np.sign(x) * np.log1p(255 * np.abs(x)) / np.log(256) + 1) / 2 * 255 + 0.5)
+  expected = (np.sign(x) * np.log1p(255 * np.abs(x)) / np.log(256) + 1) / 2 * 255 + 0.5
   np.testing.assert_array_equal(q.encode(x, 'mu-law', 256), expected.astype(np.int32))
   assert q.silence_level(256) == 128
-  for q_type, levels in (('mu-law', 256), ('a-law', 256), ('linear', 256), ('linear', 64),
-                         ('linear', 255)):
+  for q_type, levels in (
+    ('mu-law', 256),
+    ('a-law', 256),
+    ('linear', 256),
+    ('linear', 64),
+    ('linear', 255),
+  ):
     assert int(q.encode(np.zeros(()), q_type, levels)) == q.silence_level(levels), q_type
 
 

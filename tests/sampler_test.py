@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from samplernn_jax import model as model_lib
-from samplernn_jax.compat import prism
 from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
+from samplernn_jax.compat import prism
 from tests.conftest import load_config
 from tests.conftest import make_model
 from tests.conftest import prism_case
@@ -19,32 +19,39 @@ def random_levels(seed, batch, length, q):
   return jnp.asarray(np.random.default_rng(seed).integers(0, q, (batch, length)), jnp.int32)
 
 
-def assert_teacher_forcing_matches_model(m, params, model_config, num_frames=3,
-                                         fold_options=(False,)):
+def assert_teacher_forcing_matches_model(
+  m, params, model_config, num_frames=3, fold_options=(False,)
+):
   big = m.big_frame_size
   x = random_levels(0, 2, (num_frames + 1) * big, m.q_levels)
   carry0 = m.apply({'params': params}, 2, method=model_lib.SampleRNN.initial_carry)
   _, want = jax.jit(lambda p, x, c: m.apply({'params': p}, x, c))(params, x, carry0)
   for fold_upper in fold_options:
     # No unrolling: the same numbers, compiled in a fraction of the time.
-    sampler = sampler_lib.Sampler(model_config, 2, sample_unroll=1,
-                                  fold_upper_upsampling=fold_upper)
+    sampler = sampler_lib.Sampler(
+      model_config, 2, sample_unroll=1, fold_upper_upsampling=fold_upper
+    )
     got = sampler.teacher_force(params, x)
     chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize('frame_sizes,rnn_type,skip_conn,learn_h0', [
+@pytest.mark.parametrize(
+  'frame_sizes,rnn_type,skip_conn,learn_h0',
+  [
     ((4,), 'gru', False, False),
     ((4,), 'lstm', True, True),
     ((2, 8), 'gru', True, True),
     ((2, 8), 'lstm', False, False),
     ((2, 4, 16), 'gru', False, True),
     ((2, 4, 16), 'lstm', True, False),
-])
-def test_teacher_forcing_equals_parallel_forward(tiny_config, frame_sizes, rnn_type, skip_conn,
-                                                 learn_h0):
-  m, params, cfg = make_model(tiny_config, frame_sizes=frame_sizes, rnn_type=rnn_type,
-                        skip_conn=skip_conn, learn_h0=learn_h0)
+  ],
+)
+def test_teacher_forcing_equals_parallel_forward(
+  tiny_config, frame_sizes, rnn_type, skip_conn, learn_h0
+):
+  m, params, cfg = make_model(
+    tiny_config, frame_sizes=frame_sizes, rnn_type=rnn_type, skip_conn=skip_conn, learn_h0=learn_h0
+  )
   # Both forms of the upper tiers' upsampling (folded at large batches, apart at small).
   folds = (False, True) if len(frame_sizes) > 1 else (False,)
   assert_teacher_forcing_matches_model(m, params, cfg.model, fold_options=folds)
@@ -53,11 +60,13 @@ def test_teacher_forcing_equals_parallel_forward(tiny_config, frame_sizes, rnn_t
 @pytest.mark.parametrize('case', ['gru_mulaw', 'lstm_linear_skip'])
 def test_teacher_forcing_on_imported_prism_models(case, tmp_path):
   d = prism_case(case)
-  params, config = prism.import_checkpoint(str(d / 'model.ckpt-1'), str(d / 'prism.config.json'),
-                                           str(tmp_path / 'run'), step=1)
+  params, config = prism.import_checkpoint(
+    str(d / 'model.ckpt-1'), str(d / 'prism.config.json'), str(tmp_path / 'run'), step=1
+  )
   m = model_lib.from_config(config.model)
-  assert_teacher_forcing_matches_model(m, params, config.model, num_frames=2,
-                                       fold_options=(False, True))
+  assert_teacher_forcing_matches_model(
+    m, params, config.model, num_frames=2, fold_options=(False, True)
+  )
 
 
 # The generation tests share one shape (batch 2, 48-sample chunks) so they share compiles.
@@ -85,7 +94,7 @@ def test_same_rng_same_output_and_chunking_does_not_matter(gru_model):
   one_shot = sampler_lib.generate(params, cfg.model, N, [1.0, 1.0], 7, chunk_size=N)
   np.testing.assert_array_equal(one_shot, a)
   # A length that is not a whole number of big frames is trimmed, same samples.
-  np.testing.assert_array_equal(sampler.generate(params, N - 5, [1.0, 1.0], 7), a[:, :N - 5])
+  np.testing.assert_array_equal(sampler.generate(params, N - 5, [1.0, 1.0], 7), a[:, : N - 5])
 
 
 def test_temperatures_are_per_sequence(gru_model):

@@ -39,21 +39,24 @@ def auc(positives, negatives) -> float:
 def untrained_clips(num: int, num_samples: int, seed: int = 0) -> np.ndarray:
   """float32[num, num_samples]: a randomly initialized tiny SampleRNN at temperature 1."""
   import jax  # pylint: disable=g-import-not-at-top  (only this negative needs the model)
+
   from samplernn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   from samplernn_jax import quantization  # pylint: disable=g-import-not-at-top
   from samplernn_jax import sampler  # pylint: disable=g-import-not-at-top
   from tests.conftest import load_config  # pylint: disable=g-import-not-at-top
+
   m = load_config('tiny').model
   params = model_lib.init_params(model_lib.from_config(m), jax.random.key(seed))
-  levels = sampler.generate(params, m, num_samples, [1.0] * num, jax.random.key(seed + 1),
-                            chunk_size=4096)
+  levels = sampler.generate(
+    params, m, num_samples, [1.0] * num, jax.random.key(seed + 1), chunk_size=4096
+  )
   return np.asarray(quantization.decode(np.asarray(levels), m.q_type, m.q_levels), np.float32)
 
 
 def degraded(kind: str, clip_N: np.ndarray, sample_rate: int, rng: np.random.Generator):
   """A negative of ``kind`` as long as ``clip_N`` (a held-out clip), at its loudness."""
   n = clip_N.shape[0]
-  rms = float(np.sqrt(np.mean(clip_N ** 2))) or 0.1
+  rms = float(np.sqrt(np.mean(clip_N**2))) or 0.1
   if kind == 'silence':
     return np.zeros(n, np.float32)
   if kind == 'clicks':
@@ -73,8 +76,9 @@ def degraded(kind: str, clip_N: np.ndarray, sample_rate: int, rng: np.random.Gen
   raise ValueError(f'unknown kind {kind!r}')
 
 
-def evaluate(profile: clip_score.Profile, held_out, sample_rate: int, clip_seconds: float,
-             seed: int = 0) -> dict:
+def evaluate(
+  profile: clip_score.Profile, held_out, sample_rate: int, clip_seconds: float, seed: int = 0
+) -> dict:
   """Scores ``held_out`` clips (float audio) and one negative of each kind per clip.
 
   Returns ``{'auc', 'auc_per_kind', 'median_score', 'auc_per_part', 'auc_without',
@@ -101,18 +105,26 @@ def evaluate(profile: clip_score.Profile, held_out, sample_rate: int, clip_secon
     rest = {g: w for g, w in clip_score.GROUP_WEIGHTS.items() if g != part}
     log_c = sum(w * np.log(max(p[g], 1e-300)) for g, w in rest.items()) / sum(rest.values())
     return np.exp(log_c) - p['penalty']
+
   return {
-      'auc': auc(pos, [q['score'] for q in negatives]),
-      'auc_without': {part: auc([without(part, p) for p in positives],
-                                [without(part, q) for q in negatives])
-                      for part in (*clip_score.GROUP_WEIGHTS, 'penalty')},
-      'auc_per_kind': {k: auc(pos, [q['score'] for q in negatives if q['kind'] == k])
-                       for k in KINDS},
-      'median_score': {k: float(np.median([q['score'] for q in positives + negatives
-                                           if q['kind'] == k])) for k in ('real', *KINDS)},
-      'auc_per_part': {part: auc([sign(part) * p[part] for p in positives],
-                                 [sign(part) * q[part] for q in negatives]) for part in PARTS},
-      'positives': positives, 'negatives': negatives,
+    'auc': auc(pos, [q['score'] for q in negatives]),
+    'auc_without': {
+      part: auc([without(part, p) for p in positives], [without(part, q) for q in negatives])
+      for part in (*clip_score.GROUP_WEIGHTS, 'penalty')
+    },
+    'auc_per_kind': {k: auc(pos, [q['score'] for q in negatives if q['kind'] == k]) for k in KINDS},
+    'median_score': {
+      k: float(np.median([q['score'] for q in positives + negatives if q['kind'] == k]))
+      for k in ('real', *KINDS)
+    },
+    'auc_per_part': {
+      part: auc(
+        [sign(part) * p[part] for p in positives], [sign(part) * q[part] for q in negatives]
+      )
+      for part in PARTS
+    },
+    'positives': positives,
+    'negatives': negatives,
   }
 
 
@@ -120,7 +132,7 @@ def split_by_source(files, held_out_every: int = 3):
   """(reference, held out): every ``held_out_every``-th source's chunks are held out."""
   source = lambda f: re.sub(r'_\d{5}\.wav$', '', os.path.basename(f))
   sources = sorted({source(f) for f in files})
-  held = set(sources[held_out_every - 1::held_out_every])
+  held = set(sources[held_out_every - 1 :: held_out_every])
   return ([f for f in files if source(f) not in held], [f for f in files if source(f) in held])
 
 
@@ -130,11 +142,13 @@ def _main(argv):
   files = clip_score.audio_files([f.data_dir])
   reference, held_out = split_by_source(files)
   profile = clip_score.make_profile(reference, f.sample_rate, f.data_dir)
-  held_out = held_out[:: max(1, len(held_out) // f.num_held_out)][:f.num_held_out]
+  held_out = held_out[:: max(1, len(held_out) // f.num_held_out)][: f.num_held_out]
   audio = [audio_io.read_mono(p, profile.sample_rate) for p in held_out]
   result = evaluate(profile, audio, profile.sample_rate, f.clip_seconds)
-  print(f'{len(reference)} reference files ({profile.num_segments} segments), '
-        f'{len(held_out)} held-out clips of {f.clip_seconds} s from other sources')
+  print(
+    f'{len(reference)} reference files ({profile.num_segments} segments), '
+    f'{len(held_out)} held-out clips of {f.clip_seconds} s from other sources'
+  )
   summary = ('auc', 'auc_per_kind', 'median_score', 'auc_per_part', 'auc_without')
   print(json.dumps({k: result[k] for k in summary}, indent=1))
   worst = sorted(result['positives'], key=lambda p: p['score'])[:3]

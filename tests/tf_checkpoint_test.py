@@ -30,8 +30,12 @@ def same_tensor(got, want) -> bool:
 
 def test_reads_as_tensorflow_reads():
   tf = pytest.importorskip('tensorflow')
-  prefixes = [str(root / case / 'model.ckpt-1') for root in PRISM_FIXTURE_DIRS
-              for case in PRISM_CASES if (root / case).is_dir()]
+  prefixes = [
+    str(root / case / 'model.ckpt-1')
+    for root in PRISM_FIXTURE_DIRS
+    for case in PRISM_CASES
+    if (root / case).is_dir()
+  ]
   for prefix in prefixes + [str(TENSORS / 'tensors')]:
     reader, want = tf_checkpoint.Reader(prefix), tf.train.load_checkpoint(prefix)
     assert reader.shapes == want.get_variable_to_shape_map(), prefix
@@ -39,8 +43,9 @@ def test_reads_as_tensorflow_reads():
       if name.startswith('partitioned/'):
         continue
       got = reader.get_tensor(name)
-      assert reader.dtypes[name] == (np.dtype(object) if dtype == tf.string
-                                     else dtype.as_numpy_dtype), name
+      assert reader.dtypes[name] == (
+        np.dtype(object) if dtype == tf.string else dtype.as_numpy_dtype
+      ), name
       assert same_tensor(got, want.get_tensor(name)), (prefix, name)
       assert not isinstance(got, np.ndarray) or got.flags.writeable
 
@@ -113,12 +118,15 @@ def damage(path, how):
       f.write(bytes([byte[0] ^ 0x10]))
 
 
-@pytest.mark.parametrize('file,how,message', [
+@pytest.mark.parametrize(
+  'file,how,message',
+  [
     ('.index', 'truncate', 'not a TensorFlow checkpoint index'),
     ('.index', 'corrupt', 'fails its checksum'),
     ('.data-00000-of-00001', 'truncate', 'truncated'),
     ('.data-00000-of-00001', 'corrupt', 'fails its checksum'),
-])
+  ],
+)
 def test_a_damaged_file_is_one_line_naming_it(copy, file, how, message):
   damage(copy + file, how)
   with pytest.raises(tf_checkpoint.FormatError) as e:

@@ -17,7 +17,6 @@ import textwrap
 import chex
 import jax
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 import pytest
 
@@ -60,14 +59,17 @@ def two_epochs(tmp_path_factory, corpus):
   """An uninterrupted 2-epoch run (with a stand-in sampler for in-training generation)."""
   workdir = tmp_path_factory.mktemp('two_epochs') / 'run'
   from samplernn_jax import sampler
+
   real = sampler.generate
-  sampler.generate = lambda params, model_config, num_samples, temperatures, rng, **kw: (
-      np.full((len(temperatures), num_samples), 128, np.int32))
+  sampler.generate = lambda params, model_config, num_samples, temperatures, rng, **kw: np.full(
+    (len(temperatures), num_samples), 128, np.int32
+  )
   config = tiny(num_epochs=2, log_every_steps=10)
   config.generate.max_generate_per_epoch = 1
   try:
-    final = train.train_and_evaluate(config, str(workdir), corpus,
-                                     hooks=training_hooks.training_hooks(config))
+    final = train.train_and_evaluate(
+      config, str(workdir), corpus, hooks=training_hooks.training_hooks(config)
+    )
   finally:
     sampler.generate = real
   return workdir, final
@@ -89,10 +91,13 @@ def test_loss_falls_and_run_is_logged(two_epochs):
   assert epochs[1]['val_loss'] < epochs[0]['val_loss']
   assert 0 <= final['val_accuracy'] <= 1 and final['val_bits_per_sample'] > 0
   assert sorted(os.listdir(workdir / workdir_lib.CHECKPOINTS)) == ['100', '200']
-  assert sorted(os.listdir(workdir / workdir_lib.GENERATED)) == ['run_e=1_t=0.95.wav',
-                                                              'run_e=2_t=0.95.wav']
-  assert any(f.startswith('events.out.tfevents')
-             for f in os.listdir(workdir / workdir_lib.TENSORBOARD))
+  assert sorted(os.listdir(workdir / workdir_lib.GENERATED)) == [
+    'run_e=1_t=0.95.wav',
+    'run_e=2_t=0.95.wav',
+  ]
+  assert any(
+    f.startswith('events.out.tfevents') for f in os.listdir(workdir / workdir_lib.TENSORBOARD)
+  )
 
 
 # The mean train loss of one_epoch's 100 steps (tiny config, learning rate 3e-3, `corpus`).
@@ -105,12 +110,18 @@ GOLDEN_EPOCH_LOSS = 5.343853778839112
 
 
 def test_golden_loss(one_epoch):
-  epoch, = records(one_epoch, 'epoch')
+  (epoch,) = records(one_epoch, 'epoch')
   assert epoch['step'] == STEPS_PER_EPOCH
-  np.testing.assert_allclose(epoch['loss'], GOLDEN_EPOCH_LOSS, rtol=2e-4, err_msg=(
+  np.testing.assert_allclose(
+    epoch['loss'],
+    GOLDEN_EPOCH_LOSS,
+    rtol=2e-4,
+    err_msg=(
       f'The mean train loss of the first {STEPS_PER_EPOCH} steps is {epoch["loss"]!r}, pinned '
       f'at {GOLDEN_EPOCH_LOSS!r}. If you changed the numerics on purpose, set '
-      f'GOLDEN_EPOCH_LOSS = {epoch["loss"]!r} in tests/train_test.py.'))
+      f'GOLDEN_EPOCH_LOSS = {epoch["loss"]!r} in tests/train_test.py.'
+    ),
+  )
 
 
 def test_the_loop_makes_no_implicit_transfer(tmp_path, corpus, monkeypatch):
@@ -123,6 +134,7 @@ def test_the_loop_makes_no_implicit_transfer(tmp_path, corpus, monkeypatch):
   def step_with_a_stray_copy(self, **kwargs):
     jax.numpy.asarray(np.float32(kwargs['metrics']['loss']))  # Host to device, implicitly.
     report_step(self, **kwargs)
+
   monkeypatch.setattr(reporting.Reporter, 'step', step_with_a_stray_copy)
   with pytest.raises(jax.errors.JaxRuntimeError, match='Disallowed host-to-device transfer'):
     train.train_and_evaluate(config, str(tmp_path / 'stray'), corpus)
@@ -146,8 +158,13 @@ def test_sigterm_saves_and_resumes_exactly(two_epochs, tmp_path, corpus):
       train.train_and_evaluate(tiny(num_epochs=50, log_every_steps=1), {str(workdir)!r}, {corpus!r})
       print('CLEAN EXIT', flush=True)
   """)
-  proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+  proc = subprocess.Popen(
+    [sys.executable, '-c', script],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.DEVNULL,
+    text=True,
+    cwd=REPO,
+  )
   for line in proc.stdout:
     if 'Step 30/' in line:
       proc.send_signal(signal.SIGTERM)
@@ -175,7 +192,8 @@ def test_early_stopping_and_params_only_start(one_epoch, tmp_path, corpus):
   params, config, _ = checkpoint_lib.restore_params(str(one_epoch))
   checkpoint_lib.save_params(workdir, 7, params, config)
   final = train.train_and_evaluate(
-      tiny(num_epochs=5, learning_rate=0.0, early_stopping_patience=1), workdir, corpus)
+    tiny(num_epochs=5, learning_rate=0.0, early_stopping_patience=1), workdir, corpus
+  )
   epochs = records(workdir, 'epoch')
   assert len(epochs) == 2  # Epoch 2 did not improve on epoch 1: patience 1 stops.
   assert final['val_loss'] == epochs[0]['val_loss']
@@ -201,17 +219,25 @@ def test_a_new_workdir_refused_in_setup_is_removed(tmp_path, corpus):
   assert (tmp_path / 'old').exists()  # A folder the user had stays.
 
 
-@pytest.mark.parametrize('policy,keep,expected', [
+@pytest.mark.parametrize(
+  'policy,keep,expected',
+  [
     ('Always', 2, [4, 5]),
     ('Always', 0, [1, 2, 3, 4, 5]),
     ('Best', 2, [2, 4, 5]),  # The two best by val_loss, and the newest to resume from.
-])
+  ],
+)
 def test_retention(tmp_path, policy, keep, expected):
   config = tiny(checkpoint_policy=policy, max_checkpoints=keep)
-  manager = checkpoint_lib.make_manager(str(tmp_path), checkpoint_lib.training_options(config.train))
+  manager = checkpoint_lib.make_manager(
+    str(tmp_path), checkpoint_lib.training_options(config.train)
+  )
   for step, val_loss in zip(range(1, 6), [5.0, 2.0, 4.0, 1.0, 3.0]):
-    manager.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave({'w': np.zeros(2)})),
-                 metrics={'val_loss': val_loss})
+    manager.save(
+      step,
+      args=ocp.args.Composite(params=ocp.args.StandardSave({'w': np.zeros(2)})),
+      metrics={'val_loss': val_loss},
+    )
   manager.wait_until_finished()
   assert manager.all_steps() == expected
   manager.close()
@@ -221,8 +247,9 @@ def test_optimizers_and_prism_lr_decay():
   config = tiny(reduce_learning_rate_after=2, learning_rate=1.0, lr_decay_rate=0.1)
   schedule = train_state.learning_rate_schedule(config, [10, 10, 10, 10])
   got = [float(schedule(s)) for s in (0, 19, 20, 29, 30, 39)]
-  np.testing.assert_allclose(got, [1, 1, math.exp(-0.1), math.exp(-0.1), math.exp(-0.2),
-                                   math.exp(-0.2)], rtol=1e-6)
+  np.testing.assert_allclose(
+    got, [1, 1, math.exp(-0.1), math.exp(-0.1), math.exp(-0.2), math.exp(-0.2)], rtol=1e-6
+  )
   with pytest.raises(ValueError, match='steps_per_epoch'):
     train_state.make_optimizer(config)
   params = {'w': np.ones(3, np.float32)}
@@ -251,13 +278,24 @@ print('METRICS ' + json.dumps(metrics))
 def test_the_loop_on_two_devices_matches_one(tmp_path, corpus):
   """The loop around the step (data_parallel_test checks the step itself on 1, 2, 4)."""
   # A cache of its own: both processes compile at once (no concurrent writers to one dir).
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
-             JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'))
+  env = dict(
+    os.environ,
+    XLA_FLAGS='--xla_force_host_platform_device_count=2',
+    JAX_PLATFORMS='cpu',
+    JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'),
+  )
   script = TWO_DEVICES.format(repo=str(REPO), workdir=str(tmp_path / 'run'), corpus=corpus)
-  proc = subprocess.Popen([sys.executable, '-c', script], env=env, cwd=REPO, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-  one = train.train_and_evaluate(tiny(num_epochs=1, checkpoint_every_steps=50),
-                                 str(tmp_path / 'one'), corpus)  # Meanwhile, on one device.
+  proc = subprocess.Popen(
+    [sys.executable, '-c', script],
+    env=env,
+    cwd=REPO,
+    text=True,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+  )
+  one = train.train_and_evaluate(
+    tiny(num_epochs=1, checkpoint_every_steps=50), str(tmp_path / 'one'), corpus
+  )  # Meanwhile, on one device.
   stdout, stderr = proc.communicate(timeout=300)
   assert proc.returncode == 0 and 'METRICS ' in stdout, stderr[-6000:]
   two = json.loads(stdout.split('METRICS ', 1)[1].splitlines()[0])

@@ -8,7 +8,6 @@ storage in the test's folder unless the test says PostgreSQL.
 import dataclasses
 import glob
 import importlib.util
-import logging
 import os
 import pathlib
 import shutil
@@ -18,31 +17,36 @@ import tempfile
 import time
 import warnings
 
-import jax
 import optuna
 import pytest
 
 from samplernn_jax import checkpoint as checkpoint_lib
+from samplernn_jax import train as train_lib
+from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.corpus import demo_corpus
 from samplernn_jax.listening import clip_score
 from samplernn_jax.listening import training_hooks
-from samplernn_jax.search import space as search_space
-from samplernn_jax import train as train_lib
-from samplernn_jax import workdir as workdir_lib
-from samplernn_jax.search import tune
 from samplernn_jax.search import report as tune_report
+from samplernn_jax.search import space as search_space
+from samplernn_jax.search import tune
 from tests.conftest import load_config
 from tests.conftest import quiet_tiny
 from tests.conftest import synthesize_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # What samplernn-tune hands a trial: the listening room's hooks and score, the demo corpus.
-STUDIO = tune.Studio(hooks=training_hooks.training_hooks, demo_corpus=demo_corpus.in_workdir,
-                     score_clips=training_hooks.score_new_clips)
+STUDIO = tune.Studio(
+  hooks=training_hooks.training_hooks,
+  demo_corpus=demo_corpus.in_workdir,
+  score_clips=training_hooks.score_new_clips,
+)
 TINY = str(REPO / 'configs' / 'tiny.py')
 # Quiet, fast trials: no step lines, no clips while training, a validation every 25 steps.
-TRAIN_FLAGS = ['--config.train.log_every_steps=0', '--config.generate.max_generate_per_epoch=0',
-               '--config.train.eval_every_steps=25']
+TRAIN_FLAGS = [
+  '--config.train.log_every_steps=0',
+  '--config.generate.max_generate_per_epoch=0',
+  '--config.train.eval_every_steps=25',
+]
 State = optuna.trial.TrialState
 
 
@@ -61,25 +65,36 @@ def tiny(**train):
 
 
 def write_space(path, body: str) -> str:
-  path.write_text('from optuna.distributions import *\n\n\ndef get_space():\n  return '
-                  + body + '\n')
+  path.write_text(
+    'from optuna.distributions import *\n\n\ndef get_space():\n  return ' + body + '\n'
+  )
   return str(path)
 
 
 def study_in(study_dir, space, objective='val_bits', pruner=None, heartbeat=(20, 60)):
   storage = tune.make_storage(tune.default_storage(study_dir), *heartbeat)
-  return tune.open_study(storage, 'study', objective, pruner or optuna.pruners.NopPruner(),
-                         tune.make_sampler('tpe', space, 0))
+  return tune.open_study(
+    storage,
+    'study',
+    objective,
+    pruner or optuna.pruners.NopPruner(),
+    tune.make_sampler('tpe', space, 0),
+  )
 
 
 def run_cli(*args, env=None, **kwargs):
-  return subprocess.run([sys.executable, '-m', 'samplernn_jax.commands.tune', *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, **kwargs)
+  return subprocess.run(
+    [sys.executable, '-m', 'samplernn_jax.commands.tune', *args],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    **kwargs,
+  )
 
 
 def train_steps(workdir) -> list:
-  return [r['step'] for r in workdir_lib.read_records(workdir, 'val')
-          if 'val_bits_per_sample' in r]
+  return [r['step'] for r in workdir_lib.read_records(workdir, 'val') if 'val_bits_per_sample' in r]
 
 
 @pytest.mark.filterwarnings('ignore::optuna.exceptions.ExperimentalWarning')
@@ -90,15 +105,30 @@ def test_killed_worker_trial_is_retried_from_its_checkpoint(tmp_path, corpus, mo
   def info(msg, *args, **kwargs):
     said.append(str(msg) % args if args else str(msg))
     log_info(msg, *args, **kwargs)
+
   monkeypatch.setattr(train_lib.logging, 'info', info)
   study_dir = str(tmp_path / 'study')
   space_file = write_space(tmp_path / 'space.py', "{'model.rnn_type': ['gru']}")
-  args = [f'--study_dir={study_dir}', f'--config={TINY}', *TRAIN_FLAGS[1:],
-          '--config.train.num_epochs=4', '--config.train.log_every_steps=1',
-          '--config.train.checkpoint_every_steps=10', f'--data_dir={corpus}',
-          f'--space={space_file}', '--trials=1', '--heartbeat_seconds=1', '--grace_seconds=2']
-  proc = subprocess.Popen([sys.executable, '-m', 'samplernn_jax.commands.tune', *args], cwd=REPO,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  args = [
+    f'--study_dir={study_dir}',
+    f'--config={TINY}',
+    *TRAIN_FLAGS[1:],
+    '--config.train.num_epochs=4',
+    '--config.train.log_every_steps=1',
+    '--config.train.checkpoint_every_steps=10',
+    f'--data_dir={corpus}',
+    f'--space={space_file}',
+    '--trials=1',
+    '--heartbeat_seconds=1',
+    '--grace_seconds=2',
+  ]
+  proc = subprocess.Popen(
+    [sys.executable, '-m', 'samplernn_jax.commands.tune', *args],
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.DEVNULL,
+    text=True,
+  )
   for line in proc.stdout:
     if '(30),' in line:  # Global step 30: checkpoints at 10, 20, 30 are written or on the way.
       proc.kill()
@@ -131,21 +161,28 @@ def test_study_survives_a_bad_trial_and_reports(tmp_path, corpus, monkeypatch):
   """Three trials; lr 10 is pruned (after a checkpoint) or fails, the study goes on."""
   profiled = []
   make_profile = clip_score.make_profile
-  monkeypatch.setattr(clip_score, 'make_profile',
-                      lambda *a, **k: profiled.append(a) or make_profile(*a, **k))
+  monkeypatch.setattr(
+    clip_score, 'make_profile', lambda *a, **k: profiled.append(a) or make_profile(*a, **k)
+  )
   study_dir = str(tmp_path / 'study')
   os.makedirs(study_dir)
   space = search_space.load(
-      write_space(tmp_path / 'space.py', "{'train.learning_rate': FloatDistribution(1e-3, 10)}"),
-      tiny())
+    write_space(tmp_path / 'space.py', "{'train.learning_rate': FloatDistribution(1e-3, 10)}"),
+    tiny(),
+  )
   study = study_in(study_dir, space, pruner=tune.make_pruner('median', startup_trials=1))
   for lr in (1e-3, 10.0, 1e-3):
     study.enqueue_trial({'train.learning_rate': lr})
   # As samplernn-tune composes it with --data_dir: one profile of the corpus for the study.
-  shared = dataclasses.replace(STUDIO, hooks=lambda c, on_eval: training_hooks.training_hooks(
-      c, on_eval, shared_profiles=os.path.join(study_dir, 'profiles')))
-  objective = tune.Objective(tiny(num_epochs=2), TINY, {}, space, study_dir, corpus, 'val_bits',
-                             studio=shared)
+  shared = dataclasses.replace(
+    STUDIO,
+    hooks=lambda c, on_eval: training_hooks.training_hooks(
+      c, on_eval, shared_profiles=os.path.join(study_dir, 'profiles')
+    ),
+  )
+  objective = tune.Objective(
+    tiny(num_epochs=2), TINY, {}, space, study_dir, corpus, 'val_bits', studio=shared
+  )
   tune.work(study, objective, 3, study_dir)
 
   good, bad, third = study.trials
@@ -159,7 +196,10 @@ def test_study_survives_a_bad_trial_and_reports(tmp_path, corpus, monkeypatch):
     assert bad.user_attrs['error']
   assert third.state == State.COMPLETE and third.value == pytest.approx(good.value)
   assert [t.user_attrs['workdir'] for t in study.trials] == [
-      'trials/0000', 'trials/0001', 'trials/0002']
+    'trials/0000',
+    'trials/0001',
+    'trials/0002',
+  ]
   assert len(profiled) == 1  # The corpus is profiled once per study, not per trial.
 
   path, command = tune_report.write(study, study_dir)
@@ -175,9 +215,19 @@ def test_two_workers_share_one_study(tmp_path, corpus):
   """--workers=2 on one SQLite grid study: each of its three points run once, in its own folder."""
   study_dir = str(tmp_path / 'study')
   space = write_space(tmp_path / 'space.py', "{'data.shuffle_seed': [0, 1, 2]}")
-  proc = run_cli(f'--study_dir={study_dir}', f'--config={TINY}', *TRAIN_FLAGS,
-                 '--config.train.num_epochs=1', f'--data_dir={corpus}', f'--space={space}',
-                 '--sampler=grid', '--seed=0', '--trials=5', '--workers=2', timeout=300)
+  proc = run_cli(
+    f'--study_dir={study_dir}',
+    f'--config={TINY}',
+    *TRAIN_FLAGS,
+    '--config.train.num_epochs=1',
+    f'--data_dir={corpus}',
+    f'--space={space}',
+    '--sampler=grid',
+    '--seed=0',
+    '--trials=5',
+    '--workers=2',
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert 'the grid has 3 combinations' in proc.stderr
   study = optuna.load_study(study_name='study', storage=tune.default_storage(study_dir))
@@ -188,14 +238,17 @@ def test_two_workers_share_one_study(tmp_path, corpus):
   assert sorted(os.listdir(os.path.join(study_dir, 'trials'))) == ['0000', '0001', '0002']
 
 
-@pytest.mark.parametrize('body,message', [
+@pytest.mark.parametrize(
+  'body,message',
+  [
     ("{'model.dimm': [16]}", 'model.dimm: no such config field'),
     ("{'model.dim': []}", 'model.dim: an empty list of choices'),
     ("{'model.dim': CategoricalDistribution([])}", 'ValueError'),
     ("{'train.learning_rate': FloatDistribution(1e-2, 1e-3)}", 'ValueError'),
     ("{'model.dim': ['wide']}", "model.dim='wide' does not fit the config field"),
     ("{}", 'non-empty dict'),
-])
+  ],
+)
 def test_bad_space_is_refused(tmp_path, body, message):
   with pytest.raises(search_space.SpaceError, match=message):
     search_space.load(write_space(tmp_path / 'space.py', body), tiny())
@@ -204,12 +257,18 @@ def test_bad_space_is_refused(tmp_path, body, message):
 def test_bad_input_stops_before_any_trial(tmp_path, corpus):
   study_dir = tmp_path / 'study'
   space = write_space(tmp_path / 'space.py', "{'model.dimm': [16, 32]}")
-  proc = run_cli(f'--study_dir={study_dir}', f'--config={TINY}', f'--data_dir={corpus}',
-                 f'--space={space}', timeout=120)
+  proc = run_cli(
+    f'--study_dir={study_dir}',
+    f'--config={TINY}',
+    f'--data_dir={corpus}',
+    f'--space={space}',
+    timeout=120,
+  )
   assert proc.returncode != 0 and 'Traceback' not in proc.stderr
   assert proc.stderr.strip().splitlines()[-1] == (
-      f'samplernn-tune: --space={space}: model.dimm: no such config field; fields look like '
-      'model.dim or train.learning_rate (see configs/default.py).')
+    f'samplernn-tune: --space={space}: model.dimm: no such config field; fields look like '
+    'model.dim or train.learning_rate (see configs/default.py).'
+  )
   assert not study_dir.exists()  # No database, no trial folder.
 
 
@@ -228,6 +287,7 @@ def test_clip_score_objective(tmp_path, corpus, monkeypatch):
   def score_paths(paths, reference):
     seen.update(paths=list(paths), reference=reference)
     return [{'path': p, 'score': 0.5 + i / 10} for i, p in enumerate(paths)]
+
   monkeypatch.setattr(clip_score, 'score_paths', score_paths)
   study_dir = str(tmp_path / 'study')
   os.makedirs(study_dir)
@@ -235,8 +295,18 @@ def test_clip_score_objective(tmp_path, corpus, monkeypatch):
   tune.check_objective('clip_score', space)
   study = study_in(study_dir, space, objective='clip_score')
   study.enqueue_trial({'model.q_type': 'linear'})
-  objective = tune.Objective(tiny(num_epochs=1), TINY, {}, space, study_dir, corpus,
-                             'clip_score', studio=STUDIO, clips=2, clip_seconds=0.05)
+  objective = tune.Objective(
+    tiny(num_epochs=1),
+    TINY,
+    {},
+    space,
+    study_dir,
+    corpus,
+    'clip_score',
+    studio=STUDIO,
+    clips=2,
+    clip_seconds=0.05,
+  )
   tune.work(study, objective, 1, study_dir)
   (trial,) = study.trials
   assert trial.state == State.COMPLETE and trial.value == pytest.approx(0.55)
@@ -246,11 +316,13 @@ def test_clip_score_objective(tmp_path, corpus, monkeypatch):
 
 
 def test_shipped_spaces_fit_their_configs():
-  comparisons = search_space.load(str(REPO / 'configs' / 'spaces' / 'comparisons.py'),
-                                  load_config('default'))
+  comparisons = search_space.load(
+    str(REPO / 'configs' / 'spaces' / 'comparisons.py'), load_config('default')
+  )
   assert comparisons['model.frame_sizes'].choices == ('(16,)', '(16, 64)')
-  assert search_space.to_config(load_config('default'), {'model.frame_sizes': '(16,)'}
-                                ).model.frame_sizes == (16,)
+  assert search_space.to_config(
+    load_config('default'), {'model.frame_sizes': '(16,)'}
+  ).model.frame_sizes == (16,)
   assert [len(v) for v in tune.grid(comparisons).values()] == [2, 2, 2, 2]
   small = search_space.load(str(REPO / 'configs' / 'spaces' / 'small.py'), tiny())
   tune.check_objective('val_bits', small)
@@ -259,20 +331,27 @@ def test_shipped_spaces_fit_their_configs():
 def test_missing_driver_is_one_line(tmp_path, corpus):
   study_dir = tmp_path / 'study'
   space = write_space(tmp_path / 'space.py', "{'model.dim': [16, 32]}")
-  proc = run_cli(f'--study_dir={study_dir}', f'--config={TINY}', f'--data_dir={corpus}',
-                 f'--space={space}', '--storage=mysql://tuner:secret@dbhost/studies',
-                 timeout=120)
+  proc = run_cli(
+    f'--study_dir={study_dir}',
+    f'--config={TINY}',
+    f'--data_dir={corpus}',
+    f'--space={space}',
+    '--storage=mysql://tuner:secret@dbhost/studies',
+    timeout=120,
+  )
   assert proc.returncode != 0 and 'Traceback' not in proc.stderr
   assert proc.stderr.strip().splitlines()[-1] == (
-      'samplernn-tune: --storage=mysql://tuner:***@dbhost/studies: the driver of mysql:// '
-      '(Python module MySQLdb) is not installed; write mysql+pymysql:// and pip install '
-      'pymysql.')
+    'samplernn-tune: --storage=mysql://tuner:***@dbhost/studies: the driver of mysql:// '
+    '(Python module MySQLdb) is not installed; write mysql+pymysql:// and pip install '
+    'pymysql.'
+  )
   assert not study_dir.exists()
 
 
 # ---------------------------------------------------------------------------------------
 # The --trials cap, and workers on PostgreSQL
 # ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope='module')
 def postgres_url():
@@ -290,8 +369,10 @@ def postgres_url():
     missing.append("psycopg2 (pip install -e '.[postgres]')")
   if missing:
     if os.environ.get('CI') == 'true':
-      pytest.fail(f'CI must run the PostgreSQL tests; they need {" and ".join(missing)} '
-                  '(.ci/run installs them).')
+      pytest.fail(
+        f'CI must run the PostgreSQL tests; they need {" and ".join(missing)} '
+        '(.ci/run installs them).'
+      )
     pytest.skip(f'The PostgreSQL tests need {" and ".join(missing)}.')
   bindir = os.path.dirname(initdb[-1])
   as_postgres = ['runuser', '-u', 'postgres', '--'] if os.geteuid() == 0 else []
@@ -301,11 +382,24 @@ def postgres_url():
   data = os.path.join(root, 'data')
   pg_ctl = [*as_postgres, os.path.join(bindir, 'pg_ctl'), '-D', data]
   try:
-    subprocess.run([*as_postgres, initdb[-1], '-D', data, '-U', 'postgres', '--auth=trust'],
-                   check=True, capture_output=True)
-    subprocess.run([*pg_ctl, '-l', os.path.join(root, 'log'), '-w', '-o',
-                    f"-c listen_addresses='' -c unix_socket_directories={root} -c fsync=off",
-                    'start'], check=True, capture_output=True)
+    subprocess.run(
+      [*as_postgres, initdb[-1], '-D', data, '-U', 'postgres', '--auth=trust'],
+      check=True,
+      capture_output=True,
+    )
+    subprocess.run(
+      [
+        *pg_ctl,
+        '-l',
+        os.path.join(root, 'log'),
+        '-w',
+        '-o',
+        f"-c listen_addresses='' -c unix_socket_directories={root} -c fsync=off",
+        'start',
+      ],
+      check=True,
+      capture_output=True,
+    )
     yield f'postgresql+psycopg2://postgres@/postgres?host={root}'
   finally:
     subprocess.run([*pg_ctl, '-m', 'immediate', 'stop'], capture_output=True)
@@ -348,8 +442,10 @@ def race(tmp_path, url: str, action: str, processes: int = 4) -> optuna.Study:
     storage.record_heartbeat(trial._trial_id)  # Stale once the racers start (1 s of grace).
   ready = [str(tmp_path / f'ready{i}') for i in range(processes)]
   go = tmp_path / 'go'
-  racers = [subprocess.Popen([sys.executable, '-c', RACER, url, study_name, action, r, str(go)],
-                             cwd=REPO) for r in ready]
+  racers = [
+    subprocess.Popen([sys.executable, '-c', RACER, url, study_name, action, r, str(go)], cwd=REPO)
+    for r in ready
+  ]
   deadline = time.monotonic() + 60
   while not all(map(os.path.exists, ready)) and time.monotonic() < deadline:
     time.sleep(0.05)
@@ -382,8 +478,7 @@ def test_a_stale_trial_is_requeued_once(tmp_path, database, request):
 
 
 @pytest.mark.filterwarnings('ignore::optuna.exceptions.ExperimentalWarning')
-def test_postgres_workers_resume_a_killed_trial_and_keep_the_cap(tmp_path, corpus,
-                                                                postgres_url):
+def test_postgres_workers_resume_a_killed_trial_and_keep_the_cap(tmp_path, corpus, postgres_url):
   """Worker A is killed mid-trial; B (A's study_dir) resumes it; C, another study_dir (as on
   another machine: no lock shared with B), joins; --trials=3 ends with three finished."""
   space_file = write_space(tmp_path / 'space.py', "{'model.rnn_type': ['gru']}")
@@ -391,13 +486,24 @@ def test_postgres_workers_resume_a_killed_trial_and_keep_the_cap(tmp_path, corpu
   logs = {w: str(tmp_path / f'{w}.log') for w in 'BC'}
 
   def worker(name, **kwargs):
-    args = [f'--study_dir={dirs[name]}', f'--storage={postgres_url}', '--study_name=machines',
-            f'--config={TINY}', *TRAIN_FLAGS[1:], '--config.train.num_epochs=2',
-            '--config.train.log_every_steps=1', '--config.train.checkpoint_every_steps=10',
-            f'--data_dir={corpus}', f'--space={space_file}', '--trials=3',
-            '--heartbeat_seconds=1', '--grace_seconds=2']
-    return subprocess.Popen([sys.executable, '-m', 'samplernn_jax.commands.tune', *args],
-                            cwd=REPO, text=True, **kwargs)
+    args = [
+      f'--study_dir={dirs[name]}',
+      f'--storage={postgres_url}',
+      '--study_name=machines',
+      f'--config={TINY}',
+      *TRAIN_FLAGS[1:],
+      '--config.train.num_epochs=2',
+      '--config.train.log_every_steps=1',
+      '--config.train.checkpoint_every_steps=10',
+      f'--data_dir={corpus}',
+      f'--space={space_file}',
+      '--trials=3',
+      '--heartbeat_seconds=1',
+      '--grace_seconds=2',
+    ]
+    return subprocess.Popen(
+      [sys.executable, '-m', 'samplernn_jax.commands.tune', *args], cwd=REPO, text=True, **kwargs
+    )
 
   a = worker('A', stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
   for line in a.stdout:
@@ -413,8 +519,10 @@ def test_postgres_workers_resume_a_killed_trial_and_keep_the_cap(tmp_path, corpu
   with open(logs['B'], 'w') as b_out, open(logs['C'], 'w') as c_out:
     b = worker('B', stdout=b_out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
-    while not any(retried(t) == 0 and t.state == State.RUNNING for t in
-                  optuna.load_study(study_name='machines', storage=storage).trials):
+    while not any(
+      retried(t) == 0 and t.state == State.RUNNING
+      for t in optuna.load_study(study_name='machines', storage=storage).trials
+    ):
       assert time.monotonic() < deadline and b.poll() is None, open(logs['B']).read()[-4000:]
       time.sleep(0.5)
     c = worker('C', stdout=c_out, stderr=subprocess.STDOUT)  # Once B holds the retry.
@@ -428,8 +536,9 @@ def test_postgres_workers_resume_a_killed_trial_and_keep_the_cap(tmp_path, corpu
   (retry,) = [t for t in study.trials if retried(t) is not None]
   assert retried(retry) == 0 and retry in done and retry.user_attrs['workdir'] == 'trials/0000'
   assert f'Resumed from checkpoint {killed_at} ' in open(logs['B']).read()
-  assert [r['step'] for r in workdir_lib.read_records(
-      os.path.join(dirs['A'], 'trials', '0000'), 'train')] == list(range(1, 101))
+  assert [
+    r['step'] for r in workdir_lib.read_records(os.path.join(dirs['A'], 'trials', '0000'), 'train')
+  ] == list(range(1, 101))
   # Trials a worker created after the three places were taken never ran.
   for t in study.trials[1:]:
     assert t in done or t.user_attrs.get('over_cap') == 3, t

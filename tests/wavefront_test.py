@@ -20,41 +20,58 @@ from tests.conftest import make_model
 B, T, DIM = 3, 7, 8
 
 
-def stack_loss(rnn_type, num_layers, *, skip_conn=False, learn_h0=False, dropout=0.0,
-               dtype=jnp.float32):
+def stack_loss(
+  rnn_type, num_layers, *, skip_conn=False, learn_h0=False, dropout=0.0, dtype=jnp.float32
+):
   """``(loss(params, form), params)``: two chained windows (TBPTT) through a stack, a loss
   that reads the outputs of both and the final carry, so every gradient path is used."""
-  kw = dict(rnn_type=rnn_type, dim=DIM, num_layers=num_layers, skip_conn=skip_conn,
-            learn_h0=learn_h0, dropout=dropout, dtype=dtype)
+  kw = dict(
+    rnn_type=rnn_type,
+    dim=DIM,
+    num_layers=num_layers,
+    skip_conn=skip_conn,
+    learn_h0=learn_h0,
+    dropout=dropout,
+    dtype=dtype,
+  )
   x_BxTxD = jax.random.normal(jax.random.key(1), (B, T, DIM))
   train = dropout > 0
 
   def run(m, x):
     carry, out1 = m(x, m.initial_carry(B), deterministic=not train)
     carry, out2 = m(0.5 * x, carry, deterministic=not train)
-    return jnp.sum(out1 ** 2) + jnp.sum(out2 * x) + sum(jnp.sum(c) for c in jax.tree.leaves(carry))
+    return jnp.sum(out1**2) + jnp.sum(out2 * x) + sum(jnp.sum(c) for c in jax.tree.leaves(carry))
 
   stack = rnn.StackedRNN(**kw)
   params = stack.init(jax.random.key(0), x_BxTxD, method=run)['params']
   # Non-zero biases and h0, so every parameter's gradient is exercised.
-  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape),
-                        params)
+  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape), params)
 
   def loss(p, form):
-    return rnn.StackedRNN(**kw, form=form).apply({'params': p}, x_BxTxD, method=run,
-                                                 rngs={'dropout': jax.random.key(5)})
+    return rnn.StackedRNN(**kw, form=form).apply(
+      {'params': p}, x_BxTxD, method=run, rngs={'dropout': jax.random.key(5)}
+    )
+
   return loss, params
 
 
 @pytest.mark.parametrize('rnn_type', ['gru', 'lstm'])
-@pytest.mark.parametrize('num_layers,skip_conn,learn_h0,dropout', [
-    (1, False, False, 0.0), (2, False, False, 0.0), (3, True, True, 0.25),
+@pytest.mark.parametrize(
+  'num_layers,skip_conn,learn_h0,dropout',
+  [
+    (1, False, False, 0.0),
+    (2, False, False, 0.0),
+    (3, True, True, 0.25),
     pytest.param(4, False, True, 0.25, marks=pytest.mark.slow),
-    pytest.param(5, True, False, 0.3, marks=pytest.mark.slow)])
-def test_wavefront_equals_layered_forward_and_gradients(rnn_type, num_layers, skip_conn,
-                                                        learn_h0, dropout):
-  loss, params = stack_loss(rnn_type, num_layers, skip_conn=skip_conn, learn_h0=learn_h0,
-                            dropout=dropout)
+    pytest.param(5, True, False, 0.3, marks=pytest.mark.slow),
+  ],
+)
+def test_wavefront_equals_layered_forward_and_gradients(
+  rnn_type, num_layers, skip_conn, learn_h0, dropout
+):
+  loss, params = stack_loss(
+    rnn_type, num_layers, skip_conn=skip_conn, learn_h0=learn_h0, dropout=dropout
+  )
   grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)
   want, want_grads = grad(params, 'layered')
   got, got_grads = grad(params, 'wavefront')
@@ -74,8 +91,9 @@ def test_wavefront_equals_layered_in_bfloat16(rnn_type):
 
 
 def test_wavefront_model_logits_and_carry_equal_layered(tiny_config):
-  model, params, config = make_model(tiny_config, rnn_type='lstm', skip_conn=True,
-                                     learn_h0=True, num_rnn_layers=3)
+  model, params, config = make_model(
+    tiny_config, rnn_type='lstm', skip_conn=True, learn_h0=True, num_rnn_layers=3
+  )
   wave = model.clone(rnn_form='wavefront')
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 2 * 32 + 8)), jnp.int32)
 
@@ -84,6 +102,7 @@ def test_wavefront_model_logits_and_carry_equal_layered(tiny_config):
     carry = m.apply({'params': params}, 2, method=model_lib.SampleRNN.initial_carry)
     carry, logits1 = m.apply({'params': params}, x[:, :40], carry)
     return m.apply({'params': params}, x[:, 32:], carry), logits1
+
   chex.assert_trees_all_close(two_windows(wave), two_windows(model), rtol=1e-5, atol=1e-5)
 
 
@@ -91,9 +110,11 @@ def test_wavefront_model_logits_and_carry_equal_layered(tiny_config):
 def test_imported_prism_checkpoint_gives_the_same_logits_in_both_forms(case, tmp_path):
   from samplernn_jax.compat import prism  # pylint: disable=g-import-not-at-top
   from tests.conftest import prism_case  # pylint: disable=g-import-not-at-top
+
   d = prism_case(case)
-  params, config = prism.import_checkpoint(str(d / 'model.ckpt-1'), str(d / 'prism.config.json'),
-                                           str(tmp_path / 'run'), step=1)
+  params, config = prism.import_checkpoint(
+    str(d / 'model.ckpt-1'), str(d / 'prism.config.json'), str(tmp_path / 'run'), step=1
+  )
   ref = np.load(d / 'reference.npz')
   x1 = ref['x1'][..., 0]
   for form in ('layered', 'wavefront'):
@@ -116,6 +137,7 @@ def test_auto_form_per_backend():
 
 def test_unknown_form_is_refused_with_the_choices(tiny_config):
   from samplernn_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+
   tiny_config.model.rnn_form = 'diagonal'
   with pytest.raises(ValueError, match=r"rnn_form='diagonal'.*'layered', 'wavefront'"):
     config_lib.validate(tiny_config)
@@ -142,7 +164,10 @@ def test_default_train_step_wavefront_depth_is_at_most_180_for_its_ramp_flops():
   # Tiers of 64 and 16 frames, 4 layers: (64 + 3 + 16 + 3) forward, as many backward.
   assert figures['depth'] == 172 <= 180
   # Paid for with the ramp's FLOPs: 2.7% more than the layered step's 1.8627e12.
-  want = flops.train_flops_per_step(config.model, 64, 1024, form='implemented', rnn_form='wavefront')
+  want = flops.train_flops_per_step(
+    config.model, 64, 1024, form='implemented', rnn_form='wavefront'
+  )
   assert figures['flops_per_step_compiled'] == pytest.approx(want, rel=1e-3)
-  assert want / flops.train_flops_per_step(config.model, 64, 1024, form='implemented',
-                                           rnn_form='layered') == pytest.approx(1.027, abs=1e-3)
+  assert want / flops.train_flops_per_step(
+    config.model, 64, 1024, form='implemented', rnn_form='layered'
+  ) == pytest.approx(1.027, abs=1e-3)

@@ -10,8 +10,8 @@ from optuna.distributions import CategoricalDistribution
 
 def get_space():
   return {
-      'model.frame_sizes': [(16,), (16, 64)],  # 2-tier (Dadabots) vs 3-tier (PRiSM).
-      'model.q_type': ['mu-law', 'linear'],  # Both at 256 levels.
-      'model.dim': CategoricalDistribution([512, 1024]),
-      'model.num_rnn_layers': [2, 4],
+    'model.frame_sizes': [(16,), (16, 64)],  # 2-tier (Dadabots) vs 3-tier (PRiSM).
+    'model.q_type': ['mu-law', 'linear'],  # Both at 256 levels.
+    'model.dim': CategoricalDistribution([512, 1024]),
+    'model.num_rnn_layers': [2, 4],
   }

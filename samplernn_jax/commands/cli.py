@@ -22,7 +22,6 @@ from absl import flags
 import samplernn_jax
 from samplernn_jax.compat import prism_flags
 
-
 flags.DEFINE_bool('version', False, "Print the program's version and exit.")
 
 
@@ -71,8 +70,9 @@ def shipped(name: str, folder: str = '') -> Optional[str]:
 
 def shipped_names(folder: str = '') -> list:
   root = importlib.resources.files('samplernn_jax.configs').joinpath(folder)
-  return sorted(p.name[:-3] for p in root.iterdir() if p.name.endswith('.py')
-                and not p.name.startswith('_'))
+  return sorted(
+    p.name[:-3] for p in root.iterdir() if p.name.endswith('.py') and not p.name.startswith('_')
+  )
 
 
 def _named_config(arg: str) -> str:
@@ -90,8 +90,10 @@ def loaded_config(holder: flags.FlagHolder):
     config.keys()  # A file that failed to load raises on first use.
   except OSError:
     path = flags.FLAGS[holder.name].config_filename
-    raise ValueError(f'--{holder.name}={path}: no such config file; pass a path or one of '
-                     f'{", ".join(shipped_names())} (e.g. --config=demo).') from None
+    raise ValueError(
+      f'--{holder.name}={path}: no such config file; pass a path or one of '
+      f'{", ".join(shipped_names())} (e.g. --config=demo).'
+    ) from None
   return config
 
 
@@ -114,8 +116,13 @@ def _flag_error(error: Exception, argv: list) -> str:
 
 # A system error in an Orbax background thread (a full disk, say) is logged there with
 # its traceback, once per thread, and raised again in the main thread, which reports it.
-_REPORTED_LATER = ('os_error_code', 'No space left on device', 'Permission denied',
-                   'Read-only file system', 'Disk quota exceeded')
+_REPORTED_LATER = (
+  'os_error_code',
+  'No space left on device',
+  'Permission denied',
+  'Read-only file system',
+  'Disk quota exceeded',
+)
 
 
 class _DropRecords(py_logging.Filter):
@@ -143,10 +150,12 @@ def _ignore_closed_event_loops(hook):
   TensorStore's callbacks print them (through the hook) for every pending write after a
   save failed; the failure itself is reported once, by the main thread.
   """
+
   def excepthook(kind, value, tb):
     if kind is RuntimeError and str(value) == 'Event loop is closed':
       return
     hook(kind, value, tb)
+
   return excepthook
 
 
@@ -169,12 +178,12 @@ def quiet_logs() -> None:
 
 # OSError codes with what a person does about them.
 _OS_HINTS = {
-    errno.ENOSPC: 'free some space or choose a folder on another disk',
-    errno.EDQUOT: 'free some space or choose a folder on another disk',
-    errno.EACCES: 'choose a folder you can write to',
-    errno.EPERM: 'choose a folder you can write to',
-    errno.EROFS: 'the file system is read-only; choose another folder',
-    errno.EMFILE: 'too many open files; raise the limit (ulimit -n) or do less at once',
+  errno.ENOSPC: 'free some space or choose a folder on another disk',
+  errno.EDQUOT: 'free some space or choose a folder on another disk',
+  errno.EACCES: 'choose a folder you can write to',
+  errno.EPERM: 'choose a folder you can write to',
+  errno.EROFS: 'the file system is read-only; choose another folder',
+  errno.EMFILE: 'too many open files; raise the limit (ulimit -n) or do less at once',
 }
 
 
@@ -192,8 +201,9 @@ def _root_os_error(error: BaseException):
 # TensorStore (under Orbax) reports a system error as text: 'Failed writing: "PATH": ...
 # No space left on device [os_error_code=\'28\']'.
 _TENSORSTORE_OS_ERROR = re.compile(
-    r'(?:Failed \w+|local file):? "(?P<path>[^"]+)".*?(?P<reason>[^:]+) '
-    r"\[os_error_code='(?P<errno>\d+)'\]")
+  r'(?:Failed \w+|local file):? "(?P<path>[^"]+)".*?(?P<reason>[^:]+) '
+  r"\[os_error_code='(?P<errno>\d+)'\]"
+)
 
 
 def _tensorstore_os_error(error: BaseException):
@@ -228,9 +238,12 @@ def _fail(program_name: str, error) -> None:
   sys.exit(1)
 
 
-def run(main: Callable, program_name: str,
-        errors: tuple = (FileNotFoundError, ValueError, OSError),
-        config_file: Optional[str] = None) -> None:
+def run(
+  main: Callable,
+  program_name: str,
+  errors: tuple = (FileNotFoundError, ValueError, OSError),
+  config_file: Optional[str] = None,
+) -> None:
   """``app.run(main)`` with quiet logs; ``errors`` end the program with one line.
 
   ``config_file``: the default of the command's ``--config`` (see above). Anything else
@@ -258,8 +271,10 @@ def run(main: Callable, program_name: str,
       sys.exit(0)
     except flags.Error as e:  # A missing, unknown or malformed flag.
       # A PRiSM flag typed by habit gets its name here, not absl's guess at a similar one.
-      _fail(program_name, prism_flags.unknown_flag_message(program_name, argv)
-            or f'{describe(e)} (see --help).')
+      _fail(
+        program_name,
+        prism_flags.unknown_flag_message(program_name, argv) or f'{describe(e)} (see --help).',
+      )
     except Exception as e:  # pylint: disable=broad-except
       # A --config file that does not load, or --config.x.y naming no field: the error
       # comes from the file or ml_collections, never from this program.
@@ -272,4 +287,5 @@ def run(main: Callable, program_name: str,
       _fail(program_name, f'{e} (see --help).')  # Not absl's usage text: one line.
     except errors as e:
       _fail(program_name, e)
+
   app.run(guarded, flags_parser=parse)

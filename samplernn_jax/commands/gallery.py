@@ -17,10 +17,15 @@ from samplernn_jax.listening import gallery
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string('workdir', None, 'Run folder (training or samplernn-generate output).',
-                    required=True)
-flags.DEFINE_string('reference', None, 'Folder of training audio to profile when the '
-                    'workdir stores no profile (runs trained before profiles, imports).')
+flags.DEFINE_string(
+  'workdir', None, 'Run folder (training or samplernn-generate output).', required=True
+)
+flags.DEFINE_string(
+  'reference',
+  None,
+  'Folder of training audio to profile when the '
+  'workdir stores no profile (runs trained before profiles, imports).',
+)
 
 
 def main(argv):

@@ -20,36 +20,73 @@ from samplernn_jax.listening import clips
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string('workdir', None, 'Run folder holding checkpoints/ (training or '
-                    'samplernn-import-prism wrote it).', required=True)
+flags.DEFINE_string(
+  'workdir',
+  None,
+  'Run folder holding checkpoints/ (training or samplernn-import-prism wrote it).',
+  required=True,
+)
 flags.DEFINE_integer('step', None, 'Checkpoint step to load; default: the latest.')
-flags.DEFINE_string('output', 'generated.wav', 'Output path; each file is named '
-                    '{stem}_e={step}({i})_t={temperature}.wav like PRiSM.')
+flags.DEFINE_string(
+  'output',
+  'generated.wav',
+  'Output path; each file is named {stem}_e={step}({i})_t={temperature}.wav like PRiSM.',
+)
 flags.DEFINE_integer('num_seqs', 1, 'Sequences generated side by side (one batch).')
 flags.DEFINE_float('duration', 3.0, 'Seconds of audio per sequence.')
-flags.DEFINE_list('temperature', None, 'Sampling temperatures, one per sequence; padded '
-                  'with the last value or truncated. Default: the run\'s '
-                  'config.generate.temperatures.')
-flags.DEFINE_string('seed_audio', None, 'Audio to prime every tier on (any length >= one '
-                    'top frame); generation continues after its end.')
-flags.DEFINE_integer('seed_offset', 0, 'Skip this many samples (at the model sample rate) '
-                     'at the start of the seed audio.')
+flags.DEFINE_list(
+  'temperature',
+  None,
+  'Sampling temperatures, one per sequence; padded '
+  'with the last value or truncated. Default: the run\'s '
+  'config.generate.temperatures.',
+)
+flags.DEFINE_string(
+  'seed_audio',
+  None,
+  'Audio to prime every tier on (any length >= one top frame); generation continues after its end.',
+)
+flags.DEFINE_integer(
+  'seed_offset',
+  0,
+  'Skip this many samples (at the model sample rate) at the start of the seed audio.',
+)
 flags.DEFINE_integer('rng_seed', 0, 'Random seed of the sampling.')
-flags.DEFINE_integer('keep', None, 'Write only the best KEEP sequences by score (all are '
-                     'scored in {stem}_e={step}_scores.json).')
+flags.DEFINE_integer(
+  'keep',
+  None,
+  'Write only the best KEEP sequences by score (all are scored in {stem}_e={step}_scores.json).',
+)
 flags.DEFINE_bool('plot', False, 'Write a waveform + spectrogram PNG beside each clip.')
-flags.DEFINE_string('profile_dir', None, 'Write a jax.profiler trace of the generation '
-                    'here (open with TensorBoard or Perfetto).')
-flags.DEFINE_integer('chunk_size', None, 'Samples per compiled call; default: '
-                     'config.generate.chunk_size.')
-flags.DEFINE_bool('overwrite', False, 'Replace clips of the same names (each only once '
-                  'its new version is complete); without it, existing names stop the run.')
-flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], 'Matmul dtype; default: the '
-                  'checkpoint\'s config.model.dtype. bfloat16 is used at batch sizes where this '
-                  'device runs it faster than float32 (README "Precision").')
-flags.DEFINE_string('compilation_cache_dir', None, 'Where compiled samplers are kept so the '
-                    'next run skips compiling; default $JAX_COMPILATION_CACHE_DIR or '
-                    '~/.cache/samplernn_jax/jax; an empty value turns the cache off.')
+flags.DEFINE_string(
+  'profile_dir',
+  None,
+  'Write a jax.profiler trace of the generation here (open with TensorBoard or Perfetto).',
+)
+flags.DEFINE_integer(
+  'chunk_size', None, 'Samples per compiled call; default: config.generate.chunk_size.'
+)
+flags.DEFINE_bool(
+  'overwrite',
+  False,
+  'Replace clips of the same names (each only once '
+  'its new version is complete); without it, existing names stop the run.',
+)
+flags.DEFINE_enum(
+  'dtype',
+  None,
+  ['float32', 'bfloat16'],
+  'Matmul dtype; default: the '
+  'checkpoint\'s config.model.dtype. bfloat16 is used at batch sizes where this '
+  'device runs it faster than float32 (README "Precision").',
+)
+flags.DEFINE_string(
+  'compilation_cache_dir',
+  None,
+  'Where compiled samplers are kept so the '
+  'next run skips compiling; default $JAX_COMPILATION_CACHE_DIR or '
+  '~/.cache/samplernn_jax/jax; an empty value turns the cache off.',
+)
 
 
 def _temperatures():
@@ -58,8 +95,9 @@ def _temperatures():
   try:
     return [float(t) for t in FLAGS.temperature]
   except ValueError:
-    raise app.UsageError(f'--temperature={",".join(FLAGS.temperature)}: not a list of '
-                         'numbers.') from None
+    raise app.UsageError(
+      f'--temperature={",".join(FLAGS.temperature)}: not a list of numbers.'
+    ) from None
 
 
 def main(argv):
@@ -67,16 +105,29 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   backend.enable_compilation_cache(FLAGS.compilation_cache_dir)
   result = clips.generate_files(
-      FLAGS.workdir, FLAGS.output, step=FLAGS.step, num_seqs=FLAGS.num_seqs,
-      duration=FLAGS.duration, temperatures=_temperatures(), seed_audio=FLAGS.seed_audio,
-      seed_offset=FLAGS.seed_offset, rng_seed=FLAGS.rng_seed, keep=FLAGS.keep,
-      plot=FLAGS.plot, profile_dir=FLAGS.profile_dir, chunk_size=FLAGS.chunk_size,
-      overwrite=FLAGS.overwrite, dtype=FLAGS.dtype)
+    FLAGS.workdir,
+    FLAGS.output,
+    step=FLAGS.step,
+    num_seqs=FLAGS.num_seqs,
+    duration=FLAGS.duration,
+    temperatures=_temperatures(),
+    seed_audio=FLAGS.seed_audio,
+    seed_offset=FLAGS.seed_offset,
+    rng_seed=FLAGS.rng_seed,
+    keep=FLAGS.keep,
+    plot=FLAGS.plot,
+    profile_dir=FLAGS.profile_dir,
+    chunk_size=FLAGS.chunk_size,
+    overwrite=FLAGS.overwrite,
+    dtype=FLAGS.dtype,
+  )
   for path in result['paths']:
     print(f'Generated sample output to {path}')
-  print(f'Scores: {result["scores_path"]} ({result["x_real_time"]:.2f}x real time per '
-        f'sequence, {result["samples_per_second"]:,.0f} samples/s in all, compilation '
-        'included)')
+  print(
+    f'Scores: {result["scores_path"]} ({result["x_real_time"]:.2f}x real time per '
+    f'sequence, {result["samples_per_second"]:,.0f} samples/s in all, compilation '
+    'included)'
+  )
 
 
 def run():

@@ -15,10 +15,15 @@ from samplernn_jax.compat import prism
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string('checkpoint', None, 'PRiSM checkpoint prefix, e.g. '
-                    'logdir/default/DATE/model.ckpt-100.', required=True)
-flags.DEFINE_string('config', None, "PRiSM's JSON model config (default.config.json).",
-                    required=True)
+flags.DEFINE_string(
+  'checkpoint',
+  None,
+  'PRiSM checkpoint prefix, e.g. logdir/default/DATE/model.ckpt-100.',
+  required=True,
+)
+flags.DEFINE_string(
+  'config', None, "PRiSM's JSON model config (default.config.json).", required=True
+)
 flags.DEFINE_string('workdir', None, 'Where to write the Orbax checkpoint.', required=True)
 flags.DEFINE_integer('step', None, 'Step to store it under; default: the N of model.ckpt-N.')
 
@@ -29,8 +34,10 @@ def main(argv):
   step = FLAGS.step if FLAGS.step is not None else prism.checkpoint_step(FLAGS.checkpoint)
   _, config = prism.import_checkpoint(FLAGS.checkpoint, FLAGS.config, FLAGS.workdir, step=step)
   m = config.model
-  print(f'Imported {FLAGS.checkpoint} -> {FLAGS.workdir} (step {step}; '
-        f'{len(m.frame_sizes) + 1}-tier {m.rnn_type}, dim {m.dim}).')
+  print(
+    f'Imported {FLAGS.checkpoint} -> {FLAGS.workdir} (step {step}; '
+    f'{len(m.frame_sizes) + 1}-tier {m.rnn_type}, dim {m.dim}).'
+  )
 
 
 def run():

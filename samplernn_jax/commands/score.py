@@ -19,8 +19,12 @@ from samplernn_jax.listening import clip_score
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string('reference', None, 'A workdir (its stored profile of the training audio) '
-                    'or a folder of audio to profile.', required=True)
+flags.DEFINE_string(
+  'reference',
+  None,
+  'A workdir (its stored profile of the training audio) or a folder of audio to profile.',
+  required=True,
+)
 
 
 def main(argv):
@@ -36,8 +40,10 @@ def main(argv):
       failed += 1
       print(f'samplernn-score: {path}: {result["error"]}', file=sys.stderr)
       continue
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                      for k, v in result.items()}), flush=True)
+    print(
+      json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}),
+      flush=True,
+    )
   if failed:
     raise ValueError(f'{failed} of {len(paths)} files could not be scored (named above).')
 

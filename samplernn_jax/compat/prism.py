@@ -14,7 +14,7 @@ PRiSM                                                  samplernn_jax
 ``{tier}/rnn/layer_i/cell/bias`` GRU ``[2, 3D]``       ``.../b_ih`` (row 0), ``b_hh`` (row 1)
 ``{tier}/rnn/layer_i/cell/bias`` LSTM ``[4D]``         ``.../b``
 ``{tier}/rnn/layer_i_skip_out/{kernel,bias}``          ``frame_tier_j/rnn/skip_out_i``
-``{tier}/upsample`` ``[R, D_out, D_in]``               ``frame_tier_j/upsample`` ``[R, D_in, D_out]``
+``{tier}/upsample`` ``[R, D_out, D_in]``               ``frame_tier_j/upsample`` (transposed)
 ``sample_mlp/embedding/embeddings``                    ``sample_mlp/embedding``
 ``sample_mlp/inputs/kernel`` (Conv1D ``[F, Q, D]``)     ``sample_mlp/taps``
 ``sample_mlp/{hidden1,hidden2,outputs}``               ``sample_mlp/{hidden1,hidden2,output_proj}``
@@ -80,17 +80,24 @@ def read_tf_checkpoint(path: str) -> Dict[str, np.ndarray]:
     tf_checkpoint.FormatError: a truncated or corrupt checkpoint file (the message names it).
   """
   if not os.path.exists(path + '.index'):
-    raise FileNotFoundError(f'{path}: no TensorFlow checkpoint here (expected {path}.index); '
-                            'pass the prefix, e.g. logdir/default/DATE/model.ckpt-100.')
+    raise FileNotFoundError(
+      f'{path}: no TensorFlow checkpoint here (expected {path}.index); '
+      'pass the prefix, e.g. logdir/default/DATE/model.ckpt-100.'
+    )
   reader = tf_checkpoint.Reader(path)
   # Optimizer slots and the object graph are not the model's.
-  return {k: reader.get_tensor(k) for k in reader.shapes
-          if k.endswith(_SUFFIX) and 'OPTIMIZER_SLOT' not in k}
+  return {
+    k: reader.get_tensor(k)
+    for k in reader.shapes
+    if k.endswith(_SUFFIX) and 'OPTIMIZER_SLOT' not in k
+  }
 
 
-def _prism_to_params(variables: Mapping[str, np.ndarray], *, num_layers: int, skip_conn: bool,
-                     rnn_type: str) -> Dict[str, Any]:
+def _prism_to_params(
+  variables: Mapping[str, np.ndarray], *, num_layers: int, skip_conn: bool, rnn_type: str
+) -> Dict[str, Any]:
   """Renames and reshapes PRiSM variables into this project's parameter tree."""
+
   def get(key, transform: Callable[[np.ndarray], np.ndarray] = lambda a: a):
     full = key + _SUFFIX
     if full not in variables:
@@ -115,20 +122,19 @@ def _prism_to_params(variables: Mapping[str, np.ndarray], *, num_layers: int, sk
           skip['bias'] = get(f'{tier}/rnn/layer_{i}_skip_out/bias')
         rnn_params[f'skip_out_{i}'] = skip
     params[f'frame_tier_{j}'] = {
-        'input_proj': {'kernel': get(f'{tier}/inputs/kernel'),
-                       'bias': get(f'{tier}/inputs/bias')},
-        'rnn': rnn_params,
-        'upsample': get(f'{tier}/upsample', lambda u: np.transpose(u, (0, 2, 1))),
+      'input_proj': {'kernel': get(f'{tier}/inputs/kernel'), 'bias': get(f'{tier}/inputs/bias')},
+      'rnn': rnn_params,
+      'upsample': get(f'{tier}/upsample', lambda u: np.transpose(u, (0, 2, 1))),
     }
   params['sample_mlp'] = {
-      'embedding': get('sample_mlp/embedding/embeddings'),
-      'taps': get('sample_mlp/inputs/kernel'),
-      'hidden1': {'kernel': get('sample_mlp/hidden1/kernel'),
-                  'bias': get('sample_mlp/hidden1/bias')},
-      'hidden2': {'kernel': get('sample_mlp/hidden2/kernel'),
-                  'bias': get('sample_mlp/hidden2/bias')},
-      'output_proj': {'kernel': get('sample_mlp/outputs/kernel'),
-                      'bias': get('sample_mlp/outputs/bias')},
+    'embedding': get('sample_mlp/embedding/embeddings'),
+    'taps': get('sample_mlp/inputs/kernel'),
+    'hidden1': {'kernel': get('sample_mlp/hidden1/kernel'), 'bias': get('sample_mlp/hidden1/bias')},
+    'hidden2': {'kernel': get('sample_mlp/hidden2/kernel'), 'bias': get('sample_mlp/hidden2/bias')},
+    'output_proj': {
+      'kernel': get('sample_mlp/outputs/kernel'),
+      'bias': get('sample_mlp/outputs/bias'),
+    },
   }
   return params
 
@@ -142,15 +148,18 @@ def convert(variables: Mapping[str, np.ndarray], config: ml_collections.ConfigDi
   """
   m = config.model
   try:
-    params = _prism_to_params(variables, num_layers=m.num_rnn_layers, skip_conn=m.skip_conn,
-                              rnn_type=m.rnn_type)
+    params = _prism_to_params(
+      variables, num_layers=m.num_rnn_layers, skip_conn=m.skip_conn, rnn_type=m.rnn_type
+    )
   except KeyError as e:
-    raise ValueError(f'the checkpoint has no variable {e.args[0]!r}, which the config '
-                     f'(rnn_type={m.rnn_type}, num_rnn_layers={m.num_rnn_layers}, skip_conn='
-                     f'{m.skip_conn}) needs; is this the config the model was trained with?'
-                     ) from None
+    raise ValueError(
+      f'the checkpoint has no variable {e.args[0]!r}, which the config '
+      f'(rnn_type={m.rnn_type}, num_rnn_layers={m.num_rnn_layers}, skip_conn='
+      f'{m.skip_conn}) needs; is this the config the model was trained with?'
+    ) from None
   expected = jax.eval_shape(
-      lambda: model_lib.init_params(model_lib.from_config(m), jax.random.key(0)))
+    lambda: model_lib.init_params(model_lib.from_config(m), jax.random.key(0))
+  )
   flat_expected = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
   flat_params = dict(jax.tree_util.tree_flatten_with_path(params)[0])
   for path, want in flat_expected.items():
@@ -159,9 +168,11 @@ def convert(variables: Mapping[str, np.ndarray], config: ml_collections.ConfigDi
       raise ValueError(f'no PRiSM variable maps to parameter {name} {tuple(want.shape)}.')
     got = flat_params[path].shape
     if got != want.shape:
-      raise ValueError(f'PRiSM variable for {name} has shape {got}, but the config '
-                       f'(dim={m.dim}, frame_sizes={tuple(m.frame_sizes)}, q_levels='
-                       f'{m.q_levels}) needs {tuple(want.shape)}.')
+      raise ValueError(
+        f'PRiSM variable for {name} has shape {got}, but the config '
+        f'(dim={m.dim}, frame_sizes={tuple(m.frame_sizes)}, q_levels='
+        f'{m.q_levels}) needs {tuple(want.shape)}.'
+      )
   return params
 
 

@@ -37,18 +37,27 @@ class FormatError(ValueError):
 # TensorFlow's DataType enum (types.proto) -> numpy, for the types a checkpoint of model
 # weights holds. DT_STRING (7) is read apart.
 _DTYPES = {
-    1: np.dtype(np.float32), 2: np.dtype(np.float64), 3: np.dtype(np.int32),
-    4: np.dtype(np.uint8), 5: np.dtype(np.int16), 6: np.dtype(np.int8),
-    8: np.dtype(np.complex64), 9: np.dtype(np.int64), 10: np.dtype(np.bool_),
-    14: np.dtype(ml_dtypes.bfloat16), 17: np.dtype(np.uint16), 18: np.dtype(np.complex128),
-    19: np.dtype(np.float16), 22: np.dtype(np.uint32), 23: np.dtype(np.uint64),
+  1: np.dtype(np.float32),
+  2: np.dtype(np.float64),
+  3: np.dtype(np.int32),
+  4: np.dtype(np.uint8),
+  5: np.dtype(np.int16),
+  6: np.dtype(np.int8),
+  8: np.dtype(np.complex64),
+  9: np.dtype(np.int64),
+  10: np.dtype(np.bool_),
+  14: np.dtype(ml_dtypes.bfloat16),
+  17: np.dtype(np.uint16),
+  18: np.dtype(np.complex128),
+  19: np.dtype(np.float16),
+  22: np.dtype(np.uint32),
+  23: np.dtype(np.uint64),
 }
 _DT_STRING = 7
 # BundleEntryProto's fields; `slices` (repeated) is there only for a partitioned variable.
-_ENTRY_FIELDS = {1: 'dtype', 2: 'shape', 3: 'shard', 4: 'offset', 5: 'size', 6: 'crc',
-                 7: 'slices'}
+_ENTRY_FIELDS = {1: 'dtype', 2: 'shape', 3: 'shard', 4: 'offset', 5: 'size', 6: 'crc', 7: 'slices'}
 _BUNDLE_VERSION = 1  # TensorFlow's kTensorBundleVersion, unchanged since 2016.
-_TABLE_MAGIC = 0xdb4775248b80fb57
+_TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_SIZE = 48
 _BLOCK_TRAILER_SIZE = 5  # Type byte, masked crc32c.
 
@@ -100,10 +109,10 @@ def crc32c(data) -> int:
   width = 1024
   rows = 1 << max(0, int(np.ceil(np.log2(-(-view.size // width)))))
   padded = np.zeros(rows * width, np.uint8)
-  padded[-view.size:] = view
+  padded[-view.size :] = view
   # The standard initial register 0xFFFFFFFF is the same as XORing it into the first four
   # data bytes, with a register that starts at 0.
-  padded[-view.size:][:4] ^= np.frombuffer(struct.pack('<I', 0xFFFFFFFF), np.uint8)
+  padded[-view.size :][:4] ^= np.frombuffer(struct.pack('<I', 0xFFFFFFFF), np.uint8)
   grid = padded.reshape(rows, width)
   crcs = np.zeros(rows, np.uint32)
   for column in grid.T:
@@ -117,11 +126,12 @@ def crc32c(data) -> int:
 
 def _unmask(masked: int) -> int:
   """The crc32c that LevelDB's and TensorFlow's ``Mask`` stored as ``masked``."""
-  rot = (masked - 0xa282ead8) & 0xFFFFFFFF
+  rot = (masked - 0xA282EAD8) & 0xFFFFFFFF
   return ((rot >> 17) | (rot << 15)) & 0xFFFFFFFF
 
 
 # ----- protobuf wire format --------------------------------------------------------------
+
 
 def _varint(buf: bytes, pos: int) -> Tuple[int, int]:
   """The varint at ``buf[pos:]`` and the position after it; IndexError past the end."""
@@ -147,7 +157,7 @@ def _fields(buf: bytes) -> Iterator[Tuple[int, object]]:
       value, pos = struct.unpack_from('<Q', buf, pos)[0], pos + 8
     elif wire_type == 2:
       size, pos = _varint(buf, pos)
-      value, pos = buf[pos:pos + size], pos + size
+      value, pos = buf[pos : pos + size], pos + size
       if pos > len(buf):
         raise IndexError('field past the end')
     elif wire_type == 5:
@@ -168,36 +178,38 @@ def _shape(buf: bytes) -> Tuple[int, ...]:
 
 # ----- SSTable ---------------------------------------------------------------------------
 
+
 def _block(table: bytes, handle: bytes, path: str) -> bytes:
   """The contents of the block at ``handle`` (offset, size varints), checked."""
   offset, pos = _varint(handle, 0)
   size, _ = _varint(handle, pos)
   end = offset + size + _BLOCK_TRAILER_SIZE
   if end > len(table):
-    raise FormatError(f'{path}: truncated (a block ends at byte {end}, the file has '
-                      f'{len(table)}).')
-  contents, kind = table[offset:offset + size], table[offset + size]
-  masked, = struct.unpack_from('<I', table, offset + size + 1)
-  if crc32c(table[offset:offset + size + 1]) != _unmask(masked):
+    raise FormatError(f'{path}: truncated (a block ends at byte {end}, the file has {len(table)}).')
+  contents, kind = table[offset : offset + size], table[offset + size]
+  (masked,) = struct.unpack_from('<I', table, offset + size + 1)
+  if crc32c(table[offset : offset + size + 1]) != _unmask(masked):
     raise FormatError(f'{path}: the block at byte {offset} fails its checksum (a corrupt file).')
   if kind != 0:
-    raise FormatError(f'{path}: a compressed block (type {kind}); TensorFlow writes checkpoint '
-                      'indexes uncompressed, this reader reads only those.')
+    raise FormatError(
+      f'{path}: a compressed block (type {kind}); TensorFlow writes checkpoint '
+      'indexes uncompressed, this reader reads only those.'
+    )
   return contents
 
 
 def _block_entries(block: bytes) -> Iterator[Tuple[bytes, bytes]]:
   """(key, value) of a block, keys rebuilt from their shared prefixes."""
-  num_restarts, = struct.unpack_from('<I', block, len(block) - 4)
+  (num_restarts,) = struct.unpack_from('<I', block, len(block) - 4)
   end = len(block) - 4 - 4 * num_restarts
   pos, key = 0, b''
   while pos < end:
     shared, pos = _varint(block, pos)
     unshared, pos = _varint(block, pos)
     value_size, pos = _varint(block, pos)
-    key = key[:shared] + block[pos:pos + unshared]
+    key = key[:shared] + block[pos : pos + unshared]
     pos += unshared
-    yield key, block[pos:pos + value_size]
+    yield key, block[pos : pos + value_size]
     pos += value_size
 
 
@@ -206,23 +218,30 @@ def _table_entries(path: str) -> List[Tuple[bytes, bytes]]:
   with open(path, 'rb') as f:
     table = f.read()
   if len(table) < _FOOTER_SIZE:
-    raise FormatError(f'{path}: truncated ({len(table)} bytes, less than the '
-                      f'{_FOOTER_SIZE}-byte footer).')
+    raise FormatError(
+      f'{path}: truncated ({len(table)} bytes, less than the {_FOOTER_SIZE}-byte footer).'
+    )
   footer = table[-_FOOTER_SIZE:]
   if struct.unpack_from('<Q', footer, _FOOTER_SIZE - 8)[0] != _TABLE_MAGIC:
-    raise FormatError(f'{path}: not a TensorFlow checkpoint index (no table magic number at '
-                      'its end; truncated or another kind of file).')
+    raise FormatError(
+      f'{path}: not a TensorFlow checkpoint index (no table magic number at '
+      'its end; truncated or another kind of file).'
+    )
   try:
     _, pos = _varint(footer, 0)  # The meta-index: bundles keep nothing there.
     _, pos = _varint(footer, pos)
     index = _block(table, footer[pos:], path)
-    return [entry for _, handle in _block_entries(index)
-            for entry in _block_entries(_block(table, handle, path))]
+    return [
+      entry
+      for _, handle in _block_entries(index)
+      for entry in _block_entries(_block(table, handle, path))
+    ]
   except (IndexError, struct.error):
     raise FormatError(f'{path}: a malformed block (a corrupt file).') from None
 
 
 # ----- The bundle ------------------------------------------------------------------------
+
 
 class Reader:
   """The tensors of the TensorFlow checkpoint at ``prefix`` (``.../model.ckpt-N``).
@@ -262,19 +281,24 @@ class Reader:
     self._num_shards = num_shards
     self.shapes = {name: list(e['shape']) for name, e in self._entries.items()}
     # None for a dtype not read here (get_tensor says which).
-    self.dtypes = {name: np.dtype(object) if e['dtype'] == _DT_STRING else
-                   _DTYPES.get(e['dtype']) for name, e in self._entries.items()}
+    self.dtypes = {
+      name: np.dtype(object) if e['dtype'] == _DT_STRING else _DTYPES.get(e['dtype'])
+      for name, e in self._entries.items()
+    }
 
   @staticmethod
   def _check_header(header: dict, index_path: str) -> int:
     """The number of shards that a BundleHeaderProto promises, if this reader reads it."""
     if header.get(2, 0) != 0:
-      raise FormatError(f'{index_path}: a big-endian checkpoint; this reader reads '
-                        'little-endian ones only.')
+      raise FormatError(
+        f'{index_path}: a big-endian checkpoint; this reader reads little-endian ones only.'
+      )
     min_consumer = dict(_fields(header.get(3, b''))).get(2, 0)
     if min_consumer > _BUNDLE_VERSION:
-      raise FormatError(f'{index_path}: written in checkpoint format version {min_consumer}; '
-                        f'this reader reads version {_BUNDLE_VERSION}.')
+      raise FormatError(
+        f'{index_path}: written in checkpoint format version {min_consumer}; '
+        f'this reader reads version {_BUNDLE_VERSION}.'
+      )
     return header.get(1, 1)
 
   def shard_path(self, shard: int) -> str:
@@ -284,11 +308,15 @@ class Reader:
     """The tensor ``name``; KeyError if the checkpoint has none of that name."""
     entry = self._entries[name]
     if 'slices' in entry:
-      raise FormatError(f'{self.prefix}.index: {name} is a partitioned variable; this reader '
-                        'reads whole variables only.')
+      raise FormatError(
+        f'{self.prefix}.index: {name} is a partitioned variable; this reader '
+        'reads whole variables only.'
+      )
     if entry['dtype'] != _DT_STRING and entry['dtype'] not in _DTYPES:
-      raise FormatError(f'{self.prefix}.index: {name} has TensorFlow dtype {entry["dtype"]}, '
-                        'which this reader does not read.')
+      raise FormatError(
+        f'{self.prefix}.index: {name} has TensorFlow dtype {entry["dtype"]}, '
+        'which this reader does not read.'
+      )
     path = self.shard_path(entry['shard'])
     offset, size = entry['offset'], entry['size']
     try:
@@ -298,11 +326,14 @@ class Reader:
         data = bytearray(size)
         got = f.readinto(data)
     except FileNotFoundError:
-      raise FileNotFoundError(f'{path}: missing; the checkpoint {self.prefix} needs it for '
-                              f'{name}.') from None
+      raise FileNotFoundError(
+        f'{path}: missing; the checkpoint {self.prefix} needs it for {name}.'
+      ) from None
     if got != size:
-      raise FormatError(f'{path}: truncated ({name} needs bytes {offset}..{offset + size}, '
-                        f'the file has {file_size}).')
+      raise FormatError(
+        f'{path}: truncated ({name} needs bytes {offset}..{offset + size}, '
+        f'the file has {file_size}).'
+      )
     shape = entry['shape']
     count = int(np.prod(shape))
     if entry['dtype'] == _DT_STRING:
@@ -316,8 +347,10 @@ class Reader:
     else:
       dtype = _DTYPES[entry['dtype']]
       if size != count * dtype.itemsize:
-        raise FormatError(f'{path}: {name} has {size} bytes; its shape {list(shape)} of '
-                          f'{dtype.name} needs {count * dtype.itemsize}.')
+        raise FormatError(
+          f'{path}: {name} has {size} bytes; its shape {list(shape)} of '
+          f'{dtype.name} needs {count * dtype.itemsize}.'
+        )
       array = np.frombuffer(data, dtype).reshape(shape)
     return array[()] if not shape else array  # A scalar as TensorFlow gives it: not 0-d.
 
@@ -342,7 +375,7 @@ def _strings(data: bytearray, count: int, path: str, name: str) -> Tuple[List[by
   pos += 4
   strings = []
   for length in lengths:
-    strings.append(bytes(data[pos:pos + length]))
+    strings.append(bytes(data[pos : pos + length]))
     pos += length
   return strings, checked
 

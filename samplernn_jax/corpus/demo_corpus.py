@@ -20,21 +20,27 @@ _SCALE = np.array([0, 3, 5, 7, 10, 12, 15, 17, 19, 22, 24])
 _A2_HZ = 110.0
 
 
-def pluck(frequency: float, num_samples: int, sample_rate: int, rng: np.random.Generator,
-          decay: float = 0.996) -> np.ndarray:
+def pluck(
+  frequency: float,
+  num_samples: int,
+  sample_rate: int,
+  rng: np.random.Generator,
+  decay: float = 0.996,
+) -> np.ndarray:
   """One Karplus-Strong string: a noise burst fed back through a two-tap average."""
   period = max(2, int(round(sample_rate / frequency)))
   # y[-1] = 0 sits in front so the first period's y[n - P - 1] term is defined.
   y = np.zeros(1 + max(num_samples, period), np.float32)
   burst = rng.uniform(-1, 1, period)
   # The loop filter passes DC, so a burst with a mean would leave an offset ringing.
-  y[1:1 + period] = burst - burst.mean()
+  y[1 : 1 + period] = burst - burst.mean()
   # Every sample depends only on the previous period, so one period is one vector step.
   for start in range(1 + period, len(y), period):
     stop = min(start + period, len(y))
-    y[start:stop] = 0.5 * decay * (y[start - period:stop - period]
-                                    + y[start - period - 1:stop - period - 1])
-  return y[1:1 + num_samples]
+    y[start:stop] = (
+      0.5 * decay * (y[start - period : stop - period] + y[start - period - 1 : stop - period - 1])
+    )
+  return y[1 : 1 + num_samples]
 
 
 def melody(seconds: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -46,13 +52,14 @@ def melody(seconds: float, sample_rate: int, rng: np.random.Generator) -> np.nda
   while onset < num_samples:
     semitone = rng.choice(_SCALE)
     ring = min(num_samples - onset, int(1.5 * sample_rate))
-    out_N[onset:onset + ring] += pluck(root * 2 ** (semitone / 12), ring, sample_rate, rng)
+    out_N[onset : onset + ring] += pluck(root * 2 ** (semitone / 12), ring, sample_rate, rng)
     onset += int(sample_rate * rng.choice([0.125, 0.25, 0.25, 0.5]))
   return 0.8 * out_N / max(float(np.abs(out_N).max()), 1e-6)
 
 
-def synthesize(out_dir: str, sample_rate: int = 16000, num_files: int = 72,
-               seconds: float = 4.0, seed: int = 0) -> list[str]:
+def synthesize(
+  out_dir: str, sample_rate: int = 16000, num_files: int = 72, seconds: float = 4.0, seed: int = 0
+) -> list[str]:
   """Writes ``demo_{i:03d}.wav`` files into ``out_dir`` and returns their paths.
 
   The same arguments always produce the same samples.

@@ -27,14 +27,17 @@ _ARCHIVED = 'has already been recorded in the archive'
 @dataclasses.dataclass
 class Report:
   """What one fetch did."""
+
   downloaded: list[str] = dataclasses.field(default_factory=list)  # File paths.
   skipped: int = 0  # Items already in the download archive.
   errors: list[str] = dataclasses.field(default_factory=list)  # One message per failure.
 
   def summary(self) -> str:
-    lines = [f'Downloaded: {len(self.downloaded)}',
-             f'Skipped (already in the archive): {self.skipped}',
-             f'Failed: {len(self.errors)}']
+    lines = [
+      f'Downloaded: {len(self.downloaded)}',
+      f'Skipped (already in the archive): {self.skipped}',
+      f'Failed: {len(self.errors)}',
+    ]
     return '\n'.join(lines + [f'  {e}' for e in self.errors])
 
 
@@ -71,8 +74,14 @@ def short_error(message: str) -> str:
   return message.split(' (caused by ', 1)[0].strip()
 
 
-def fetch(urls: list[str], output_dir: str, *, audio_format: str = 'bestaudio/best',
-          enable_file_urls: bool = False, verbose: bool = True) -> Report:
+def fetch(
+  urls: list[str],
+  output_dir: str,
+  *,
+  audio_format: str = 'bestaudio/best',
+  enable_file_urls: bool = False,
+  verbose: bool = True,
+) -> Report:
   """Downloads the audio of ``urls`` into ``output_dir``; never raises for an item."""
   os.makedirs(output_dir, exist_ok=True)
   report = Report()
@@ -83,17 +92,17 @@ def fetch(urls: list[str], output_dir: str, *, audio_format: str = 'bestaudio/be
       report.downloaded.append(status['filename'])
 
   options = {
-      'format': audio_format,
-      'paths': {'home': output_dir},
-      'outtmpl': '%(title).100B-%(id)s.%(ext)s',
-      'restrictfilenames': True,
-      'download_archive': os.path.join(output_dir, ARCHIVE_NAME),
-      # Report a failed item through the logger and go on with the next one.
-      'ignoreerrors': True,
-      'noprogress': True,
-      'enable_file_urls': enable_file_urls,
-      'logger': logger,
-      'progress_hooks': [on_progress],
+    'format': audio_format,
+    'paths': {'home': output_dir},
+    'outtmpl': '%(title).100B-%(id)s.%(ext)s',
+    'restrictfilenames': True,
+    'download_archive': os.path.join(output_dir, ARCHIVE_NAME),
+    # Report a failed item through the logger and go on with the next one.
+    'ignoreerrors': True,
+    'noprogress': True,
+    'enable_file_urls': enable_file_urls,
+    'logger': logger,
+    'progress_hooks': [on_progress],
   }
   with yt_dlp.YoutubeDL(options) as ydl:
     for url in urls:
@@ -112,5 +121,6 @@ def read_batch_file(path: str) -> list[str]:
     with open(path) as f:
       return [line.strip() for line in f if line.strip() and not line.lstrip().startswith('#')]
   except OSError as e:
-    raise FileNotFoundError(f'--batch_file={path}: cannot read it ({e.strerror}); pass a '
-                            'text file of URLs, one a line.') from None
+    raise FileNotFoundError(
+      f'--batch_file={path}: cannot read it ({e.strerror}); pass a text file of URLs, one a line.'
+    ) from None

@@ -43,6 +43,7 @@ MANIFEST_DIR = '.samplernn-prepare'
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """What determines the chunks of a source; a change re-does finished sources."""
+
   sample_rate: int = 16000
   chunk_length_ms: int = 8000
   overlap_ms: int = 1000
@@ -51,18 +52,21 @@ class Settings:
   def check(self) -> None:
     """Raises ValueError naming the flag at fault."""
     if self.sample_rate <= 0:
-      raise ValueError(f'--sample_rate={self.sample_rate} must be a positive rate in Hz, '
-                       'e.g. 16000.')
+      raise ValueError(
+        f'--sample_rate={self.sample_rate} must be a positive rate in Hz, e.g. 16000.'
+      )
     if self.chunk_length_ms <= 0:
       raise ValueError(f'--chunk_length_ms={self.chunk_length_ms} must be positive, e.g. 8000.')
     if not 0 <= self.overlap_ms < self.chunk_length_ms:
-      raise ValueError(f'--overlap_ms={self.overlap_ms} must lie in [0, --chunk_length_ms='
-                       f'{self.chunk_length_ms}).')
+      raise ValueError(
+        f'--overlap_ms={self.overlap_ms} must lie in [0, --chunk_length_ms={self.chunk_length_ms}).'
+      )
 
 
 @dataclasses.dataclass
 class Result:
   """The outcome of one source file."""
+
   path: str
   status: str  # 'done', 'skipped' (finished by an earlier run) or 'failed'.
   chunks_written: int = 0
@@ -92,8 +96,9 @@ def _length_ms(num_samples: int, sample_rate: int) -> int:
   return round(1000 * (num_samples / sample_rate))
 
 
-def is_silent(chunk_pcm_N: np.ndarray, sample_rate: int, chunk_length_ms: int,
-              silence_thresh_db: float) -> bool:
+def is_silent(
+  chunk_pcm_N: np.ndarray, sample_rate: int, chunk_length_ms: int, silence_thresh_db: float
+) -> bool:
   """pydub's detect_silence(chunk, int(chunk_length_ms / 2), thresh) is non-empty.
 
   ``chunk_pcm_N`` holds int16 samples. A window of ``int(chunk_length_ms / 2)`` ms
@@ -119,8 +124,12 @@ def _manifest_path(output_dir: str, stem: str) -> str:
 
 def _source_id(path: str, settings: Settings) -> dict:
   stat = os.stat(path)
-  return {'source': os.path.abspath(path), 'size': stat.st_size,
-          'mtime_ns': stat.st_mtime_ns, 'settings': dataclasses.asdict(settings)}
+  return {
+    'source': os.path.abspath(path),
+    'size': stat.st_size,
+    'mtime_ns': stat.st_mtime_ns,
+    'settings': dataclasses.asdict(settings),
+  }
 
 
 def _read_manifest(path: str) -> dict | None:
@@ -136,8 +145,11 @@ def prepare_file(path: str, stem: str, output_dir: str, settings: Settings) -> R
   manifest_path = _manifest_path(output_dir, stem)
   source_id = _source_id(path, settings)
   old = _read_manifest(manifest_path)
-  if old and all(old.get(k) == v for k, v in source_id.items()) and all(
-      os.path.exists(os.path.join(output_dir, c)) for c in old['chunks']):
+  if (
+    old
+    and all(old.get(k) == v for k, v in source_id.items())
+    and all(os.path.exists(os.path.join(output_dir, c)) for c in old['chunks'])
+  ):
     return Result(path, 'skipped', len(old['chunks']), old['silent'])
   try:
     samples_NxC, rate = audio_io.read_audio(path)
@@ -151,10 +163,11 @@ def prepare_file(path: str, stem: str, output_dir: str, settings: Settings) -> R
   sr = settings.sample_rate
   pcm_N = audio_io.to_pcm16(samples_N)
   chunks, silent = [], 0
-  bounds = chunk_bounds_ms(_length_ms(len(pcm_N), sr), settings.chunk_length_ms,
-                           settings.overlap_ms)
+  bounds = chunk_bounds_ms(
+    _length_ms(len(pcm_N), sr), settings.chunk_length_ms, settings.overlap_ms
+  )
   for index, (start_ms, end_ms) in enumerate(bounds):
-    chunk_N = pcm_N[_ms_to_sample(start_ms, sr):_ms_to_sample(end_ms, sr)]
+    chunk_N = pcm_N[_ms_to_sample(start_ms, sr) : _ms_to_sample(end_ms, sr)]
     if is_silent(chunk_N, sr, settings.chunk_length_ms, settings.silence_thresh_db):
       silent += 1
       continue
@@ -195,6 +208,7 @@ def _die_with_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
       time.sleep(0.2)
     os._exit(1)  # pylint: disable=protected-access
+
   threading.Thread(target=watch, daemon=True).start()
 
 
@@ -219,13 +233,20 @@ def unique_stems(paths: list[str]) -> list[str]:
   """File stems, with a hash of the path appended where two sources share one."""
   stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
   counts = {s: stems.count(s) for s in stems}
-  return [s if counts[s] == 1 else
-          f'{s}-{hashlib.sha1(os.path.abspath(p).encode()).hexdigest()[:8]}'
-          for s, p in zip(stems, paths)]
+  return [
+    s if counts[s] == 1 else f'{s}-{hashlib.sha1(os.path.abspath(p).encode()).hexdigest()[:8]}'
+    for s, p in zip(stems, paths)
+  ]
 
 
-def prepare(inputs: list[str], output_dir: str, settings: Settings = Settings(), *,
-            num_workers: int = 1, progress: bool = True) -> list[Result]:
+def prepare(
+  inputs: list[str],
+  output_dir: str,
+  settings: Settings = Settings(),
+  *,
+  num_workers: int = 1,
+  progress: bool = True,
+) -> list[Result]:
   """Chunks every source under ``inputs`` into ``output_dir``; one Result per source."""
   settings.check()
   # Chunks of an earlier run are not sources, even with --output_dir inside --input.
@@ -246,10 +267,11 @@ def prepare(inputs: list[str], output_dir: str, settings: Settings = Settings(),
     # spawn, not fork: the parent may hold JAX or other threads that fork breaks.
     context = multiprocessing.get_context('spawn')
     with concurrent.futures.ProcessPoolExecutor(
-        num_workers, mp_context=context, initializer=_die_with_parent,
-        initargs=(os.getpid(),)) as pool:
-      futures = {pool.submit(_prepare_safely, path, stem, output_dir, settings): path
-                 for path, stem in jobs}
+      num_workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
+      futures = {
+        pool.submit(_prepare_safely, path, stem, output_dir, settings): path for path, stem in jobs
+      }
       for future in concurrent.futures.as_completed(futures):
         try:
           results.append(future.result())
@@ -268,11 +290,11 @@ def summary(results: list[Result], output_dir: str) -> str:
   short = [r for r in done if r.reason]
   clipped = [r for r in done if r.clipped > 0]
   lines = [
-      f'Files read: {len(done)} (plus {len(skipped)} finished earlier, skipped)',
-      f'Chunks written: {sum(r.chunks_written for r in done)} to {output_dir}',
-      f'Silent chunks dropped: {sum(r.chunks_silent for r in done)}',
-      f'Files shorter than one chunk: {len(short)}',
-      f'Files clipped (float samples beyond +-1, cut to full scale): {len(clipped)}',
+    f'Files read: {len(done)} (plus {len(skipped)} finished earlier, skipped)',
+    f'Chunks written: {sum(r.chunks_written for r in done)} to {output_dir}',
+    f'Silent chunks dropped: {sum(r.chunks_silent for r in done)}',
+    f'Files shorter than one chunk: {len(short)}',
+    f'Files clipped (float samples beyond +-1, cut to full scale): {len(clipped)}',
   ]
   lines += [f'  {_printable(r.path)}: {100 * r.clipped:.2g}% of samples' for r in clipped]
   lines += [f'Files failed: {len(failed)}']
@@ -293,6 +315,8 @@ def problem(results: list[Result]) -> str | None:
   if failed:
     return f'{len(failed)} of {len(results)} files failed (listed above).'
   if not sum(r.chunks_written for r in results):
-    return ('no chunk was written: every file is shorter than one chunk or silent; lower '
-            '--chunk_length_ms or --silence_thresh_db.')
+    return (
+      'no chunk was written: every file is shorter than one chunk or silent; lower '
+      '--chunk_length_ms or --silence_thresh_db.'
+    )
   return None

@@ -53,17 +53,23 @@ _FULL_SCALE = 0.999
 # What each defect share costs. Clipping is rare in mastered music and wrecks a clip even
 # when 1% of samples hit full scale, so it costs most.
 PENALTY_WEIGHTS = {'silent': 1.0, 'stuck': 2.0, 'clipped': 10.0}
-GROUP_WEIGHTS = {'timbre': 0.25, 'loudness': 0.15, 'flatness': 0.15, 'tonality': 0.15,
-                 'periodicity': 0.15, 'rhythm': 0.15}
+GROUP_WEIGHTS = {
+  'timbre': 0.25,
+  'loudness': 0.15,
+  'flatness': 0.15,
+  'tonality': 0.15,
+  'periodicity': 0.15,
+  'rhythm': 0.15,
+}
 # The smallest spread each feature may have (dB; dB; log10; correlations; per s, dB,
 # ratio, correlation).
 _SPREAD_FLOORS = {
-    'timbre': np.full(2 * N_MELS, 1.0),
-    'loudness': np.full(5, 1.0),
-    'flatness': np.full(4, 0.05),
-    'tonality': np.full(3, 0.05),
-    'periodicity': np.full(2, 0.05),
-    'rhythm': np.array([0.25, 0.1, 0.05, 0.05]),
+  'timbre': np.full(2 * N_MELS, 1.0),
+  'loudness': np.full(5, 1.0),
+  'flatness': np.full(4, 0.05),
+  'tonality': np.full(3, 0.05),
+  'periodicity': np.full(2, 0.05),
+  'rhythm': np.array([0.25, 0.1, 0.05, 0.05]),
 }
 WORST_SCORE = -1.0
 # Bumped whenever features change: a stored profile of another version is recomputed.
@@ -75,6 +81,7 @@ _EPS = 1e-10
 # Features and defects of one stretch of audio
 # ---------------------------------------------------------------------------------------
 
+
 def _n_fft(sample_rate: int) -> int:
   """About 64 ms: 1024 at 16 kHz, 512 at 8 kHz."""
   return int(2 ** round(np.log2(0.064 * sample_rate)))
@@ -83,14 +90,16 @@ def _n_fft(sample_rate: int) -> int:
 def features(audio_N: np.ndarray, sample_rate: int) -> dict:
   """The feature groups of float audio in [-1, 1]: ``{group: float64[dims]}``."""
   import librosa  # pylint: disable=g-import-not-at-top  (numba start-up only when scoring)
+
   n_fft = _n_fft(sample_rate)
   hop = n_fft // 4
   audio_N = np.asarray(audio_N, np.float32)
   if audio_N.shape[0] < n_fft:
     audio_N = np.pad(audio_N, (0, n_fft - audio_N.shape[0]))
   power_FxT = np.abs(librosa.stft(audio_N, n_fft=n_fft, hop_length=hop)) ** 2
-  mel_db_MxT = 10 * np.log10(librosa.feature.melspectrogram(
-      S=power_FxT, sr=sample_rate, n_mels=N_MELS) + _EPS)
+  mel_db_MxT = 10 * np.log10(
+    librosa.feature.melspectrogram(S=power_FxT, sr=sample_rate, n_mels=N_MELS) + _EPS
+  )
   # Frame RMS from the spectrum (Parseval, Hann window): dBFS of a full-scale sine is -3.
   window_power = np.sum(np.hanning(n_fft + 1)[:-1] ** 2)
   rms_T = np.sqrt(np.maximum(2 * power_FxT[1:].sum(0) + power_FxT[0], 0) / (n_fft * window_power))
@@ -101,25 +110,40 @@ def features(audio_N: np.ndarray, sample_rate: int) -> dict:
 
   band_mean_M = mel_db_MxT[:, sounding].mean(1)
   timbre = np.concatenate([band_mean_M - band_mean_M.mean(), mel_db_MxT[:, sounding].std(1)])
-  loudness = np.array([level_db_T.mean(), level_db_T.std(),
-                       *np.percentile(level_db_T, [10, 50, 90])])
-  log_flat_T = np.log10(np.maximum(librosa.feature.spectral_flatness(
-      S=np.sqrt(power_FxT[:, sounding])), _EPS))[0]
-  flatness = np.array([log_flat_T.mean(), log_flat_T.std(),
-                       *np.percentile(log_flat_T, [10, 90])])
+  loudness = np.array(
+    [level_db_T.mean(), level_db_T.std(), *np.percentile(level_db_T, [10, 50, 90])]
+  )
+  log_flat_T = np.log10(
+    np.maximum(librosa.feature.spectral_flatness(S=np.sqrt(power_FxT[:, sounding])), _EPS)
+  )[0]
+  flatness = np.array([log_flat_T.mean(), log_flat_T.std(), *np.percentile(log_flat_T, [10, 90])])
   tonality = _tonality(power_FxT, sounding, n_fft // hop)
   periodicity = _periodicity(audio_N, sample_rate, n_fft)
 
   onset_env_T = librosa.onset.onset_strength(S=mel_db_MxT, sr=sample_rate, hop_length=hop)
   seconds = audio_N.shape[0] / sample_rate
-  onsets = librosa.onset.onset_detect(onset_envelope=onset_env_T, sr=sample_rate,
-                                      hop_length=hop) if onset_env_T.max() > 0 else []
+  onsets = (
+    librosa.onset.onset_detect(onset_envelope=onset_env_T, sr=sample_rate, hop_length=hop)
+    if onset_env_T.max() > 0
+    else []
+  )
   env_mean = float(onset_env_T.mean())
-  rhythm = np.array([len(onsets) / seconds, env_mean,
-                     float(onset_env_T.std()) / max(env_mean, 1e-3),
-                     _regularity(onset_env_T, sample_rate / hop)])
-  return {'timbre': timbre, 'loudness': loudness, 'flatness': flatness, 'tonality': tonality,
-          'periodicity': periodicity, 'rhythm': rhythm}
+  rhythm = np.array(
+    [
+      len(onsets) / seconds,
+      env_mean,
+      float(onset_env_T.std()) / max(env_mean, 1e-3),
+      _regularity(onset_env_T, sample_rate / hop),
+    ]
+  )
+  return {
+    'timbre': timbre,
+    'loudness': loudness,
+    'flatness': flatness,
+    'tonality': tonality,
+    'periodicity': periodicity,
+    'rhythm': rhythm,
+  }
 
 
 def _tonality(power_FxT: np.ndarray, sounding_T: np.ndarray, lag: int) -> np.ndarray:
@@ -130,6 +154,7 @@ def _tonality(power_FxT: np.ndarray, sounding_T: np.ndarray, lag: int) -> np.nda
   Returns [mean, 10th and 90th percentiles] over pairs of sounding frames.
   """
   from scipy import ndimage  # pylint: disable=g-import-not-at-top  (comes with librosa)
+
   log_FxT = np.log10(power_FxT + _EPS)
   fine_FxT = log_FxT - ndimage.uniform_filter1d(log_FxT, 9, axis=0, mode='nearest')
   pairs = sounding_T[:-lag] & sounding_T[lag:] if sounding_T.shape[0] > lag else []
@@ -152,14 +177,14 @@ def _periodicity(audio_N: np.ndarray, sample_rate: int, frame: int) -> np.ndarra
     return np.zeros(2)
   hop = frame // 2
   frames_TxF = np.lib.stride_tricks.sliding_window_view(audio_N, frame + 1)[::hop]
-  sounding = np.sqrt(np.mean(frames_TxF ** 2, axis=1)) > 10 ** (SILENT_DBFS / 20)
+  sounding = np.sqrt(np.mean(frames_TxF**2, axis=1)) > 10 ** (SILENT_DBFS / 20)
   diff_TxF = np.diff(frames_TxF[sounding], axis=1)
   diff_TxF -= diff_TxF.mean(1, keepdims=True)
   lo, hi = max(1, sample_rate // 1000), min(frame // 2, sample_rate // 60)
   if not sounding.any() or hi <= lo:
     return np.zeros(2)
   ac_TxL = np.fft.irfft(np.abs(np.fft.rfft(diff_TxF, 2 * frame, axis=1)) ** 2, axis=1)
-  peak_T = ac_TxL[:, lo:hi + 1].max(1) / np.maximum(ac_TxL[:, 0], _EPS)
+  peak_T = ac_TxL[:, lo : hi + 1].max(1) / np.maximum(ac_TxL[:, 0], _EPS)
   return np.array([np.median(peak_T), np.percentile(peak_T, 90)])
 
 
@@ -181,21 +206,26 @@ def defects(audio_N: np.ndarray, sample_rate: int) -> dict:
     audio_N = np.zeros(1)  # No sound at all is silence.
   frame = max(1, min(audio_N.shape[0], int(_DEFECT_FRAME_SECONDS * sample_rate)))
   n = max(1, audio_N.shape[0] // frame)
-  frames_NxF = audio_N[:n * frame].reshape(n, frame)
-  rms = np.sqrt(np.mean(frames_NxF ** 2, axis=1))
+  frames_NxF = audio_N[: n * frame].reshape(n, frame)
+  rms = np.sqrt(np.mean(frames_NxF**2, axis=1))
   sounding = rms > 10 ** (SILENT_DBFS / 20)
   stuck = sounding & (frames_NxF.std(axis=1) < _STUCK_STD_OVER_RMS * rms)
-  return {'silent': float(np.mean(~sounding)), 'stuck': float(np.mean(stuck)),
-          'clipped': float(np.mean(np.abs(audio_N) >= _FULL_SCALE))}
+  return {
+    'silent': float(np.mean(~sounding)),
+    'stuck': float(np.mean(stuck)),
+    'clipped': float(np.mean(np.abs(audio_N) >= _FULL_SCALE)),
+  }
 
 
 # ---------------------------------------------------------------------------------------
 # The profile
 # ---------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Profile:
   """Statistics of reference audio; JSON in ``WORKDIR/clip_profile.json``."""
+
   sample_rate: int
   mean: dict  # group -> list of feature means
   spread: dict  # group -> list of spreads (floored standard deviations)
@@ -214,23 +244,26 @@ class Profile:
     return cls(**d)
 
 
-def segments(audio_N: np.ndarray, sample_rate: int,
-             max_segments: int = MAX_SEGMENTS_PER_FILE) -> list:
+def segments(
+  audio_N: np.ndarray, sample_rate: int, max_segments: int = MAX_SEGMENTS_PER_FILE
+) -> list:
   """Up to ``max_segments`` consecutive pieces of SEGMENT_SECONDS; a shorter file is one."""
   size = int(SEGMENT_SECONDS * sample_rate)
   if audio_N.shape[0] < 2 * size:
     return [audio_N]
-  return [audio_N[k * size:(k + 1) * size] for k in range(min(max_segments,
-                                                              audio_N.shape[0] // size))]
+  return [
+    audio_N[k * size : (k + 1) * size] for k in range(min(max_segments, audio_N.shape[0] // size))
+  ]
 
 
 def _distance(group: str, values, profile: Profile) -> float:
   z = (np.asarray(values) - np.asarray(profile.mean[group])) / np.asarray(profile.spread[group])
-  return float(np.sqrt(np.mean(z ** 2)))
+  return float(np.sqrt(np.mean(z**2)))
 
 
-def make_profile(paths: Sequence[str], sample_rate: Optional[int] = None,
-                 source: str = '') -> Profile:
+def make_profile(
+  paths: Sequence[str], sample_rate: Optional[int] = None, source: str = ''
+) -> Profile:
   """The profile of up to MAX_FILES of ``paths`` (evenly picked), read at ``sample_rate``.
 
   ``sample_rate=None`` takes the first file's rate. Unreadable files are skipped; raises
@@ -261,18 +294,21 @@ def make_profile(paths: Sequence[str], sample_rate: Optional[int] = None,
     raise ValueError(f'{source or "reference"}: no readable audio among {len(paths)} files.')
   mean = {g: np.mean(r, axis=0) for g, r in rows.items()}
   spread = {g: np.maximum(np.std(r, axis=0), _SPREAD_FLOORS[g]) for g, r in rows.items()}
-  profile = Profile(sample_rate=int(sample_rate),
-                    mean={g: m.tolist() for g, m in mean.items()},
-                    spread={g: s.tolist() for g, s in spread.items()},
-                    typical_distance={}, allowed={k: float(np.percentile(v, 95))
-                                                  for k, v in shares.items()},
-                    num_segments=len(rows['timbre']), source=source,
-                    examples=[os.path.abspath(p) for p in used[:: max(1, len(used) // 4)][:4]])
+  profile = Profile(
+    sample_rate=int(sample_rate),
+    mean={g: m.tolist() for g, m in mean.items()},
+    spread={g: s.tolist() for g, s in spread.items()},
+    typical_distance={},
+    allowed={k: float(np.percentile(v, 95)) for k, v in shares.items()},
+    num_segments=len(rows['timbre']),
+    source=source,
+    examples=[os.path.abspath(p) for p in used[:: max(1, len(used) // 4)][:4]],
+  )
   # Closeness 1 means "as close as nine reference segments out of ten": never below the
   # spread itself, so a tiny reference does not make every clip look far.
   profile.typical_distance = {
-      g: max(1.0, float(np.percentile([_distance(g, r, profile) for r in rows[g]], 90)))
-      for g in rows}
+    g: max(1.0, float(np.percentile([_distance(g, r, profile) for r in rows[g]], 90))) for g in rows
+  }
   return profile
 
 
@@ -304,6 +340,7 @@ def store_training_profile(workdir: str, data_dir: str, config) -> Profile:
   The validation files stay out, so they can check the score as held-out audio.
   """
   from samplernn_jax import input_pipeline  # pylint: disable=g-import-not-at-top  (grain)
+
   source = os.path.abspath(data_dir)
   profile = load_profile(workdir)
   rate = int(config.data.sample_rate)
@@ -317,8 +354,10 @@ def store_training_profile(workdir: str, data_dir: str, config) -> Profile:
 
 
 def _is_workdir(path: str) -> bool:
-  return any(os.path.exists(os.path.join(path, n))
-             for n in (workdir_lib.CLIP_PROFILE, workdir_lib.CHECKPOINTS, workdir_lib.CONFIG))
+  return any(
+    os.path.exists(os.path.join(path, n))
+    for n in (workdir_lib.CLIP_PROFILE, workdir_lib.CHECKPOINTS, workdir_lib.CONFIG)
+  )
 
 
 def reference_profile(reference: str) -> Profile:
@@ -328,16 +367,19 @@ def reference_profile(reference: str) -> Profile:
   demo corpus if it has one. Raises FileNotFoundError / ValueError saying what to pass.
   """
   if not os.path.isdir(reference):
-    raise FileNotFoundError(f'--reference={reference}: not a directory; pass a workdir or a '
-                            'folder of training audio.')
+    raise FileNotFoundError(
+      f'--reference={reference}: not a directory; pass a workdir or a folder of training audio.'
+    )
   if _is_workdir(reference):
     profile = load_profile(reference)
     if profile is not None:
       return profile
     demo = os.path.join(reference, workdir_lib.DEMO_CORPUS)
     if not os.path.isdir(demo):
-      raise ValueError(f'{reference}: this workdir stores no {workdir_lib.CLIP_PROFILE}; pass the folder '
-                       'of its training audio as --reference instead.')
+      raise ValueError(
+        f'{reference}: this workdir stores no {workdir_lib.CLIP_PROFILE}; pass the folder '
+        'of its training audio as --reference instead.'
+      )
     reference = demo
   found = audio_files([reference])
   if not found:
@@ -348,6 +390,7 @@ def reference_profile(reference: str) -> Profile:
 # ---------------------------------------------------------------------------------------
 # Scoring
 # ---------------------------------------------------------------------------------------
+
 
 def score_audio(audio_N: np.ndarray, sample_rate: int, profile: Optional[Profile]) -> dict:
   """The score of float audio in [-1, 1] and its parts; higher is better.
@@ -370,8 +413,7 @@ def score_audio(audio_N: np.ndarray, sample_rate: int, profile: Optional[Profile
       parts[g] = 1.0 / (1.0 + excess)
       log_closeness += GROUP_WEIGHTS[g] * np.log(parts[g])
     closeness = float(np.exp(log_closeness))
-  parts.update(d, closeness=closeness, penalty=penalty,
-               score=max(WORST_SCORE, closeness - penalty))
+  parts.update(d, closeness=closeness, penalty=penalty, score=max(WORST_SCORE, closeness - penalty))
   return parts
 
 

@@ -25,16 +25,17 @@ import tqdm
 
 from samplernn_jax import audio_io
 from samplernn_jax import checkpoint
-from samplernn_jax.listening import clip_score
-from samplernn_jax.listening import gallery
+from samplernn_jax import files
 from samplernn_jax import metrics
 from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
-from samplernn_jax import files
+from samplernn_jax.listening import clip_score
+from samplernn_jax.listening import gallery
 
 # ---------------------------------------------------------------------------------------
 # Inputs: temperatures, names, seed audio
 # ---------------------------------------------------------------------------------------
+
 
 def pad_temperatures(temperatures: Sequence[float], num_seqs: int) -> list:
   """PRiSM's rule: pad with the last value, or truncate, to ``num_seqs`` values."""
@@ -47,7 +48,7 @@ def pad_temperatures(temperatures: Sequence[float], num_seqs: int) -> list:
 
 
 def _stem(output: str) -> str:
-  return output[:-len('.wav')] if output.endswith('.wav') else output
+  return output[: -len('.wav')] if output.endswith('.wav') else output
 
 
 def output_paths(output: str, step: int, temperatures: Sequence[float]) -> list:
@@ -58,8 +59,9 @@ def output_paths(output: str, step: int, temperatures: Sequence[float]) -> list:
   return [f'{base}({i})_t={t}.wav' for i, t in enumerate(temperatures)]
 
 
-def epoch_clips(params, config: ml_collections.ConfigDict, out_dir: str, run_id: str,
-                epoch: int, rng) -> list:
+def epoch_clips(
+  params, config: ml_collections.ConfigDict, out_dir: str, run_id: str, epoch: int, rng
+) -> list:
   """``max_generate_per_epoch`` clips of ``output_file_dur`` s as PRiSM names them
   (training writes them after its checkpoints).
 
@@ -72,14 +74,16 @@ def epoch_clips(params, config: ml_collections.ConfigDict, out_dir: str, run_id:
     return []
   temps = pad_temperatures(list(g.temperatures), count)
   num_samples = max(1, int(round(float(g.output_file_dur) * int(config.data.sample_rate))))
-  levels_BxN = sampler_lib.generate(params, config.model, num_samples, temps, rng,
-                                    chunk_size=int(g.chunk_size))
+  levels_BxN = sampler_lib.generate(
+    params, config.model, num_samples, temps, rng, chunk_size=int(g.chunk_size)
+  )
   os.makedirs(out_dir, exist_ok=True)
   paths = output_paths(os.path.join(out_dir, f'{run_id}.wav'), epoch, temps)
   clips = []
   for levels_N, path in zip(levels_BxN, paths):
-    audio_N = np.asarray(quantization.decode(levels_N, config.model.q_type, config.model.q_levels),
-                         np.float32)
+    audio_N = np.asarray(
+      quantization.decode(levels_N, config.model.q_type, config.model.q_levels), np.float32
+    )
     audio_io.write_wav_atomic(path, audio_N, int(config.data.sample_rate))
     clips.append((path, audio_N))
   return clips
@@ -97,13 +101,17 @@ def load_seed_levels(path: str, model_config, sample_rate: int, offset: int = 0)
   except audio_io.AudioError as e:
     raise ValueError(f'{path}: cannot decode the seed audio: {e}.') from None
   if offset < 0 or offset >= audio.shape[0]:
-    raise ValueError(f'{path}: --seed_offset={offset} lies outside the seed '
-                     f'({audio.shape[0]} samples at {sample_rate} Hz).')
+    raise ValueError(
+      f'{path}: --seed_offset={offset} lies outside the seed '
+      f'({audio.shape[0]} samples at {sample_rate} Hz).'
+    )
   audio = audio[offset:]
   big = int(model_config.frame_sizes[-1])
   if audio.shape[0] < big:
-    raise ValueError(f'{path}: the seed has {audio.shape[0]} samples from offset {offset} at '
-                     f'{sample_rate} Hz; it needs at least one top-tier frame ({big} samples).')
+    raise ValueError(
+      f'{path}: the seed has {audio.shape[0]} samples from offset {offset} at '
+      f'{sample_rate} Hz; it needs at least one top-tier frame ({big} samples).'
+    )
   return quantization.encode(audio, model_config.q_type, model_config.q_levels)
 
 
@@ -143,33 +151,46 @@ def check_sizes(num_seqs: int, num_samples: int, out_dir: str) -> None:
   """
   try:
     import resource  # pylint: disable=g-import-not-at-top
+
     open_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
   except (ImportError, ValueError):
     open_limit = -1  # No such limit here (RLIM_INFINITY is -1 as well).
   if open_limit > 0 and num_seqs + _SPARE_FILES > open_limit:
-    raise ValueError(f'--num_seqs={num_seqs} writes {num_seqs} files at once, but this process '
-                     f'may open {open_limit} (ulimit -n); generate at most '
-                     f'{max(1, open_limit - _SPARE_FILES)} sequences per run, or raise the '
-                     'limit.')
+    raise ValueError(
+      f'--num_seqs={num_seqs} writes {num_seqs} files at once, but this process '
+      f'may open {open_limit} (ulimit -n); generate at most '
+      f'{max(1, open_limit - _SPARE_FILES)} sequences per run, or raise the '
+      'limit.'
+    )
   memory = num_seqs * num_samples * _BYTES_PER_SAMPLE
   available = _available_memory()
   if available is not None and memory > available:
-    raise ValueError(f'--num_seqs={num_seqs} x {num_samples} samples needs about '
-                     f'{_gb(memory)} of memory, {_gb(available)} is available; lower '
-                     '--num_seqs or --duration.')
+    raise ValueError(
+      f'--num_seqs={num_seqs} x {num_samples} samples needs about '
+      f'{_gb(memory)} of memory, {_gb(available)} is available; lower '
+      '--num_seqs or --duration.'
+    )
   disk = num_seqs * (2 * num_samples + 44)  # 16-bit PCM WAV.
   free = shutil.disk_usage(out_dir).free
   if disk > free:
-    raise ValueError(f'{out_dir}: the clips need {_gb(disk)} of disk, {_gb(free)} is free; '
-                     'lower --num_seqs or --duration, or choose another --output folder.')
+    raise ValueError(
+      f'{out_dir}: the clips need {_gb(disk)} of disk, {_gb(free)} is free; '
+      'lower --num_seqs or --duration, or choose another --output folder.'
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # Curation
 # ---------------------------------------------------------------------------------------
 
-def score_sequences(levels_BxT: np.ndarray, mean_log_likelihood_B: np.ndarray, model_config,
-                    sample_rate: int, profile: Optional[clip_score.Profile] = None) -> list:
+
+def score_sequences(
+  levels_BxT: np.ndarray,
+  mean_log_likelihood_B: np.ndarray,
+  model_config,
+  sample_rate: int,
+  profile: Optional[clip_score.Profile] = None,
+) -> list:
   """One dict per sequence: ``clip_score``'s score and parts; higher is better.
 
   ``profile``: the run's profile of its training audio (``clip_score.load_profile``);
@@ -178,21 +199,36 @@ def score_sequences(levels_BxT: np.ndarray, mean_log_likelihood_B: np.ndarray, m
   for silence and stuck levels, and files scored later have none.
   """
   audio_BxT = quantization.decode(levels_BxT, model_config.q_type, model_config.q_levels)
-  return [dict(clip_score.score_audio(audio_T, sample_rate, profile), log_likelihood=float(ll))
-          for audio_T, ll in zip(audio_BxT, mean_log_likelihood_B)]
+  return [
+    dict(clip_score.score_audio(audio_T, sample_rate, profile), log_likelihood=float(ll))
+    for audio_T, ll in zip(audio_BxT, mean_log_likelihood_B)
+  ]
 
 
 # ---------------------------------------------------------------------------------------
 # The run: check, plan, sample into a scratch folder, curate, move into place
 # ---------------------------------------------------------------------------------------
 
-def generate_files(workdir: str, output: str, *, step: Optional[int] = None, num_seqs: int = 1,
-                   duration: float = 3.0, temperatures: Optional[Sequence[float]] = None,
-                   seed_audio: Optional[str] = None, seed_offset: int = 0, rng_seed: int = 0,
-                   keep: Optional[int] = None, plot: bool = False,
-                   profile_dir: Optional[str] = None, chunk_size: Optional[int] = None,
-                   progress: bool = True, overwrite: bool = False,
-                   dtype: Optional[str] = None) -> dict:
+
+def generate_files(
+  workdir: str,
+  output: str,
+  *,
+  step: Optional[int] = None,
+  num_seqs: int = 1,
+  duration: float = 3.0,
+  temperatures: Optional[Sequence[float]] = None,
+  seed_audio: Optional[str] = None,
+  seed_offset: int = 0,
+  rng_seed: int = 0,
+  keep: Optional[int] = None,
+  plot: bool = False,
+  profile_dir: Optional[str] = None,
+  chunk_size: Optional[int] = None,
+  progress: bool = True,
+  overwrite: bool = False,
+  dtype: Optional[str] = None,
+) -> dict:
   """Generates ``num_seqs`` clips of ``duration`` seconds into WAV files.
 
   ``temperatures=None`` takes the run's ``config.generate.temperatures``; ``dtype`` (the
@@ -207,21 +243,47 @@ def generate_files(workdir: str, output: str, *, step: Optional[int] = None, num
   Returns ``{'paths': [kept wav paths], 'scores': [every sequence's score dict], 'step': N,
   'samples_per_second': total, 'x_real_time': audio seconds per wall second per sequence}``.
   """
-  out_dir = _check_request(workdir, output, num_seqs=num_seqs, duration=duration, keep=keep,
-                           temperatures=temperatures, seed_audio=seed_audio)
-  plan = _plan(workdir, output, out_dir, step=step, num_seqs=num_seqs, duration=duration,
-               temperatures=temperatures, seed_audio=seed_audio, seed_offset=seed_offset,
-               chunk_size=chunk_size, overwrite=overwrite, dtype=dtype)
+  out_dir = _check_request(
+    workdir,
+    output,
+    num_seqs=num_seqs,
+    duration=duration,
+    keep=keep,
+    temperatures=temperatures,
+    seed_audio=seed_audio,
+  )
+  plan = _plan(
+    workdir,
+    output,
+    out_dir,
+    step=step,
+    num_seqs=num_seqs,
+    duration=duration,
+    temperatures=temperatures,
+    seed_audio=seed_audio,
+    seed_offset=seed_offset,
+    chunk_size=chunk_size,
+    overwrite=overwrite,
+    dtype=dtype,
+  )
   sampler = sampler_lib.Sampler(plan.config.model, num_seqs, plan.chunk_size)
   # Nothing is final until complete (and, with keep, scored): write to a scratch folder.
   scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir)
   scratch_paths = [os.path.join(scratch, os.path.basename(p)) for p in plan.paths]
   levels_BxT, mean_ll_B, elapsed = _sample_into(
-      scratch, scratch_paths, sampler, plan, rng_seed=rng_seed, profile_dir=profile_dir,
-      progress=progress, desc=f'{num_seqs} x {duration:g} s')
+    scratch,
+    scratch_paths,
+    sampler,
+    plan,
+    rng_seed=rng_seed,
+    profile_dir=profile_dir,
+    progress=progress,
+    desc=f'{num_seqs} x {duration:g} s',
+  )
 
-  scores = score_sequences(levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate,
-                           clip_score.load_profile(workdir))
+  scores = score_sequences(
+    levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate, clip_score.load_profile(workdir)
+  )
   order, kept = _curate(scores, plan, keep)
   # A move, not files.atomic_write: the clips were streamed into the scratch folder chunk by
   # chunk (a stopped run keeps them there), and each is complete before it moves.
@@ -232,20 +294,41 @@ def generate_files(workdir: str, output: str, *, step: Optional[int] = None, num
     _plot(levels_BxT, kept, plan)
   scores_path = f'{_stem(output)}_e={plan.step}_scores.json'
   with files.atomic_write(scores_path) as f:
-    json.dump({'workdir': workdir, 'step': plan.step, 'rng_seed': rng_seed,
-               'seed_audio': seed_audio, 'duration': duration, 'ranking': order,
-               'sequences': scores}, f, indent=2)
+    json.dump(
+      {
+        'workdir': workdir,
+        'step': plan.step,
+        'rng_seed': rng_seed,
+        'seed_audio': seed_audio,
+        'duration': duration,
+        'ranking': order,
+        'sequences': scores,
+      },
+      f,
+      indent=2,
+    )
   if out_dir.startswith(os.path.abspath(workdir) + os.sep):
     gallery.refresh(workdir)  # Clips written into the run: its page lists them.
-  return {'paths': [plan.paths[i] for i in kept], 'scores': scores, 'step': plan.step,
-          'scores_path': scores_path,
-          'samples_per_second': num_seqs * plan.num_samples / elapsed,
-          'x_real_time': metrics.x_real_time(plan.num_samples, elapsed, plan.sample_rate)}
+  return {
+    'paths': [plan.paths[i] for i in kept],
+    'scores': scores,
+    'step': plan.step,
+    'scores_path': scores_path,
+    'samples_per_second': num_seqs * plan.num_samples / elapsed,
+    'x_real_time': metrics.x_real_time(plan.num_samples, elapsed, plan.sample_rate),
+  }
 
 
-def _check_request(workdir: str, output: str, *, num_seqs: int, duration: float,
-                   keep: Optional[int], temperatures: Optional[Sequence[float]],
-                   seed_audio: Optional[str]) -> str:
+def _check_request(
+  workdir: str,
+  output: str,
+  *,
+  num_seqs: int,
+  duration: float,
+  keep: Optional[int],
+  temperatures: Optional[Sequence[float]],
+  seed_audio: Optional[str],
+) -> str:
   """The checks that need no checkpoint; returns the (writable) folder of ``output``."""
   if num_seqs < 1:
     raise ValueError(f'--num_seqs={num_seqs} must be at least 1.')
@@ -256,8 +339,9 @@ def _check_request(workdir: str, output: str, *, num_seqs: int, duration: float,
   if temperatures is not None:
     pad_temperatures(temperatures, num_seqs)  # Bad values fail before the checkpoint loads.
   if not os.path.isdir(workdir):
-    raise FileNotFoundError(f'{workdir}: no such workdir; pass --workdir of a training run '
-                            'or an imported PRiSM model.')
+    raise FileNotFoundError(
+      f'{workdir}: no such workdir; pass --workdir of a training run or an imported PRiSM model.'
+    )
   if seed_audio is not None and not os.path.isfile(seed_audio):
     raise FileNotFoundError(f'{seed_audio}: seed audio file not found.')
   out_dir = os.path.dirname(os.path.abspath(output))
@@ -268,6 +352,7 @@ def _check_request(workdir: str, output: str, *, num_seqs: int, duration: float,
 @dataclasses.dataclass(frozen=True)
 class _Plan:
   """A request resolved against its checkpoint, every part of it checked."""
+
   params: Any
   config: ml_collections.ConfigDict
   step: int
@@ -282,10 +367,21 @@ class _Plan:
     return int(self.config.data.sample_rate)
 
 
-def _plan(workdir: str, output: str, out_dir: str, *, step: Optional[int], num_seqs: int,
-          duration: float, temperatures: Optional[Sequence[float]], seed_audio: Optional[str],
-          seed_offset: int, chunk_size: Optional[int], overwrite: bool,
-          dtype: Optional[str]) -> _Plan:
+def _plan(
+  workdir: str,
+  output: str,
+  out_dir: str,
+  *,
+  step: Optional[int],
+  num_seqs: int,
+  duration: float,
+  temperatures: Optional[Sequence[float]],
+  seed_audio: Optional[str],
+  seed_offset: int,
+  chunk_size: Optional[int],
+  overwrite: bool,
+  dtype: Optional[str],
+) -> _Plan:
   """Loads the checkpoint and settles temperatures, sizes, names and seed; raises on any
   that cannot work (an existing clip without ``overwrite`` among them)."""
   params, config, step = checkpoint.restore_params(workdir, step)
@@ -301,14 +397,23 @@ def _plan(workdir: str, output: str, out_dir: str, *, step: Optional[int], num_s
   existing = [p for p in paths if os.path.exists(p)]
   if existing and not overwrite:
     more = f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''
-    raise ValueError(f'{existing[0]}{more} exists; pass --overwrite to replace it once the '
-                     'new clip is complete, or choose another --output.')
+    raise ValueError(
+      f'{existing[0]}{more} exists; pass --overwrite to replace it once the '
+      'new clip is complete, or choose another --output.'
+    )
   seed_levels = None
   if seed_audio is not None:
     seed_levels = load_seed_levels(seed_audio, config.model, sample_rate, seed_offset)
-  return _Plan(params=params, config=config, step=step, temperatures=temps,
-               num_samples=num_samples, paths=paths, seed_levels=seed_levels,
-               chunk_size=int(chunk_size or config.generate.chunk_size))
+  return _Plan(
+    params=params,
+    config=config,
+    step=step,
+    temperatures=temps,
+    num_samples=num_samples,
+    paths=paths,
+    seed_levels=seed_levels,
+    chunk_size=int(chunk_size or config.generate.chunk_size),
+  )
 
 
 class _ChunkWriter:
@@ -317,10 +422,15 @@ class _ChunkWriter:
   def __init__(self, files: list, plan: _Plan, *, progress: bool, desc: str):
     self._files, self._plan = files, plan
     self._bar = tqdm.tqdm(
-        total=plan.num_samples, unit='sample', unit_scale=True, disable=not progress,
-        desc=desc, dynamic_ncols=True,
-        # tqdm's own rate would be a second speed; the postfix is the one.
-        bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]')
+      total=plan.num_samples,
+      unit='sample',
+      unit_scale=True,
+      disable=not progress,
+      desc=desc,
+      dynamic_ncols=True,
+      # tqdm's own rate would be a second speed; the postfix is the one.
+      bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]',
+    )
     self._start = time.perf_counter()
     self.written = 0  # Samples per sequence in the files.
     self.elapsed = 0.0  # Seconds from the start to close().
@@ -333,8 +443,9 @@ class _ChunkWriter:
       f.flush()
     self.written = done + levels_BxC.shape[1]
     self._bar.update(levels_BxC.shape[1])
-    speed = metrics.x_real_time(self.written, time.perf_counter() - self._start,
-                                self._plan.sample_rate)
+    speed = metrics.x_real_time(
+      self.written, time.perf_counter() - self._start, self._plan.sample_rate
+    )
     self._bar.set_postfix_str(f'{speed:.2f}x real time')
 
   def close(self) -> None:
@@ -349,8 +460,7 @@ def _open_wavs(paths: Sequence[str], sample_rate: int) -> list:
   opened = []
   try:
     for path in paths:
-      opened.append(sf.SoundFile(path, 'w', samplerate=sample_rate, channels=1,
-                                 subtype='PCM_16'))
+      opened.append(sf.SoundFile(path, 'w', samplerate=sample_rate, channels=1, subtype='PCM_16'))
   except (sf.LibsndfileError, OSError):
     for f in opened:
       f.close()
@@ -358,9 +468,17 @@ def _open_wavs(paths: Sequence[str], sample_rate: int) -> list:
   return opened
 
 
-def _sample_into(scratch: str, paths: Sequence[str], sampler: sampler_lib.Sampler,
-                 plan: _Plan, *, rng_seed: int, profile_dir: Optional[str], progress: bool,
-                 desc: str) -> tuple:
+def _sample_into(
+  scratch: str,
+  paths: Sequence[str],
+  sampler: sampler_lib.Sampler,
+  plan: _Plan,
+  *,
+  rng_seed: int,
+  profile_dir: Optional[str],
+  progress: bool,
+  desc: str,
+) -> tuple:
   """Samples the clips into ``paths`` (in ``scratch``) chunk by chunk.
 
   Returns ``(levels_BxT, mean_log_likelihood_B, seconds)``. A failure removes ``scratch``
@@ -375,8 +493,14 @@ def _sample_into(scratch: str, paths: Sequence[str], sampler: sampler_lib.Sample
     if profile_dir:
       jax.profiler.start_trace(profile_dir)
     levels_BxT, mean_ll_B = sampler.generate(
-        plan.params, plan.num_samples, plan.temperatures, jax.random.key(rng_seed),
-        seed_levels=plan.seed_levels, callback=writer, return_log_likelihood=True)
+      plan.params,
+      plan.num_samples,
+      plan.temperatures,
+      jax.random.key(rng_seed),
+      seed_levels=plan.seed_levels,
+      callback=writer,
+      return_log_likelihood=True,
+    )
   except BaseException:
     if not writer.written:
       shutil.rmtree(scratch, ignore_errors=True)  # Only empty headers: nothing to keep.
@@ -397,8 +521,12 @@ def _curate(scores: list, plan: _Plan, keep: Optional[int]) -> tuple:
   order = sorted(range(len(scores)), key=lambda i: -scores[i]['score'])
   kept = sorted(order[:keep]) if keep else list(range(len(scores)))
   for i, s in enumerate(scores):
-    s.update(index=i, temperature=plan.temperatures[i], kept=i in kept,
-             file=os.path.basename(plan.paths[i]))
+    s.update(
+      index=i,
+      temperature=plan.temperatures[i],
+      kept=i in kept,
+      file=os.path.basename(plan.paths[i]),
+    )
   return order, kept
 
 
@@ -407,5 +535,10 @@ def _plot(levels_BxT: np.ndarray, kept: Sequence[int], plan: _Plan) -> None:
   m = plan.config.model
   for i in kept:
     audio_T = quantization.decode(levels_BxT[i], m.q_type, m.q_levels)
-    gallery.plot_clip(audio_T, plan.sample_rate, plan.paths[i][:-len('.wav')] + '.png',
-                      figsize=gallery.LARGE_FIGSIZE, title=os.path.basename(plan.paths[i]))
+    gallery.plot_clip(
+      audio_T,
+      plan.sample_rate,
+      plan.paths[i][: -len('.wav')] + '.png',
+      figsize=gallery.LARGE_FIGSIZE,
+      title=os.path.basename(plan.paths[i]),
+    )

@@ -38,8 +38,15 @@ from samplernn_jax.listening import clip_score
 
 INDEX = 'index.html'
 # Folders of a workdir that never hold generated clips.
-_NOT_CLIPS = frozenset({workdir_lib.CHECKPOINTS, workdir_lib.BROKEN_CHECKPOINTS,
-                        workdir_lib.TENSORBOARD, workdir_lib.DEMO_CORPUS, workdir_lib.GALLERY})
+_NOT_CLIPS = frozenset(
+  {
+    workdir_lib.CHECKPOINTS,
+    workdir_lib.BROKEN_CHECKPOINTS,
+    workdir_lib.TENSORBOARD,
+    workdir_lib.DEMO_CORPUS,
+    workdir_lib.GALLERY,
+  }
+)
 # PRiSM's names: ..._e=STEP(i)_t=TEMP.wav (training writes the epoch there instead).
 _NAME_RE = re.compile(r'_e=(\d+)(?:\((\d+)\))?_t=([0-9.eE+-]+)\.wav$')
 NUM_TRAINING_CHUNKS = 3
@@ -53,6 +60,7 @@ _DPI = 72
 @dataclasses.dataclass
 class Clip:
   """One row of the page; paths relative to the workdir, URLs relative to the page."""
+
   path: str
   url: str
   image_url: str
@@ -68,12 +76,15 @@ class Clip:
 # What the workdir holds
 # ---------------------------------------------------------------------------------------
 
+
 def find_clips(workdir: str) -> list:
   """Paths (relative to ``workdir``) of generated WAVs, sorted; data and dot-names skipped."""
-  skip = lambda root, _: (os.path.dirname(root) == workdir.rstrip(os.sep)
-                          and os.path.basename(root) in _NOT_CLIPS)
-  return sorted(os.path.relpath(p, workdir)
-                for p in audio_io.find_audio(workdir, ('.wav',), skip_dir=skip))
+  skip = lambda root, _: (
+    os.path.dirname(root) == workdir.rstrip(os.sep) and os.path.basename(root) in _NOT_CLIPS
+  )
+  return sorted(
+    os.path.relpath(p, workdir) for p in audio_io.find_audio(workdir, ('.wav',), skip_dir=skip)
+  )
 
 
 def _generate_records(workdir: str) -> dict:
@@ -102,27 +113,43 @@ def describe(path: str, epoch_steps: dict, records: dict) -> dict:
   temperature = float(match.group(3)) if match else None
   if path in records:
     step, temp, seed = records[path]
-    return dict(origin='generate', step=step, epoch=None,
-                temperature=temp if temp is not None else temperature, seed_audio=seed)
+    return dict(
+      origin='generate',
+      step=step,
+      epoch=None,
+      temperature=temp if temp is not None else temperature,
+      seed_audio=seed,
+    )
   if path.startswith(workdir_lib.GENERATED + os.sep):  # Training names clips by epoch.
-    return dict(origin='training', step=epoch_steps.get(number), epoch=number,
-                temperature=temperature, seed_audio=None)
-  return dict(origin='generate', step=number, epoch=None, temperature=temperature,
-              seed_audio=None)
+    return dict(
+      origin='training',
+      step=epoch_steps.get(number),
+      epoch=number,
+      temperature=temperature,
+      seed_audio=None,
+    )
+  return dict(origin='generate', step=number, epoch=None, temperature=temperature, seed_audio=None)
 
 
 # ---------------------------------------------------------------------------------------
 # Pictures
 # ---------------------------------------------------------------------------------------
 
+
 def _figure(figsize):
   # The object API, not pyplot: no global state, no display backend, safe in any thread.
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
   return Figure(figsize=figsize, dpi=_DPI)
 
 
-def plot_clip(audio_N: np.ndarray, sample_rate: int, path: str,
-              figsize: tuple = _CLIP_FIGSIZE, title: Optional[str] = None) -> None:
+def plot_clip(
+  audio_N: np.ndarray,
+  sample_rate: int,
+  path: str,
+  figsize: tuple = _CLIP_FIGSIZE,
+  title: Optional[str] = None,
+) -> None:
   """A waveform-over-spectrogram PNG at ``path``, small unless ``figsize`` says otherwise."""
   fig = _figure(figsize)
   top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={'height_ratios': [1, 2]})
@@ -136,8 +163,9 @@ def plot_clip(audio_N: np.ndarray, sample_rate: int, path: str,
   nfft = int(min(512, max(16, 2 ** int(np.log2(max(16, audio_N.shape[0] // 8))))))
   signal = np.pad(audio_N, (0, max(0, nfft - audio_N.shape[0]))) + 1e-9
   with np.errstate(divide='ignore'):  # A constant clip has empty bins: -inf dB, drawn black.
-    bottom.specgram(signal, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap='magma',
-                    vmin=-120, vmax=0)
+    bottom.specgram(
+      signal, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap='magma', vmin=-120, vmax=0
+    )
   bottom.set_ylabel('Hz')
   bottom.set_xlabel('s')
   for ax in (top, bottom):
@@ -153,8 +181,10 @@ def plot_curves(records: list, clip_steps: list, path: str) -> bool:
 
   ``records`` as ``workdir.read_records`` returns them.
   """
+
   def curve(kind, field):
     return [(r['step'], r[field]) for r in records if r['kind'] == kind and field in r]
+
   train = curve('train', 'bits_per_sample')
   val = curve('val', 'val_bits_per_sample')
   lr = curve('epoch', 'learning_rate')
@@ -173,8 +203,13 @@ def plot_curves(records: list, clip_steps: list, path: str) -> bool:
   rate.set_xlabel('step')
   for ax in (bits, rate):
     for i, s in enumerate(sorted(set(clip_steps))):
-      ax.axvline(s, color='#c33', linewidth=0.8, linestyle=':',
-                 label='clips made' if ax is bits and i == 0 else None)
+      ax.axvline(
+        s,
+        color='#c33',
+        linewidth=0.8,
+        linestyle=':',
+        label='clips made' if ax is bits and i == 0 else None,
+      )
     ax.tick_params(labelsize=8)
   if bits.get_legend_handles_labels()[0]:  # Only the learning rate: nothing to name.
     bits.legend(fontsize=8)
@@ -191,6 +226,7 @@ def _save(fig, path: str) -> None:
 # ---------------------------------------------------------------------------------------
 # Scores and pictures, cached
 # ---------------------------------------------------------------------------------------
+
 
 class _Cache:
   """Each clip's score and picture, kept while the file and the profile are unchanged."""
@@ -212,8 +248,11 @@ class _Cache:
     stamp = [st.st_size, st.st_mtime_ns, self.profile_stamp]
     image = re.sub(r'[^A-Za-z0-9_.-]', '_', key) + '.png'
     entry = self.entries.get(key)
-    picture_lost = (entry is not None and 'error' not in entry['score']
-                    and not os.path.exists(os.path.join(self.images_dir, image)))
+    picture_lost = (
+      entry is not None
+      and 'error' not in entry['score']
+      and not os.path.exists(os.path.join(self.images_dir, image))
+    )
     if entry is None or entry['stamp'] != stamp or picture_lost:
       try:
         samples_NxC, rate = audio_io.read_audio(file_path)
@@ -259,6 +298,7 @@ def _training_chunks(workdir: str, profile, gallery_dir: str) -> list:
 # The page
 # ---------------------------------------------------------------------------------------
 
+
 def build(workdir: str, reference: Optional[str] = None) -> str:
   """Writes ``WORKDIR/gallery/index.html`` and the pictures beside it; returns its path.
 
@@ -275,8 +315,7 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
   if profile is None and reference:
     profile = clip_score.reference_profile(reference)
     clip_score.save_profile(workdir, profile)
-  profile_stamp = (str(os.stat(clip_score.profile_path(workdir)).st_mtime_ns)
-                   if profile else 'none')
+  profile_stamp = str(os.stat(clip_score.profile_path(workdir)).st_mtime_ns) if profile else 'none'
   cache = _Cache(gallery_dir, profile_stamp)
 
   records = workdir_lib.read_records(workdir)
@@ -285,30 +324,55 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
   clips = []
   for path in find_clips(workdir):
     score, image = cache.get(path, os.path.join(workdir, path), profile)
-    clips.append(Clip(path=path, url=_url(os.path.join(workdir, path), gallery_dir),
-                      image_url=_url(os.path.join(cache.images_dir, image), gallery_dir),
-                      score=score, **describe(path, epoch_steps, generated)))
+    clips.append(
+      Clip(
+        path=path,
+        url=_url(os.path.join(workdir, path), gallery_dir),
+        image_url=_url(os.path.join(cache.images_dir, image), gallery_dir),
+        score=score,
+        **describe(path, epoch_steps, generated),
+      )
+    )
   chunks = []
   for copy in _training_chunks(workdir, profile, gallery_dir):
     key = os.path.relpath(copy, workdir)
     score, image = cache.get(key, copy, profile)
-    chunks.append(Clip(path=key, url=_url(copy, gallery_dir),
-                       image_url=_url(os.path.join(cache.images_dir, image), gallery_dir),
-                       origin='training data', step=None, epoch=None, temperature=None,
-                       seed_audio=None, score=score))
+    chunks.append(
+      Clip(
+        path=key,
+        url=_url(copy, gallery_dir),
+        image_url=_url(os.path.join(cache.images_dir, image), gallery_dir),
+        origin='training data',
+        step=None,
+        epoch=None,
+        temperature=None,
+        seed_audio=None,
+        score=score,
+      )
+    )
   cache.save({c.path for c in clips + chunks})
-  has_curves = plot_curves(records, [c.step for c in clips if c.step is not None],
-                           os.path.join(gallery_dir, 'curves.png'))
+  has_curves = plot_curves(
+    records, [c.step for c in clips if c.step is not None], os.path.join(gallery_dir, 'curves.png')
+  )
 
-  env = jinja2.Environment(loader=jinja2.PackageLoader('samplernn_jax.listening', 'templates'),
-                           autoescape=True, trim_blocks=True, lstrip_blocks=True)
+  env = jinja2.Environment(
+    loader=jinja2.PackageLoader('samplernn_jax.listening', 'templates'),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+  )
   page = env.get_template('gallery.html.j2').render(
-      run=os.path.basename(workdir), workdir=workdir, clips=clips, chunks=chunks,
-      has_curves=has_curves, has_profile=profile is not None,
-      parts=list(clip_score.GROUP_WEIGHTS) + list(clip_score.PENALTY_WEIGHTS),
-      penalties=list(clip_score.PENALTY_WEIGHTS),
-      last_step=records[-1]['step'] if records else None,
-      built=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC'))
+    run=os.path.basename(workdir),
+    workdir=workdir,
+    clips=clips,
+    chunks=chunks,
+    has_curves=has_curves,
+    has_profile=profile is not None,
+    parts=list(clip_score.GROUP_WEIGHTS) + list(clip_score.PENALTY_WEIGHTS),
+    penalties=list(clip_score.PENALTY_WEIGHTS),
+    last_step=records[-1]['step'] if records else None,
+    built=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC'),
+  )
   index = os.path.join(gallery_dir, INDEX)
   with files.atomic_write(index, encoding='utf-8') as f:
     f.write(page)
@@ -324,6 +388,5 @@ def refresh(workdir: str) -> Optional[str]:
   try:
     return build(workdir)
   except Exception as e:  # pylint: disable=broad-except
-    logging.warning('Could not rebuild the gallery of %s: %s: %s', workdir,
-                    type(e).__name__, e)
+    logging.warning('Could not rebuild the gallery of %s: %s: %s', workdir, type(e).__name__, e)
     return None

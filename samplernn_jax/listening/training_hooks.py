@@ -22,17 +22,23 @@ from samplernn_jax.listening import clips as clips_lib
 from samplernn_jax.listening import gallery
 
 
-def training_hooks(config, on_eval: Optional[Callable[[int, dict], None]] = None, *,
-                   shared_profiles: Optional[str] = None) -> train.Hooks:
+def training_hooks(
+  config,
+  on_eval: Optional[Callable[[int, dict], None]] = None,
+  *,
+  shared_profiles: Optional[str] = None,
+) -> train.Hooks:
   """The profile at the start and clips after checkpoints (unless
   ``config.generate.max_generate_per_epoch`` is 0); ``on_eval`` is passed through.
 
   ``shared_profiles``: a folder where runs on the same data keep its profile once (a search's
   trials), each run starting with a copy; without it each run profiles its own data.
   """
-  return train.Hooks(on_start=functools.partial(store_profile, shared=shared_profiles),
-                     on_eval=on_eval,
-                     on_checkpoint=clips_after_checkpoint if _makes_clips(config) else None)
+  return train.Hooks(
+    on_start=functools.partial(store_profile, shared=shared_profiles),
+    on_eval=on_eval,
+    on_checkpoint=clips_after_checkpoint if _makes_clips(config) else None,
+  )
 
 
 def store_profile(start: train.Started, shared: Optional[str] = None) -> None:
@@ -48,8 +54,9 @@ def store_profile(start: train.Started, shared: Optional[str] = None) -> None:
     clip_score.store_training_profile(start.workdir, start.data_dir, start.config)
     return
   key = f'{int(start.config.data.sample_rate)}_{float(start.config.data.val_frac):g}'
-  profile = clip_score.store_training_profile(os.path.join(shared, key), start.data_dir,
-                                              start.config)
+  profile = clip_score.store_training_profile(
+    os.path.join(shared, key), start.data_dir, start.config
+  )
   if clip_score.load_profile(start.workdir) is None:
     clip_score.save_profile(start.workdir, profile)
 
@@ -57,8 +64,13 @@ def store_profile(start: train.Started, shared: Optional[str] = None) -> None:
 def score_new_clips(workdir: str, num_seqs: int, seconds: float) -> dict:
   """``{path: curation score}`` of ``num_seqs`` clips generated from the run's last checkpoint
   into ``WORKDIR/tune_clips`` (a search's ``--objective=clip_score``)."""
-  result = clips_lib.generate_files(workdir, os.path.join(workdir, 'tune_clips', 'clip.wav'),
-                                    num_seqs=num_seqs, duration=seconds, progress=False)
+  result = clips_lib.generate_files(
+    workdir,
+    os.path.join(workdir, 'tune_clips', 'clip.wav'),
+    num_seqs=num_seqs,
+    duration=seconds,
+    progress=False,
+  )
   scores = clip_score.score_paths(result['paths'], reference=workdir)
   return {s['path']: float(s['score']) for s in scores}
 
@@ -70,9 +82,14 @@ def clips_after_checkpoint(saved: train.Checkpointed) -> None:
   run_id = os.path.basename(saved.workdir.rstrip('/')) or 'run'
   # Seeded by the step, so a resumed run makes the clips an uninterrupted one would.
   rng = jax.random.fold_in(jax.random.PRNGKey(int(saved.config.train.seed) + 1), saved.step)
-  made = clips_lib.epoch_clips(steps.host_local(saved.params), saved.config,
-                               os.path.join(saved.workdir, workdir_lib.GENERATED), run_id,
-                               saved.epoch, rng)
+  made = clips_lib.epoch_clips(
+    steps.host_local(saved.params),
+    saved.config,
+    os.path.join(saved.workdir, workdir_lib.GENERATED),
+    run_id,
+    saved.epoch,
+    rng,
+  )
   for path, audio in made:
     logging.info('Generated %s', path)
     saved.reporter.audio(f'generated/{os.path.basename(path)}', audio, saved.step)
@@ -85,7 +102,10 @@ def _makes_clips(config) -> bool:
   next step's collectives for as long as it takes, so it is off there."""
   wanted = int(config.generate.max_generate_per_epoch) > 0
   if wanted and jax.process_count() > 1:
-    logging.info('In-training generation is off on %d processes (it would stall the others); '
-                 'generate from the checkpoints with samplernn-generate.', jax.process_count())
+    logging.info(
+      'In-training generation is off on %d processes (it would stall the others); '
+      'generate from the checkpoints with samplernn-generate.',
+      jax.process_count(),
+    )
     return False
   return wanted

@@ -44,8 +44,10 @@ def _distribution(name: str, value) -> optuna.distributions.BaseDistribution:
     return optuna.distributions.CategoricalDistribution([_encode_choice(c) for c in value])
   if isinstance(value, optuna.distributions.BaseDistribution):
     return value
-  raise SpaceError(f'{name}: {value!r} is not a distribution; use an optuna.distributions '
-                   'object or a list of choices.')
+  raise SpaceError(
+    f'{name}: {value!r} is not a distribution; use an optuna.distributions '
+    'object or a list of choices.'
+  )
 
 
 def _field(config: ml_collections.ConfigDict, name: str):
@@ -57,11 +59,16 @@ def _field(config: ml_collections.ConfigDict, name: str):
       break
     node = node[part]
   else:
-    if isinstance(node, ml_collections.ConfigDict) and key in node and not isinstance(
-        node[key], ml_collections.ConfigDict):
+    if (
+      isinstance(node, ml_collections.ConfigDict)
+      and key in node
+      and not isinstance(node[key], ml_collections.ConfigDict)
+    ):
       return node, key
-  raise SpaceError(f'{name}: no such config field; fields look like model.dim or '
-                   'train.learning_rate (see configs/default.py).')
+  raise SpaceError(
+    f'{name}: no such config field; fields look like model.dim or '
+    'train.learning_rate (see configs/default.py).'
+  )
 
 
 def decode(config: ml_collections.ConfigDict, name: str, value):
@@ -72,8 +79,9 @@ def decode(config: ml_collections.ConfigDict, name: str, value):
   return value
 
 
-def to_config(config: ml_collections.ConfigDict, params: Mapping[str, Any]
-              ) -> ml_collections.ConfigDict:
+def to_config(
+  config: ml_collections.ConfigDict, params: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
   """A copy of ``config`` with every ``'section.field': value`` of ``params`` set."""
   config = ml_collections.ConfigDict(config.to_dict())
   for name, value in params.items():
@@ -81,8 +89,9 @@ def to_config(config: ml_collections.ConfigDict, params: Mapping[str, Any]
     try:
       node[key] = decode(config, name, value)
     except (TypeError, ValueError, SyntaxError) as e:
-      raise SpaceError(f'{name}={value!r} does not fit the config field '
-                       f'({type(node[key]).__name__}): {e}') from None
+      raise SpaceError(
+        f'{name}={value!r} does not fit the config field ({type(node[key]).__name__}): {e}'
+      ) from None
   return config
 
 
@@ -99,8 +108,9 @@ def validate(space: Mapping, config: ml_collections.ConfigDict) -> Space:
   or a value the field cannot hold.
   """
   if not isinstance(space, Mapping) or not space:
-    raise SpaceError('get_space() must return a non-empty dict of '
-                     "{'section.field': distribution}.")
+    raise SpaceError(
+      'get_space() must return a non-empty dict of {\'section.field\': distribution}.'
+    )
   out = {}
   for name, value in space.items():
     _field(config, name)

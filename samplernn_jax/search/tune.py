@@ -23,8 +23,8 @@ import signal
 import socket
 import subprocess
 import time
-import warnings
 from typing import Callable, Optional, Sequence
+import warnings
 
 from absl import logging
 import optuna
@@ -55,17 +55,18 @@ class Interrupted(BaseException):
 # Study: storage, sampler, pruner
 # ---------------------------------------------------------------------------------------
 
+
 def default_storage(study_dir: str) -> str:
   return 'sqlite:///' + os.path.join(os.path.abspath(study_dir), 'study.db')
 
 
 # The Python module SQLAlchemy imports for a URL's driver: what to install, or to write instead.
 _DRIVERS = {
-    'psycopg2': "pip install 'samplernn_jax[postgres]' (psycopg2-binary)",
-    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3.
-    'psycopg': "write postgresql+psycopg2:// and pip install 'samplernn_jax[postgres]'",
-    'pymysql': 'pip install pymysql',
-    'MySQLdb': 'write mysql+pymysql:// and pip install pymysql',  # A bare mysql:// (mysqlclient).
+  'psycopg2': "pip install 'samplernn_jax[postgres]' (psycopg2-binary)",
+  # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3.
+  'psycopg': "write postgresql+psycopg2:// and pip install 'samplernn_jax[postgres]'",
+  'pymysql': 'pip install pymysql',
+  'MySQLdb': 'write mysql+pymysql:// and pip install pymysql',  # A bare mysql:// (mysqlclient).
 }
 
 
@@ -74,22 +75,27 @@ def _storage_error(url: str, error: Exception) -> str:
   try:
     parsed = sqlalchemy.engine.make_url(url)
   except sqlalchemy.exc.ArgumentError:
-    return (f'--storage={url}: not a database URL; write e.g. sqlite:///PATH, '
-            'postgresql+psycopg2://USER:PASSWORD@HOST/DB or mysql+pymysql://USER:PASSWORD@HOST/DB.')
+    return (
+      f'--storage={url}: not a database URL; write e.g. sqlite:///PATH, '
+      'postgresql+psycopg2://USER:PASSWORD@HOST/DB or mysql+pymysql://USER:PASSWORD@HOST/DB.'
+    )
   shown = parsed.render_as_string(hide_password=True)
   missing = error.__cause__ if isinstance(error, ImportError) else None
   if isinstance(missing, ModuleNotFoundError):
     hint = _DRIVERS.get(missing.name, f'install the package that provides {missing.name}')
-    return (f'--storage={shown}: the driver of {parsed.drivername}:// (Python module '
-            f'{missing.name}) is not installed; {hint}.')
+    return (
+      f'--storage={shown}: the driver of {parsed.drivername}:// (Python module '
+      f'{missing.name}) is not installed; {hint}.'
+    )
   if isinstance(error, sqlalchemy.exc.NoSuchModuleError):
     return f'--storage={shown}: SQLAlchemy knows no database {parsed.drivername}://.'
   reason = str(getattr(error, 'orig', None) or error).strip().splitlines()[0]
   return f'--storage={shown}: cannot open the database: {reason}'
 
 
-def make_storage(url: str, heartbeat_seconds: int = 20,
-                 grace_seconds: int = 60) -> optuna.storages.RDBStorage:
+def make_storage(
+  url: str, heartbeat_seconds: int = 20, grace_seconds: int = 60
+) -> optuna.storages.RDBStorage:
   """The study database, with heartbeats: a trial silent for ``grace_seconds`` is re-queued.
 
   TuneError when the URL's driver is missing or the database does not open.
@@ -104,9 +110,12 @@ def make_storage(url: str, heartbeat_seconds: int = 20,
     with warnings.catch_warnings():
       warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
       storage = optuna.storages.RDBStorage(
-          url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
-          grace_period=grace_seconds,
-          heartbeat_stale_trial_callback=Retry(max_retry=None, inherit_intermediate_values=True))
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=heartbeat_seconds,
+        grace_period=grace_seconds,
+        heartbeat_stale_trial_callback=Retry(max_retry=None, inherit_intermediate_values=True),
+      )
   except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as e:
     raise TuneError(_storage_error(url, e)) from None
   if sqlite:
@@ -129,8 +138,7 @@ def _begin_immediate(engine) -> None:
 
 def make_pruner(name: str, startup_trials: int = 5, warmup_steps: int = 0):
   if name == 'median':
-    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials,
-                                       n_warmup_steps=warmup_steps)
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_steps)
   if name == 'hyperband':
     # The resource is the train step; the first validation is the first rung.
     return optuna.pruners.HyperbandPruner(min_resource=max(warmup_steps, 1))
@@ -166,27 +174,37 @@ def check_objective(objective: str, space: search_space.Space) -> None:
     mixed = [k for k in search_space.QUANTIZATION_FIELDS if search_space.varies(space, k)]
     if mixed:
       raise TuneError(
-          f'--objective=val_bits cannot rank a space that varies {", ".join(mixed)}: bits per '
-          'sample are only comparable between models on the same quantization levels. Use '
-          '--objective=clip_score, or one study per quantization (--config.model.q_type=...) '
-          'with those fields out of the space.')
+        f'--objective=val_bits cannot rank a space that varies {", ".join(mixed)}: bits per '
+        'sample are only comparable between models on the same quantization levels. Use '
+        '--objective=clip_score, or one study per quantization (--config.model.q_type=...) '
+        'with those fields out of the space.'
+      )
 
 
 def open_study(storage, study_name: str, objective: str, pruner, sampler) -> optuna.Study:
-  study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
-                              direction=OBJECTIVES[objective], pruner=pruner, sampler=sampler)
+  study = optuna.create_study(
+    storage=storage,
+    study_name=study_name,
+    load_if_exists=True,
+    direction=OBJECTIVES[objective],
+    pruner=pruner,
+    sampler=sampler,
+  )
   stored = study.user_attrs.get('objective')
   if stored is None:
     study.set_user_attr('objective', objective)
   elif stored != objective:
-    raise TuneError(f'study {study_name!r} optimizes {stored}; --objective={objective} cannot '
-                    'join it (pass --study_name for a new study).')
+    raise TuneError(
+      f'study {study_name!r} optimizes {stored}; --objective={objective} cannot '
+      'join it (pass --study_name for a new study).'
+    )
   return study
 
 
 # ---------------------------------------------------------------------------------------
 # One trial: a normal training run in S/trials/NNNN
 # ---------------------------------------------------------------------------------------
+
 
 def suggest(trial: optuna.Trial, space: search_space.Space) -> dict:
   """The trial's value of every field (a re-queued trial gets its original values)."""
@@ -201,8 +219,7 @@ def suggest(trial: optuna.Trial, space: search_space.Space) -> dict:
   return params
 
 
-def train_command(config_file: str, overrides: dict, workdir: str,
-                  data_dir: Optional[str]) -> list:
+def train_command(config_file: str, overrides: dict, workdir: str, data_dir: Optional[str]) -> list:
   """``samplernn-train`` arguments that train this config further in ``workdir``."""
   args = ['samplernn-train', f'--config={config_file}', f'--workdir={workdir}']
   if data_dir:
@@ -214,8 +231,11 @@ def train_command(config_file: str, overrides: dict, workdir: str,
 
 def validation_history(workdir: str) -> list:
   """``[(step, val_bits_per_sample)]`` from the run's validation records, across resumes."""
-  return [(r['step'], r['val_bits_per_sample']) for r in workdir_lib.read_records(workdir, 'val')
-          if 'val_bits_per_sample' in r]
+  return [
+    (r['step'], r['val_bits_per_sample'])
+    for r in workdir_lib.read_records(workdir, 'val')
+    if 'val_bits_per_sample' in r
+  ]
 
 
 @contextlib.contextmanager
@@ -239,6 +259,7 @@ def _signal_watch():
     with contextlib.suppress(BlockingIOError):
       got.update(reader.recv(1024))
     return bool(got & {signal.SIGINT, signal.SIGTERM})
+
   try:
     yield arrived
   finally:
@@ -257,6 +278,7 @@ class Studio:
   * ``score_clips(workdir, num_seqs, seconds)``: ``{clip path: curation score}`` of clips
     generated from the trial's last checkpoint (``--objective=clip_score``).
   """
+
   hooks: Callable
   demo_corpus: Callable[[str, int], str]
   score_clips: Callable[[str, int, float], dict]
@@ -265,17 +287,35 @@ class Studio:
 class Objective:
   """``trial -> objective value``: trains, reports each validation, may prune, may score clips."""
 
-  def __init__(self, config, config_file, overrides, space, study_dir, data_dir, objective, *,
-               studio: Studio, clips=4, clip_seconds=2.0, prune=True):
+  def __init__(
+    self,
+    config,
+    config_file,
+    overrides,
+    space,
+    study_dir,
+    data_dir,
+    objective,
+    *,
+    studio: Studio,
+    clips=4,
+    clip_seconds=2.0,
+    prune=True,
+  ):
     self.config, self.overrides = config, overrides
     self.config_file = os.path.abspath(config_file)
     self.space, self.study_dir, self.data_dir = space, os.path.abspath(study_dir), data_dir
     self.objective, self.clips, self.clip_seconds, self.prune = (
-        objective, clips, clip_seconds, prune)
+      objective,
+      clips,
+      clip_seconds,
+      prune,
+    )
     self.studio = studio
 
   def __call__(self, trial: optuna.Trial) -> float:
     from samplernn_jax import train  # JAX starts in workers only, not in a --workers parent.
+
     # A re-queued trial carries its original's user attributes, so it finds that workdir and
     # resumes from its checkpoint (the same thing RetryHeartbeatStaleTrialCallback's
     # retried_trial_number names).
@@ -284,22 +324,28 @@ class Objective:
     workdir = os.path.join(self.study_dir, rel)
     params = suggest(trial, self.space)
     config = search_space.to_config(self.config, params)
-    overrides = {**self.overrides,
-                 **{k: search_space.decode(self.config, k, v) for k, v in params.items()}}
+    overrides = {
+      **self.overrides,
+      **{k: search_space.decode(self.config, k, v) for k, v in params.items()},
+    }
     trial.set_user_attr('num_epochs', int(config.train.num_epochs))
-    trial.set_user_attr('command', shlex.join(train_command(
-        self.config_file, overrides, workdir, self.data_dir)))
+    trial.set_user_attr(
+      'command', shlex.join(train_command(self.config_file, overrides, workdir, self.data_dir))
+    )
     logging.info('Trial %d in %s: %s', trial.number, workdir, params)
     # Without --data_dir each trial trains on a demo corpus of its own, as samplernn-train.
     data_dir = self.data_dir or self.studio.demo_corpus(workdir, int(config.data.sample_rate))
     try:
       with _signal_watch() as interrupted:
-        train.train_and_evaluate(config, workdir, data_dir,
-                                 hooks=self.studio.hooks(config, self._reporter(trial)))
+        train.train_and_evaluate(
+          config, workdir, data_dir, hooks=self.studio.hooks(config, self._reporter(trial))
+        )
         if interrupted():
-          raise Interrupted(f'stopped by a signal; trial {trial.number} ({workdir}) is '
-                            'checkpointed and goes to the next worker once its heartbeat is '
-                            'stale.')
+          raise Interrupted(
+            f'stopped by a signal; trial {trial.number} ({workdir}) is '
+            'checkpointed and goes to the next worker once its heartbeat is '
+            'stale.'
+          )
       return self._value(trial, workdir)
     except optuna.TrialPruned:
       raise
@@ -322,6 +368,7 @@ class Objective:
         trial.report(sign * float(bits), step)
       if self.prune and trial.should_prune():
         raise optuna.TrialPruned(f'validation {float(bits):.4f} bits/sample at step {step}')
+
     return on_eval
 
   def _value(self, trial: optuna.Trial, workdir: str) -> float:
@@ -332,18 +379,23 @@ class Objective:
       trial.set_user_attr('best_step', step)
     if self.objective == 'val_bits':
       if not history:
-        raise ValueError(f'{workdir}: no validation ran; --objective=val_bits needs '
-                         'validation files (config.data.val_frac > 0).')
+        raise ValueError(
+          f'{workdir}: no validation ran; --objective=val_bits needs '
+          'validation files (config.data.val_frac > 0).'
+        )
       return min(b for _, b in history)
     scores = self.studio.score_clips(workdir, self.clips, self.clip_seconds)
-    trial.set_user_attr('clip_scores', {os.path.relpath(path, workdir): float(score)
-                                        for path, score in scores.items()})
+    trial.set_user_attr(
+      'clip_scores',
+      {os.path.relpath(path, workdir): float(score) for path, score in scores.items()},
+    )
     return float(sum(scores.values()) / max(len(scores), 1))
 
 
 # ---------------------------------------------------------------------------------------
 # Workers
 # ---------------------------------------------------------------------------------------
+
 
 def _retry_history(trial: optuna.trial.FrozenTrial) -> list:
   """The numbers of the trials this one retries, the first try first; [] for a first try."""
@@ -374,16 +426,19 @@ def capped(objective, num_trials: int):
   Any other trial (two workers asked for the last place at once) fails at once, marked
   ``over_cap``, and counts for nothing: this is what holds ``--trials`` across machines.
   """
+
   def run(trial: optuna.Trial) -> float:
     trials = trial.study.get_trials(deepcopy=False)
     (this,) = [t for t in trials if t.number == trial.number]
     if place(this, trials) >= num_trials:
-      message = (f'over the cap: --trials={num_trials} places were taken when it was '
-                 'created; not run')
+      message = (
+        f'over the cap: --trials={num_trials} places were taken when it was created; not run'
+      )
       trial.set_user_attr('over_cap', num_trials)
       trial.set_user_attr('error', message)
       raise OverCap(message)
     return objective(trial)
+
   return run
 
 
@@ -392,12 +447,17 @@ def trial_counts(study: optuna.Study) -> dict:
   waiting."""
   trials = study.get_trials(deepcopy=False)
   retried = {n for t in trials for n in _retry_history(t)}
-  finished = [t for t in trials if t.state.is_finished() and t.number not in retried
-              and 'over_cap' not in t.user_attrs]
+  finished = [
+    t
+    for t in trials
+    if t.state.is_finished() and t.number not in retried and 'over_cap' not in t.user_attrs
+  ]
   state = optuna.trial.TrialState
-  return {'finished': len(finished),
-          'running': sum(t.state == state.RUNNING for t in trials),
-          'waiting': sum(t.state == state.WAITING for t in trials)}
+  return {
+    'finished': len(finished),
+    'running': sum(t.state == state.RUNNING for t in trials),
+    'waiting': sum(t.state == state.WAITING for t in trials),
+  }
 
 
 class _AskLock:
@@ -423,8 +483,9 @@ class _AskLock:
       fcntl.flock(self._file, fcntl.LOCK_UN)
 
 
-def work(study: optuna.Study, objective, num_trials: int, study_dir: str,
-         poll_seconds: float = 5.0) -> None:
+def work(
+  study: optuna.Study, objective, num_trials: int, study_dir: str, poll_seconds: float = 5.0
+) -> None:
   """Runs trials until the study has ``num_trials`` finished ones.
 
   ``capped`` keeps that number, through the database; the count before asking only spares
@@ -477,6 +538,7 @@ def spawn_workers(count: int, worker_argv: list, seed: Optional[int], sampler: s
     for p in procs:
       if p.poll() is None:
         p.send_signal(signum)
+
   previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
   try:
     return max(p.wait() for p in procs)
@@ -489,6 +551,7 @@ def spawn_workers(count: int, worker_argv: list, seed: Optional[int], sampler: s
 # Starting a search: every input checked before the database is made
 # ---------------------------------------------------------------------------------------
 
+
 def load_study(study_dir: str, storage: Optional[str], study_name: str) -> optuna.Study:
   """The study of ``study_dir`` (or of the ``storage`` URL), for its report; or TuneError."""
   url = storage or default_storage(study_dir)
@@ -500,8 +563,9 @@ def load_study(study_dir: str, storage: Optional[str], study_name: str) -> optun
     raise TuneError(f'no study {study_name!r} in {url}; pass --study_name.') from None
 
 
-def load_space(space_file: Optional[str], config, fixed: Sequence[str], objective: str,
-               data_dir: Optional[str]) -> search_space.Space:
+def load_space(
+  space_file: Optional[str], config, fixed: Sequence[str], objective: str, data_dir: Optional[str]
+) -> search_space.Space:
   """The space of ``space_file`` less the ``fixed`` fields; TuneError or SpaceError if it
   cannot drive a search toward ``objective``.
 
@@ -519,8 +583,10 @@ def load_space(space_file: Optional[str], config, fixed: Sequence[str], objectiv
   if fixed:
     logging.info('Fixed by --config overrides, not searched: %s', ', '.join(fixed))
   if not space:
-    raise TuneError(f'--space={space_file}: every field is fixed by a --config override; '
-                    'nothing is left to search.')
+    raise TuneError(
+      f'--space={space_file}: every field is fixed by a --config override; '
+      'nothing is left to search.'
+    )
   check_objective(objective, space)
   return space
 
@@ -530,23 +596,36 @@ def can_prune(pruner: str, objective: str, space: search_space.Space) -> bool:
   if pruner == 'none':
     return False
   if objective == 'clip_score' and any(
-      search_space.varies(space, k) for k in search_space.QUANTIZATION_FIELDS):
-    logging.warning('Not pruning: the pruner compares validation bits, which differ between '
-                    'quantizations this space mixes.')
+    search_space.varies(space, k) for k in search_space.QUANTIZATION_FIELDS
+  ):
+    logging.warning(
+      'Not pruning: the pruner compares validation bits, which differ between '
+      'quantizations this space mixes.'
+    )
     return False
   return True
 
 
-def start_study(study_dir: str, storage: Optional[str], study_name: str, *,
-                space: search_space.Space, objective: str, pruner, sampler: str,
-                seed: Optional[int], heartbeat_seconds: int = 20,
-                grace_seconds: int = 60) -> optuna.Study:
+def start_study(
+  study_dir: str,
+  storage: Optional[str],
+  study_name: str,
+  *,
+  space: search_space.Space,
+  objective: str,
+  pruner,
+  sampler: str,
+  seed: Optional[int],
+  heartbeat_seconds: int = 20,
+  grace_seconds: int = 60,
+) -> optuna.Study:
   """Creates or joins the study, with a ``sampler`` (name) seeded for this worker."""
   optuna_sampler = make_sampler(sampler, space, seed)  # The grid refuses ranges here.
   if not storage:  # The default database is a file in study_dir.
     os.makedirs(study_dir, exist_ok=True)
-  database = make_storage(storage or default_storage(study_dir), heartbeat_seconds,
-                          grace_seconds)  # A URL that does not open leaves no study_dir.
+  database = make_storage(
+    storage or default_storage(study_dir), heartbeat_seconds, grace_seconds
+  )  # A URL that does not open leaves no study_dir.
   os.makedirs(study_dir, exist_ok=True)
   study = open_study(database, study_name, objective, pruner, optuna_sampler)
   held = len(study.get_trials(deepcopy=False))

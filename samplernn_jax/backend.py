@@ -92,7 +92,13 @@ def fast_bfloat16(backend: Optional[str] = None) -> bool:
 #     latency-bound: the default train step walks 640 of them layered, 172 as a wavefront
 #     (forward and backward, tiers of 64 and 16 frames, 4 layers), for 5-19% more FLOPs in the
 #     recurrence. Reasoned from the compiled program's depth, not yet timed on a GPU.
-#   cpu: RNN_FORM_CPU below, measured with ``python -m benchmarks.run --rnn_form=...``.
+#   cpu: 'layered'. Its float32 program is the one training compiled before the wavefront
+#     existed (the same HLO, FLOPs and bytes at the default config). Measured on the 2-core
+#     EPYC (AVX512-BF16), dim 256, `benchmarks.run --rnn_form=layered,wavefront`, 3
+#     interleaved rounds under a load average of 4-7 from other jobs (so 3-5x the quiet
+#     times), median s/step: float32 layered 3.64, wavefront 4.30; bfloat16 2.90 and 1.96.
+#     float32 stays layered; the bfloat16 hint is unconfirmed on a quiet machine, so 'auto'
+#     stays layered there too (`--config.model.rnn_form=wavefront` chooses it).
 _RNN_FORM = {'cpu': 'layered', 'gpu': 'wavefront'}
 
 

@@ -188,7 +188,9 @@ def measure(config, device_counts: Sequence[int] = (1, 2, 4, 8)) -> Dict[str, An
     row['ideal_flops_per_device'] = base['flops_per_device'] * base_n / n
     row['efficiency'] = row['ideal_flops_per_device'] / row['flops_per_device']
   batch_size, seq_len = int(config.train.batch_size), int(config.data.seq_len)
-  form = str(config.model.rnn_form)
+  from samplernn_jax import backend  # pylint: disable=g-import-not-at-top
+
+  form = backend.rnn_form(str(config.model.rnn_form))  # 'auto': what this backend compiled.
   per_step = [
     flops_lib.train_flops_per_step(config.model, b, seq_len, form='implemented', rnn_form=form)
     for b in (0, batch_size)

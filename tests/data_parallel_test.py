@@ -106,6 +106,7 @@ def steps_on(devices, num_steps=3, **model_overrides):
   return jax.device_get(state.params), float(metrics['loss'])
 
 
+@pytest.mark.slow
 def test_one_two_and_four_devices_give_the_same_parameters(tmp_path):
   env = dict(
     os.environ,
@@ -161,6 +162,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_compute_what_one_device_does(tmp_path):
   out = str(tmp_path / 'hosts.npz')
   port = _free_port()

@@ -97,6 +97,7 @@ def train_steps(workdir) -> list:
   return [r['step'] for r in workdir_lib.read_records(workdir, 'val') if 'val_bits_per_sample' in r]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings('ignore::optuna.exceptions.ExperimentalWarning')
 def test_killed_worker_trial_is_retried_from_its_checkpoint(tmp_path, corpus, monkeypatch):
   said = []  # What training logs (absl's handlers vary with what ran before in the session).
@@ -211,6 +212,7 @@ def test_study_survives_a_bad_trial_and_reports(tmp_path, corpus, monkeypatch):
   assert command.endswith('--config.train.learning_rate=0.001 --config.train.num_epochs=4')
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study(tmp_path, corpus):
   """--workers=2 on one SQLite grid study: each of its three points run once, in its own folder."""
   study_dir = str(tmp_path / 'study')
@@ -477,6 +479,7 @@ def test_a_stale_trial_is_requeued_once(tmp_path, database, request):
   assert [t.state for t in study.trials] == [State.FAIL, State.WAITING]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings('ignore::optuna.exceptions.ExperimentalWarning')
 def test_postgres_workers_resume_a_killed_trial_and_keep_the_cap(tmp_path, corpus, postgres_url):
   """Worker A is killed mid-trial; B (A's study_dir) resumes it; C, another study_dir (as on

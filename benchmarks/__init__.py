@@ -1,5 +1,5 @@
 """Benchmarks: this project against the PRiSM SampleRNN (TF2) reference.
 
-How to run them and what each figure means: README.md, "Benchmarks"; how the training step
+How to run them and what each figure means: docs/benchmarks.md; how the training step
 was made fast: PERF.md.
 """

@@ -23,7 +23,7 @@ Generation does not depend on the form: it is measured once per dtype. Ratios ar
 audio seconds per wall second of one sequence, "0.81x real time"), times lower-is-better
 (``ratio_higher_is_better`` in the JSON says which). Writes ``--out``.json and ``--out``.md;
 the table is printed last. ``scripts/benchmark.sh`` runs the full suite against a PRiSM
-checkout; README.md, "Benchmarks", says what each figure means.
+checkout; docs/benchmarks.md says what each figure means.
 """
 
 import contextlib
@@ -450,8 +450,8 @@ def run_suite(
   rnn_forms: Sequence[str] = ('auto',),
 ) -> Dict[str, Any]:
   """Measures every config in each of ``dtypes`` (and the train step in each of ``rnn_forms``,
-  ``'auto'`` resolved for this backend); returns the results (layout: README.md,
-  "Benchmarks"). PRiSM runs once per config (float32), in the same rounds as every side."""
+  ``'auto'`` resolved for this backend); returns the results (layout:
+  docs/benchmarks.md). PRiSM runs once per config (float32), in the same rounds as every side."""
   dtypes = list(dtypes)
   forms = list(dict.fromkeys(backend.rnn_form(f) for f in rnn_forms))
   suite = dict(SUITES[suite_name])

@@ -14,7 +14,7 @@
 #   --dry_run  print the command instead of running it
 #
 # Needs the package with its reference extra (pip install -e '.[reference]'); $PYTHON picks the
-# interpreter (default: python3). README.md, "Benchmarks", says what each figure means.
+# interpreter (default: python3). docs/benchmarks.md says what each figure means.
 set -euo pipefail
 
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }

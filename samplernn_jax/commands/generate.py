@@ -78,7 +78,7 @@ flags.DEFINE_enum(
   ['float32', 'bfloat16'],
   'Matmul dtype; default: the '
   'checkpoint\'s config.model.dtype. bfloat16 is used at batch sizes where this '
-  'device runs it faster than float32 (README "Precision").',
+  'device runs it faster than float32 (docs/precision.md).',
 )
 flags.DEFINE_string(
   'compilation_cache_dir',

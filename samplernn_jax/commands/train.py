@@ -99,7 +99,7 @@ def main(argv):
   if config.model.dtype == 'bfloat16' and not backend.fast_bfloat16():
     logging.warning(
       '--config.model.dtype=bfloat16 on a CPU without AMX or AVX512-BF16: it '
-      'trains slower than float32 here (README, "Precision").'
+      'trains slower than float32 here (docs/precision.md).'
     )
   print(
     distributed.initialize(

@@ -2,7 +2,7 @@
 
 ``samplernn-train --num_epochs=5`` is an unknown flag here; instead of absl's guess at a
 similar flag, the command says what this project calls it (``--config.train.num_epochs=5``).
-README "Coming from PRiSM" has the same tables.
+docs/prism.md ("Coming from PRiSM") has the same tables.
 """
 
 from typing import Optional

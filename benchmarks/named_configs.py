@@ -4,10 +4,11 @@ A leaf module: ``run``, ``scaling`` and ``train_step`` all read configs through 
 them needs another to do so.
 """
 
-import importlib.util
 import os
 
 import ml_collections
+
+from samplernn_jax import config as config_lib
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
 
@@ -20,7 +21,4 @@ def load_config(name: str) -> ml_collections.ConfigDict:
   path = os.path.join(CONFIGS_DIR, f'{name}.py')
   if not os.path.isfile(path):
     raise ValueError(f'no configs/{name}.py.')
-  spec = importlib.util.spec_from_file_location(f'_config_{name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.from_file(path)

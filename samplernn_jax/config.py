@@ -5,7 +5,9 @@ Every message says what to change, since these errors are read by people launchi
 multi-day run from the command line.
 """
 
+import importlib.util
 import inspect
+import os
 import re
 from typing import Mapping, Union
 
@@ -141,3 +143,19 @@ def describe_fields(config: ml_collections.ConfigDict) -> str:
       note = meaning.get((section, name))
       lines.append(f'--config.{section}.{name}={value}' + (f'  # {note}' if note else ''))
   return '\n'.join(lines)
+
+
+def from_file(path: str, function: str = 'get_config'):
+  """What ``function()`` of the Python file at ``path`` returns, the file loaded by path as
+  ``--config`` loads it: a config file's ``get_config()``, a search space's ``get_space()``.
+
+  The one loader of such files (the benchmarks, the tests and ``search.space`` use it); they are
+  read, never imported as modules of a package. FileNotFoundError names a missing file.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no such config file.')
+  name = '_samplernn_file_' + re.sub(r'\W', '_', os.path.abspath(path))
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return getattr(module, function)()

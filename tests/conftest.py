@@ -82,11 +82,7 @@ def module_compilation_cache(tmp_path_factory):
 def load_config(name: str) -> ml_collections.ConfigDict:
   """``configs/NAME.py``'s config, loaded by path as ``--config`` loads it (``configs/`` is
   not a package)."""
-  path = REPO / 'configs' / f'{name}.py'
-  spec = importlib.util.spec_from_file_location(f'_test_config_{name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.from_file(str(REPO / 'configs' / f'{name}.py'))
 
 
 def quiet_tiny(**train) -> ml_collections.ConfigDict:

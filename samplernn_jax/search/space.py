@@ -13,12 +13,13 @@ read the same in the database, the report and the trial's config.
 """
 
 import ast
-import importlib.util
 import os
 from typing import Any, Mapping
 
 import ml_collections
 import optuna
+
+from samplernn_jax import config as config_lib
 
 Space = dict  # 'section.field' -> optuna.distributions.BaseDistribution
 
@@ -132,10 +133,7 @@ def load(path: str, config: ml_collections.ConfigDict) -> Space:
   if not os.path.isfile(path):
     raise SpaceError(f'--space={path}: no such file.')
   try:
-    spec = importlib.util.spec_from_file_location('_samplernn_space', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    space = module.get_space()
+    space = config_lib.from_file(path, 'get_space')
   except SpaceError:
     raise
   except Exception as e:  # Whatever the file does wrong (optuna rejects empty ranges here).

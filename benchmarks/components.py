@@ -1,14 +1,15 @@
 """Seconds for forward + backward of each part of the model, to see where a step goes.
 
-Run: ``python -m benchmarks.components [default|small] [--batch B] [--seq_len L]``.
+Run: ``python -m benchmarks.components [--config=default|small] [--batch=B] [--seq_len=L]``.
 Parts: the whole model + loss; the frame tiers (their conditioning for the sample tier);
 the sample-level MLP given that conditioning (embedding + convolution through logits + loss).
 """
 
-import argparse
 import statistics
 import time
 
+from absl import app
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,20 +71,17 @@ def component_times(config, repeats=3) -> dict:
   }
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument('config', nargs='?', default='default', choices=['default', 'small'])
-  parser.add_argument('--batch', type=int, default=None)
-  parser.add_argument('--seq_len', type=int, default=None)
-  parser.add_argument('--only', default=None)
-  args = parser.parse_args()
-  config = train_step.get_config(args.config)
-  if args.batch:
-    config.train.batch_size = args.batch
-  if args.seq_len:
-    config.data.seq_len = args.seq_len
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  config = train_step.get_config(f.config)
+  if f.batch:
+    config.train.batch_size = f.batch
+  if f.seq_len:
+    config.data.seq_len = f.seq_len
   print(
-    f'{args.config}: batch {config.train.batch_size} seq_len {config.data.seq_len} '
+    f'{f.config}: batch {config.train.batch_size} seq_len {config.data.seq_len} '
     f'dim {config.model.dim}'
   )
   for k, v in component_times(config).items():
@@ -91,4 +89,9 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  # Defined only when run: ``run`` imports this module's functions, and flags are global.
+  flags.DEFINE_enum('config', 'default', ['default', 'small'], 'The configs/ file to time.')
+  flags.DEFINE_integer('batch', None, "Global batch (default: the config's).")
+  flags.DEFINE_integer('seq_len', None, "Window length (default: the config's).")
+  flags.DEFINE_string('only', None, 'Time only this part.')
+  app.run(main)

@@ -15,12 +15,14 @@ Each ``dot_general``/``convolution`` is counted as often as it runs in one step:
 a function once per call. ``operand_bytes`` are the bytes of both operands per execution.
 """
 
-import argparse
 import collections
 import dataclasses
 import math
 import re
 from typing import Dict, List, Optional, Sequence
+
+from absl import app
+from absl import flags
 
 _BYTES = {
   'i1': 1,
@@ -267,22 +269,22 @@ def train_step_dots(config) -> List[Dot]:
   return parse(lowered.as_text(debug_info=True))
 
 
-def main(argv=None):
+def main(argv):
   from benchmarks import scaling_lib  # pylint: disable=g-import-not-at-top
 
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--config', default='default', help='A configs/ module: default, small, ...')
-  parser.add_argument('--dtype', default='bfloat16', choices=['float32', 'bfloat16'])
-  parser.add_argument('--batch_size', type=int, help="Global batch (default: the config's).")
-  parser.add_argument('--seq_len', type=int, help="Window length (default: the config's).")
-  parser.add_argument('--all', action='store_true', help='List every dot, not only the wide ones.')
-  args = parser.parse_args(argv)
-  config = scaling_lib.config_for(args.config, args.batch_size, args.seq_len, dtype=args.dtype)
-  title = (
-    f'{args.config}, {args.dtype}, batch {config.train.batch_size}, seq_len {config.data.seq_len}'
-  )
-  print(markdown(train_step_dots(config), title, list_all=args.all))
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  config = scaling_lib.config_for(f.config, f.batch_size, f.seq_len, dtype=f.dtype)
+  title = f'{f.config}, {f.dtype}, batch {config.train.batch_size}, seq_len {config.data.seq_len}'
+  print(markdown(train_step_dots(config), title, list_all=f.all))
 
 
 if __name__ == '__main__':
-  main()
+  # Defined only when run: ``run`` imports this module's functions, and flags are global.
+  flags.DEFINE_string('config', 'default', 'A configs/ file by name: default, small, ...')
+  flags.DEFINE_enum('dtype', 'bfloat16', ['float32', 'bfloat16'], 'Matmul dtype.')
+  flags.DEFINE_integer('batch_size', None, "Global batch (default: the config's).")
+  flags.DEFINE_integer('seq_len', None, "Window length (default: the config's).")
+  flags.DEFINE_bool('all', False, 'List every dot, not only the wide ones.')
+  app.run(main)

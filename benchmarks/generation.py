@@ -3,9 +3,10 @@
 python -m benchmarks.generation --dim=1024 --batch_size=1 --num_samples=4096
 """
 
-import argparse
 import time
 
+from absl import app
+from absl import flags
 import jax
 import ml_collections
 
@@ -66,37 +67,39 @@ def benchmark_generation(
   return sps
 
 
-def main():
+def main(argv):
   from samplernn_jax import default_config as default  # pylint: disable=g-import-not-at-top
 
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument('--dim', type=int, default=1024)
-  parser.add_argument('--batch_size', type=int, default=1)
-  parser.add_argument('--num_samples', type=int, default=4096)
-  parser.add_argument('--rnn_type', default='gru')
-  parser.add_argument('--frame_sizes', default='16,64')
-  parser.add_argument('--dtype', default='float32')
-  args = parser.parse_args()
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
   config = default.get_config()
-  config.model.dim = args.dim
-  config.model.rnn_type = args.rnn_type
-  config.model.frame_sizes = tuple(int(f) for f in args.frame_sizes.split(','))
-  config.model.dtype = args.dtype
+  config.model.dim = f.dim
+  config.model.rnn_type = f.rnn_type
+  config.model.frame_sizes = tuple(int(size) for size in f.frame_sizes)
+  config.model.dtype = f.dtype
   r = benchmark_generation(
     config.model,
-    args.batch_size,
-    args.num_samples,
+    f.batch_size,
+    f.num_samples,
     return_details=True,
     sample_rate=config.data.sample_rate,
   )
   print(
-    f'dim={args.dim} batch={args.batch_size} {args.rnn_type} {config.model.frame_sizes}: '
+    f'dim={f.dim} batch={f.batch_size} {f.rnn_type} {config.model.frame_sizes}: '
     f'{r["samples_per_second"]:.0f} samples/s total, '
-    f'{r["samples_per_second"] / args.batch_size:.0f} per sequence '
+    f'{r["samples_per_second"] / f.batch_size:.0f} per sequence '
     f'({r["x_real_time"]:.2f}x real time at {config.data.sample_rate} Hz), '
     f'compile {r["compile_seconds"]:.1f} s'
   )
 
 
 if __name__ == '__main__':
-  main()
+  # Defined only when run: ``run`` imports this module's functions, and flags are global.
+  flags.DEFINE_integer('dim', 1024, 'Model width.')
+  flags.DEFINE_integer('batch_size', 1, 'Sequences generated side by side.')
+  flags.DEFINE_integer('num_samples', 4096, 'Samples per sequence.')
+  flags.DEFINE_enum('rnn_type', 'gru', ['gru', 'lstm'], 'RNN cell.')
+  flags.DEFINE_list('frame_sizes', ['16', '64'], 'Frame size of each frame tier, lowest first.')
+  flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Matmul dtype.')
+  app.run(main)

@@ -2,13 +2,13 @@ r"""Data-parallel scaling of the compiled train step, told in FLOPs and in model
 
     python -m benchmarks.scaling [--config=default] [--batch_sizes=64,512] [--seq_len=1024] \
         [--devices=1,2,4,8] [--dtype=float32] [--rnn_form=layered,wavefront] [--gpu=H200] \
-        [--out=benchmarks/results/scaling_default]
+        [--out=benchmarks/results/scaling_default_DATE]
 
 For each global batch and RNN form, compiles the train step for each device count on forced
 CPU devices (in a subprocess), reads its depth, per-device FLOPs and collectives, and models
 its step time on a GPU (``scaling_lib``: what is read, the model and its parameters). Prints
 the parameters, a summary and one table per (batch, form); ``--out`` writes OUT.md and
-OUT.json (``benchmarks/results/scaling_default.*``). A few minutes for the default config.
+OUT.json (``benchmarks/results/scaling_default_2026-12-02.*`` is the newest). A few minutes for the default config.
 """
 
 import json

@@ -1,17 +1,18 @@
 """Seconds per training step: forward + backward + Adam over one window, jitted and donated.
 
-Run: ``python -m benchmarks.train_step [default|small] [--batch B] [--seq_len L] [--steps N]``
+Run: ``python -m benchmarks.train_step [--config=default|small] [--batch=B] [--steps=N]``
 (``small`` is the default config at dim 256). The step is the one training runs
 (``samplernn_jax.steps.make_train_step``): value and gradient of the loss, the carry threaded
 to the next window, gradients clipped to global norm 5, Adam with eps 1e-4, state donated.
 """
 
-import argparse
 import functools
 import json
 import statistics
 import time
 
+from absl import app
+from absl import flags
 import jax
 import ml_collections
 import numpy as np
@@ -97,24 +98,20 @@ def get_config(name: str):
   return named_configs.load_config(name)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument('config', nargs='?', default='default', choices=['default', 'small'])
-  parser.add_argument('--batch', type=int, default=None)
-  parser.add_argument('--seq_len', type=int, default=None)
-  parser.add_argument('--steps', type=int, default=3)
-  parser.add_argument('--dtype', default=None, choices=['float32', 'bfloat16'])
-  args = parser.parse_args()
-  config = get_config(args.config)
-  if args.batch:
-    config.train.batch_size = args.batch
-  if args.seq_len:
-    config.data.seq_len = args.seq_len
-  if args.dtype:
-    config.model.dtype = args.dtype
-  result = benchmark_train_step(config, args.steps)
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  config = get_config(f.config)
+  if f.batch:
+    config.train.batch_size = f.batch
+  if f.seq_len:
+    config.data.seq_len = f.seq_len
+  if f.dtype:
+    config.model.dtype = f.dtype
+  result = benchmark_train_step(config, f.steps)
   print(
-    f'{args.config}: batch {config.train.batch_size} seq_len {config.data.seq_len} '
+    f'{f.config}: batch {config.train.batch_size} seq_len {config.data.seq_len} '
     f'dim {config.model.dim} dtype {config.model.dtype}'
   )
   for k, v in result.items():
@@ -122,4 +119,10 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  # Defined only when run: ``run`` imports this module's functions, and flags are global.
+  flags.DEFINE_enum('config', 'default', ['default', 'small'], 'The configs/ file to time.')
+  flags.DEFINE_integer('batch', None, "Global batch (default: the config's).")
+  flags.DEFINE_integer('seq_len', None, "Window length (default: the config's).")
+  flags.DEFINE_integer('steps', 3, 'Timed steps after one untimed warm-up step.')
+  flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], "Matmul dtype (default: the config's).")
+  app.run(main)

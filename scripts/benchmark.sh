@@ -7,8 +7,9 @@
 #   PRISM_DIR  a PRiSM SampleRNN checkout at commit f05a772:
 #                git clone https://github.com/rncm-prism/prism-samplernn ../prism-samplernn
 #                git -C ../prism-samplernn checkout f05a772
-#   NAME       the results' name (default: this host's short name): writes
-#              benchmarks/results/NAME.json (machine, settings, every round) and NAME.md (the table)
+#   NAME       the results' name (default: this host's short name and today's date, HOST_DATE):
+#              writes benchmarks/results/NAME.json (machine, settings, every round) and NAME.md
+#              (the table); the host's earlier results move to benchmarks/results/history/
 #   FLAG...    more flags of benchmarks/run.py, e.g. --dtype=bfloat16, --configs=default,small,
 #              --parts=train,generate (default: every config's train, generate and pipeline)
 #   --dry_run  print the command instead of running it
@@ -27,7 +28,7 @@ case "${1:-}" in
 esac
 [ $# -ge 1 ] || fail "no PRISM_DIR given (see --help)."
 prism_dir=$1; shift
-name=$(hostname -s)
+name="$(hostname -s)_$(date -u +%F)"
 if [ $# -ge 1 ] && [ "${1#--}" = "$1" ]; then name=$1; shift; fi
 [ -f "$prism_dir/samplernn/model.py" ] \
   || fail "$prism_dir is not a PRiSM SampleRNN checkout (no samplernn/model.py; see --help)."
@@ -41,6 +42,12 @@ command=("$python" -m benchmarks.run --suite=full "--prism_dir=$(cd "$prism_dir"
          "--out=$repo/benchmarks/results/$name" "$@")
 if $dry_run; then
   printf '%q ' "${command[@]}"; echo
-else
-  cd "$repo" && exec "${command[@]}"
+  exit 0
 fi
+# results/ holds each host's newest run; the earlier ones of this name's host go to history/.
+host=${name%%_*}
+for old in "$repo"/benchmarks/results/"$host"_*.json "$repo"/benchmarks/results/"$host"_*.md; do
+  [ -e "$old" ] && [ "$(basename "${old%.*}")" != "$name" ] \
+    && mkdir -p "$repo/benchmarks/results/history" && mv "$old" "$repo/benchmarks/results/history/"
+done
+cd "$repo" && exec "${command[@]}"

@@ -8,7 +8,8 @@ For each global batch and RNN form, compiles the train step for each device coun
 CPU devices (in a subprocess), reads its depth, per-device FLOPs and collectives, and models
 its step time on a GPU (``scaling_lib``: what is read, the model and its parameters). Prints
 the parameters, a summary and one table per (batch, form); ``--out`` writes OUT.md and
-OUT.json (``benchmarks/results/scaling_default_2026-12-02.*`` is the newest). A few minutes for the default config.
+OUT.json (``benchmarks/results/scaling_default_2026-12-02.*`` is the newest). A few minutes
+for the default config.
 """
 
 import json

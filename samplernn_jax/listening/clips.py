@@ -266,6 +266,8 @@ def generate_files(
     overwrite=overwrite,
     dtype=dtype,
   )
+  # Read before sampling: a damaged profile is named now (and ignored), not after the work.
+  profile = clip_score.load_profile(workdir)
   sampler = sampler_lib.Sampler(plan.config.model, num_seqs, plan.chunk_size)
   # Nothing is final until complete (and, with keep, scored): write to a scratch folder.
   scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir)
@@ -281,9 +283,7 @@ def generate_files(
     desc=f'{num_seqs} x {duration:g} s',
   )
 
-  scores = score_sequences(
-    levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate, clip_score.load_profile(workdir)
-  )
+  scores = score_sequences(levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate, profile)
   order, kept = _curate(scores, plan, keep)
   # A move, not files.atomic_write: the clips were streamed into the scratch folder chunk by
   # chunk (a stopped run keeps them there), and each is complete before it moves.

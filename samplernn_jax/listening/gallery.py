@@ -276,19 +276,31 @@ def _url(path: str, start: str) -> str:
 
 
 def _training_chunks(workdir: str, profile, gallery_dir: str) -> list:
-  """A few training files copied into the gallery, so the page works wherever data lives."""
-  sources = list(profile.examples) if profile else []
-  demo = os.path.join(workdir, workdir_lib.DEMO_CORPUS)
+  """A few training files copied into the gallery, so the page works wherever data lives.
+
+  The gallery is meant to be shared, and the profile naming the files is untrusted: only
+  files inside the run's data (``clip_score.example_paths``, or the workdir's demo corpus)
+  that decode as audio are copied, and what is copied is the decoded audio, written anew.
+  """
+  sources = clip_score.example_paths(profile) if profile else []
+  demo = os.path.realpath(os.path.join(workdir, workdir_lib.DEMO_CORPUS))
   if not sources and os.path.isdir(demo):
-    sources = audio_io.find_audio(demo, ('.wav',))
+    found = (os.path.realpath(p) for p in audio_io.find_audio(demo, ('.wav',)))
+    sources = [p for p in found if os.path.commonpath([p, demo]) == demo]
   chunks_dir = os.path.join(gallery_dir, 'chunks')
   os.makedirs(chunks_dir, exist_ok=True)
   copies = []
-  for source in [s for s in sources if os.path.isfile(s)][:NUM_TRAINING_CHUNKS]:
-    copy = os.path.join(chunks_dir, os.path.basename(source))
+  for source in sources:
+    if len(copies) == NUM_TRAINING_CHUNKS:
+      break
+    copy = os.path.join(chunks_dir, os.path.splitext(os.path.basename(source))[0] + '.wav')
     if not os.path.exists(copy) or os.path.getmtime(copy) < os.path.getmtime(source):
-      with open(source, 'rb') as src, files.atomic_write(copy, 'wb') as dst:
-        shutil.copyfileobj(src, dst)
+      try:
+        samples_NxC, rate = audio_io.read_audio(source)
+      except (audio_io.AudioError, OSError) as e:
+        logging.warning('%s: not copied onto the page, not readable audio (%s).', source, e)
+        continue
+      audio_io.write_wav_atomic(copy, audio_io.to_mono(samples_NxC), rate)
       shutil.copystat(source, copy)  # Its time says when the source changes again.
     copies.append(copy)
   return copies

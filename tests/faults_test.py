@@ -8,6 +8,7 @@ import pytest
 
 from samplernn_jax import checkpoint
 from samplernn_jax import model as model_lib
+from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.corpus import demo_corpus
 from samplernn_jax.listening import clip_score
@@ -101,3 +102,75 @@ def test_generate_reads_a_damaged_profile_before_sampling_and_goes_on(run_dir, t
     )
   (run_dir / workdir_lib.CLIP_PROFILE).unlink()
   assert len(result['paths']) == 1 and workdir_lib.CLIP_PROFILE in caplog.text
+
+
+# ---------------------------------------------------------------------------------------
+# Item 2: two samplernn-generate into one --output
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_second_generate_into_the_same_output_is_refused_before_it_samples(
+  run_dir, tmp_path, monkeypatch
+):
+  out = str(tmp_path / 'clip.wav')
+  real = sampler_lib.Sampler.generate
+  second = {}
+
+  def start_a_second_run_meanwhile(self, *args, callback=None, **kwargs):
+    def chunk(levels, start):
+      callback(levels, start)
+      if not second:
+        try:
+          clips.generate_files(str(run_dir), out, duration=DURATION, progress=False)
+          second['result'] = 'ran'
+        except ValueError as e:
+          second['result'] = str(e)
+
+    return real(self, *args, callback=chunk, **kwargs)
+
+  monkeypatch.setattr(sampler_lib.Sampler, 'generate', start_a_second_run_meanwhile)
+  first = clips.generate_files(str(run_dir), out, duration=DURATION, progress=False)
+  assert 'another samplernn-generate is writing these clips now' in second['result']
+  assert len(first['paths']) == 1
+  # Released at the end: a third run meets only the existing clip.
+  monkeypatch.setattr(sampler_lib.Sampler, 'generate', real)
+  with pytest.raises(ValueError, match='exists; pass --overwrite'):
+    clips.generate_files(str(run_dir), out, duration=DURATION, progress=False)
+  assert [n for n in os.listdir(tmp_path) if n.startswith('.')] == []
+
+
+# ---------------------------------------------------------------------------------------
+# Item 5: --output through a folder that does not exist
+# ---------------------------------------------------------------------------------------
+
+
+def test_an_output_through_a_missing_folder_is_refused_before_sampling(
+  run_dir, tmp_path, monkeypatch
+):
+  (tmp_path / 'run').mkdir()
+  out = os.path.join(str(tmp_path), 'run', '..', 'missing', '..', 'x.wav')
+  monkeypatch.setattr(sampler_lib.Sampler, 'generate', lambda *a, **k: pytest.fail('sampled'))
+  with pytest.raises(FileNotFoundError, match=r'missing, which is not a folder'):
+    clips.generate_files(str(run_dir), out, duration=DURATION, progress=False)
+  # Through folders that exist, '..' is what the kernel makes of it.
+  monkeypatch.undo()
+  result = clips.generate_files(
+    str(run_dir),
+    os.path.join(str(tmp_path), 'run', '..', 'y.wav'),
+    duration=DURATION,
+    progress=False,
+  )
+  assert os.path.dirname(result['paths'][0]) == str(tmp_path)
+
+
+def test_a_failed_move_names_where_the_finished_clips_are(run_dir, tmp_path, monkeypatch):
+  real = os.replace
+
+  def full(src, dst):
+    if '.generating-' in src:
+      raise OSError(28, 'No space left on device', dst)
+    return real(src, dst)
+
+  monkeypatch.setattr(os, 'replace', full)
+  with pytest.raises(OSError, match=r'finished clips not yet moved are in .*\.generating-'):
+    clips.generate_files(str(run_dir), str(tmp_path / 'c.wav'), duration=DURATION, progress=False)

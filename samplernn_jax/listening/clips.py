@@ -8,7 +8,9 @@ folder ``.generating-*`` beside the output; complete clips are moved into place 
 one, and a stopped run keeps what it made in that folder.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -243,7 +245,7 @@ def generate_files(
   Returns ``{'paths': [kept wav paths], 'scores': [every sequence's score dict], 'step': N,
   'samples_per_second': total, 'x_real_time': audio seconds per wall second per sequence}``.
   """
-  out_dir = _check_request(
+  output = _check_request(
     workdir,
     output,
     num_seqs=num_seqs,
@@ -252,6 +254,84 @@ def generate_files(
     temperatures=temperatures,
     seed_audio=seed_audio,
   )
+  out_dir = os.path.dirname(output)
+  with _claim(output):
+    return _generate(
+      workdir,
+      output,
+      out_dir,
+      step=step,
+      num_seqs=num_seqs,
+      duration=duration,
+      temperatures=temperatures,
+      seed_audio=seed_audio,
+      seed_offset=seed_offset,
+      rng_seed=rng_seed,
+      keep=keep,
+      plot=plot,
+      profile_dir=profile_dir,
+      chunk_size=chunk_size,
+      progress=progress,
+      overwrite=overwrite,
+      dtype=dtype,
+    )
+
+
+@contextlib.contextmanager
+def _claim(output: str):
+  """Holds the names of ``output``'s clips for this run: a second run is refused at once.
+
+  An exclusive ``flock`` on ``.STEM.generating.lock`` beside the clips: the kernel drops it on
+  any exit, kill -9 included, so a stale lock never blocks the next run.
+  """
+  lock = os.path.join(
+    os.path.dirname(output), f'.{os.path.basename(_stem(output))}.generating.lock'
+  )
+  while True:
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(fd)
+      raise ValueError(
+        f'--output={output}: another samplernn-generate is writing these clips now; wait '
+        'for it to finish, or choose another --output.'
+      ) from None
+    try:  # The holder before us may have removed the file as we opened it: lock the new one.
+      if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+        break
+    except FileNotFoundError:
+      pass
+    os.close(fd)
+  try:
+    yield
+  finally:
+    with contextlib.suppress(OSError):
+      os.remove(lock)
+    os.close(fd)
+
+
+def _generate(
+  workdir: str,
+  output: str,
+  out_dir: str,
+  *,
+  step,
+  num_seqs,
+  duration,
+  temperatures,
+  seed_audio,
+  seed_offset,
+  rng_seed,
+  keep,
+  plot,
+  profile_dir,
+  chunk_size,
+  progress,
+  overwrite,
+  dtype,
+) -> dict:
+  """``generate_files`` once the request is checked and its names are claimed."""
   plan = _plan(
     workdir,
     output,
@@ -287,26 +367,36 @@ def generate_files(
   order, kept = _curate(scores, plan, keep)
   # A move, not files.atomic_write: the clips were streamed into the scratch folder chunk by
   # chunk (a stopped run keeps them there), and each is complete before it moves.
-  for i in kept:
-    os.replace(scratch_paths[i], plan.paths[i])
+  try:
+    for i in kept:
+      os.replace(scratch_paths[i], plan.paths[i])
+  except OSError as e:
+    raise OSError(
+      e.errno, f'{e.strerror}; the finished clips not yet moved are in {scratch}', e.filename
+    ) from None
   shutil.rmtree(scratch)
-  if plot:
-    _plot(levels_BxT, kept, plan)
   scores_path = f'{_stem(output)}_e={plan.step}_scores.json'
-  with files.atomic_write(scores_path) as f:
-    json.dump(
-      {
-        'workdir': workdir,
-        'step': plan.step,
-        'rng_seed': rng_seed,
-        'seed_audio': seed_audio,
-        'duration': duration,
-        'ranking': order,
-        'sequences': scores,
-      },
-      f,
-      indent=2,
-    )
+  try:
+    if plot:
+      _plot(levels_BxT, kept, plan)
+    with files.atomic_write(scores_path) as f:
+      json.dump(
+        {
+          'workdir': workdir,
+          'step': plan.step,
+          'rng_seed': rng_seed,
+          'seed_audio': seed_audio,
+          'duration': duration,
+          'ranking': order,
+          'sequences': scores,
+        },
+        f,
+        indent=2,
+      )
+  except OSError as e:
+    raise OSError(
+      e.errno, f'{e.strerror}; the clips themselves are in place in {out_dir}', e.filename
+    ) from None
   if out_dir.startswith(os.path.abspath(workdir) + os.sep):
     gallery.refresh(workdir)  # Clips written into the run: its page lists them.
   return {
@@ -329,7 +419,7 @@ def _check_request(
   temperatures: Optional[Sequence[float]],
   seed_audio: Optional[str],
 ) -> str:
-  """The checks that need no checkpoint; returns the (writable) folder of ``output``."""
+  """The checks that need no checkpoint; returns ``output`` resolved, its folder writable."""
   if num_seqs < 1:
     raise ValueError(f'--num_seqs={num_seqs} must be at least 1.')
   if not 0 < duration < float('inf'):
@@ -344,9 +434,26 @@ def _check_request(
     )
   if seed_audio is not None and not os.path.isfile(seed_audio):
     raise FileNotFoundError(f'{seed_audio}: seed audio file not found.')
-  out_dir = os.path.dirname(os.path.abspath(output))
-  files.check_writable(out_dir, '--output')
-  return out_dir
+  output = resolve_output(output)
+  files.check_writable(os.path.dirname(output), '--output')
+  return output
+
+
+def resolve_output(output: str) -> str:
+  """``output`` as an absolute path with links and ``..`` resolved as the kernel will.
+
+  ``run/../missing/../x.wav`` is ``x.wav`` on paper, but the kernel cannot step out of a
+  folder that does not exist: raises FileNotFoundError naming it, before any work.
+  """
+  parts = output.split(os.sep)
+  for i, part in enumerate(parts[:-1]):
+    folder = os.sep.join(parts[:i]) or (os.sep if output.startswith(os.sep) else os.curdir)
+    if part == os.pardir and not os.path.isdir(folder):
+      raise FileNotFoundError(
+        f'--output={output}: goes through {folder}, which is not a folder; create it, or '
+        'give the path without "..".'
+      )
+  return os.path.realpath(output)
 
 
 @dataclasses.dataclass(frozen=True)

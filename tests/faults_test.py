@@ -3,6 +3,11 @@ at once, kills, full disks, damaged derived files. Each failed on the code befor
 
 import logging
 import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -17,6 +22,7 @@ from samplernn_jax.listening import gallery
 from tests.conftest import load_config
 from tests.conftest import random_params
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 DURATION = 0.012  # tiny: 96 samples at 8 kHz.
 
 
@@ -174,3 +180,69 @@ def test_a_failed_move_names_where_the_finished_clips_are(run_dir, tmp_path, mon
   monkeypatch.setattr(os, 'replace', full)
   with pytest.raises(OSError, match=r'finished clips not yet moved are in .*\.generating-'):
     clips.generate_files(str(run_dir), str(tmp_path / 'c.wav'), duration=DURATION, progress=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Item 3: kill -9 of samplernn-tune --workers=K takes its workers with it
+# ---------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list:
+  kids = []
+  for entry in os.listdir('/proc'):
+    if entry.isdigit():
+      try:
+        with open(f'/proc/{entry}/stat') as f:
+          if int(f.read().rsplit(')', 1)[1].split()[1]) == pid:
+            kids.append(int(entry))
+      except (OSError, IndexError, ValueError):
+        pass
+  return kids
+
+
+def _alive(pid: int) -> bool:
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads /proc')
+def test_killed_tune_leaves_no_workers(tmp_path):
+  space = tmp_path / 'space.py'
+  space.write_text("def get_space():\n  return {'data.shuffle_seed': [0, 1, 2]}\n")
+  parent = subprocess.Popen(
+    [
+      sys.executable,
+      '-m',
+      'samplernn_jax.commands.tune',
+      f'--study_dir={tmp_path / "study"}',
+      f'--config={REPO / "configs" / "tiny.py"}',
+      f'--space={space}',
+      '--sampler=grid',
+      '--trials=3',
+      '--workers=2',
+    ],
+    cwd=str(REPO),
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
+  workers = []
+  try:
+    deadline = time.time() + 120
+    while time.time() < deadline and len(workers) < 2 and parent.poll() is None:
+      time.sleep(0.1)
+      workers = [p for p in _children(parent.pid) if _alive(p)]
+    assert len(workers) == 2, 'tune never started its workers'
+    time.sleep(3)  # Into their start-up: both before and after it, they must follow.
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline and any(_alive(p) for p in workers):
+      time.sleep(0.2)
+    assert not [p for p in workers if _alive(p)]
+  finally:
+    for p in workers:  # Only on failure: the workers this test started.
+      if _alive(p):
+        os.kill(p, signal.SIGKILL)

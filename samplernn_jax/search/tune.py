@@ -30,6 +30,7 @@ from absl import logging
 import optuna
 import sqlalchemy
 
+from samplernn_jax import processes
 from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.search import space as search_space
 
@@ -522,9 +523,10 @@ def spawn_workers(count: int, worker_argv: list, seed: Optional[int], sampler: s
   """Runs ``count`` processes of ``worker_argv`` (this command, less ``--workers`` and
   ``--seed``) as single workers; returns the worst exit status.
 
-  With ``seed``, worker i samples with ``seed + i``: one seed in every worker would have them
-  all propose the same parameters. Not for the grid, whose seed fixes the order of the
-  combinations that all workers number alike.
+  Each worker ends when this process does, even by kill -9 (``processes``), so a restart
+  never runs beside orphans. With ``seed``, worker i samples with ``seed + i``: one seed in
+  every worker would have them all propose the same parameters. Not for the grid, whose seed
+  fixes the order of the combinations that all workers number alike.
   """
   env = dict(os.environ)
   # Workers sharing one accelerator must not each reserve most of its memory up front.
@@ -532,7 +534,9 @@ def spawn_workers(count: int, worker_argv: list, seed: Optional[int], sampler: s
   procs = []
   for i in range(count):
     seed_arg = [] if seed is None else [f'--seed={seed if sampler == "grid" else seed + i}']
-    procs.append(subprocess.Popen([*worker_argv, *seed_arg, '--workers=1'], env=env))
+    procs.append(
+      subprocess.Popen([*worker_argv, *seed_arg, '--workers=1'], env=processes.child_env(env))
+    )
 
   def forward(signum, frame):
     for p in procs:

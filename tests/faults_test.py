@@ -1,9 +1,13 @@
 """Issue 21's fault and bad-input cases, one test per item: hostile workdir files, two runs
 at once, kills, full disks, damaged derived files. Each failed on the code before its fix."""
 
+import contextlib
+import errno
+import io
 import logging
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -12,10 +16,13 @@ import time
 import pytest
 
 from samplernn_jax import checkpoint
+from samplernn_jax import files
 from samplernn_jax import model as model_lib
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import workdir as workdir_lib
+from samplernn_jax.commands import cli
 from samplernn_jax.corpus import demo_corpus
+from samplernn_jax.corpus import prepare
 from samplernn_jax.listening import clip_score
 from samplernn_jax.listening import clips
 from samplernn_jax.listening import gallery
@@ -246,3 +253,56 @@ def test_killed_tune_leaves_no_workers(tmp_path):
     for p in workers:  # Only on failure: the workers this test started.
       if _alive(p):
         os.kill(p, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------
+# Item 8: samplernn-prepare on a full disk
+# ---------------------------------------------------------------------------------------
+
+
+class _FullDisk(io.RawIOBase):
+  """A file on a full disk: every write fails as the kernel's would."""
+
+  def __init__(self, f):
+    self.f = f
+
+  def write(self, data):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  def seek(self, *args):
+    return self.f.seek(*args)
+
+  def tell(self):
+    return self.f.tell()
+
+  def seekable(self):
+    return True
+
+  def writable(self):
+    return True
+
+
+def test_prepare_on_a_full_disk_stops_once_naming_the_device_and_file(
+  corpus, tmp_path, monkeypatch, capfd
+):
+  real = files.atomic_write
+  writes = []
+
+  @contextlib.contextmanager
+  def full(path, mode='w', **kwargs):
+    writes.append(path)
+    with real(path, mode, **kwargs) as f:
+      yield _FullDisk(f)
+
+  monkeypatch.setattr(files, 'atomic_write', full)
+  out = tmp_path / 'chunks'
+  settings = prepare.Settings(sample_rate=8000, chunk_length_ms=50, overlap_ms=0)
+  with pytest.raises(OSError) as raised:
+    prepare.prepare([str(corpus)], str(out), settings, progress=False)
+  assert re.fullmatch(
+    r'no space left on /\S* writing \S*/chunks/demo_000_00000\.wav; free some space .*\.',
+    cli.describe(raised.value),
+  ), cli.describe(raised.value)
+  assert len(writes) == 1  # Stopped at once: the next files would fail alike.
+  assert [n for n in os.listdir(out) if n != prepare.MANIFEST_DIR] == []  # No partial file.
+  assert 'Traceback' not in capfd.readouterr().err

@@ -8,15 +8,19 @@ import logging
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from samplernn_jax import checkpoint
 from samplernn_jax import files
+from samplernn_jax import input_pipeline
 from samplernn_jax import model as model_lib
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import workdir as workdir_lib
@@ -306,3 +310,23 @@ def test_prepare_on_a_full_disk_stops_once_naming_the_device_and_file(
   assert len(writes) == 1  # Stopped at once: the next files would fail alike.
   assert [n for n in os.listdir(out) if n != prepare.MANIFEST_DIR] == []  # No partial file.
   assert 'Traceback' not in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# Item 9: a file shorter than one window costs only itself
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_file_shorter_than_one_window_is_skipped_with_a_warning(corpus, tmp_path, caplog):
+  data = tmp_path / 'data'
+  shutil.copytree(corpus, data)
+  sf.write(data / 'one_sample.wav', np.zeros(1, np.float32), 8000)
+  config = load_config('tiny')
+  config.data.val_frac = 0.0
+  with caplog.at_level(logging.WARNING):
+    datasets = input_pipeline.make_datasets(
+      config, str(data), num_epochs=1, process_index=0, process_count=1
+    )
+  assert str(data / 'one_sample.wav') not in datasets.train_files
+  assert len(datasets.train_files) == 4 and sum(datasets.windows_per_epoch) > 0
+  assert f'{data / "one_sample.wav"} (1)' in caplog.text

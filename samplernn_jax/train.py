@@ -736,15 +736,17 @@ def _note_data_change(workdir: str, datasets, *, resumed: bool) -> None:
   The data position in a checkpoint counts windows of the plan made from the file list, so
   after files are added, removed or skipped the run goes on over a different order.
   """
+  # Real paths: the same --data_dir given relative once and absolute the next time (or
+  # through a link) is the same data.
   files = {
-    'train': [[p, os.path.getsize(p)] for p in datasets.train_files],
-    'val': [[p, os.path.getsize(p)] for p in datasets.val_files],
+    'train': [[os.path.realpath(p), os.path.getsize(p)] for p in datasets.train_files],
+    'val': [[os.path.realpath(p), os.path.getsize(p)] for p in datasets.val_files],
   }
   path = os.path.join(workdir, workdir_lib.DATA_FILES)
   try:
     with open(path) as f:
-      before = json.load(f)
-  except (OSError, ValueError):
+      before = _real_paths(json.load(f))
+  except (OSError, ValueError, TypeError, AttributeError):
     before = None
   if resumed and before is not None and before != files:
     logging.warning(
@@ -758,6 +760,17 @@ def _note_data_change(workdir: str, datasets, *, resumed: bool) -> None:
     )
   with files_lib.atomic_write(path) as f:
     json.dump(files, f)
+
+
+def _real_paths(stored: dict) -> dict:
+  """A stored ``data_files.json`` with its paths made real (files written before were as given).
+
+  Raises TypeError / AttributeError / ValueError for a file of another shape.
+  """
+  return {
+    kind: [[os.path.realpath(p), size] for p, size in stored.get(kind, ())]
+    for kind in ('train', 'val')
+  }
 
 
 def _restore_newest_intact(manager, workdir: str, steps, restore, *, explicit: bool):

@@ -23,6 +23,7 @@ from samplernn_jax import files
 from samplernn_jax import input_pipeline
 from samplernn_jax import model as model_lib
 from samplernn_jax import sampler as sampler_lib
+from samplernn_jax import train
 from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.commands import cli
 from samplernn_jax.corpus import demo_corpus
@@ -330,3 +331,24 @@ def test_a_file_shorter_than_one_window_is_skipped_with_a_warning(corpus, tmp_pa
   assert str(data / 'one_sample.wav') not in datasets.train_files
   assert len(datasets.train_files) == 4 and sum(datasets.windows_per_epoch) > 0
   assert f'{data / "one_sample.wav"} (1)' in caplog.text
+
+
+# ---------------------------------------------------------------------------------------
+# Item 11: the same --data_dir, relative then absolute
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_resume_over_the_same_files_named_another_way_is_no_change(
+  corpus, tmp_path, monkeypatch, caplog
+):
+  class Files:  # What _note_data_change reads of a Datasets.
+    def __init__(self, paths):
+      self.train_files, self.val_files = tuple(paths), ()
+
+  names = sorted(os.listdir(corpus))
+  note = train._note_data_change  # pylint: disable=protected-access
+  note(str(tmp_path), Files([str(corpus / n) for n in names]), resumed=False)
+  monkeypatch.chdir(corpus.parent)
+  with caplog.at_level(logging.WARNING):
+    note(str(tmp_path), Files([os.path.join(corpus.name, n) for n in names]), resumed=True)
+  assert 're-planned' not in caplog.text

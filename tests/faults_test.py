@@ -352,3 +352,21 @@ def test_a_resume_over_the_same_files_named_another_way_is_no_change(
   with caplog.at_level(logging.WARNING):
     note(str(tmp_path), Files([os.path.join(corpus.name, n) for n in names]), resumed=True)
   assert 're-planned' not in caplog.text
+
+
+# ---------------------------------------------------------------------------------------
+# Item 12: one picture per clip
+# ---------------------------------------------------------------------------------------
+
+
+def test_clips_whose_paths_flatten_alike_get_their_own_pictures(tmp_path):
+  names = ['out/x/y.wav', 'out/x_y.wav', 'out_x_y.wav']
+  for i, name in enumerate(names):
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(tmp_path / name, np.full(800, 0.1 * (i + 1), np.float32), 8000)
+  gallery.build(str(tmp_path))
+  images = os.listdir(tmp_path / workdir_lib.GALLERY / 'images')
+  assert len(images) == 3
+  page = (tmp_path / workdir_lib.GALLERY / gallery.INDEX).read_text()
+  assert all(image in page for image in images)
+  assert {gallery.picture_name(n) for n in names} <= set(images)

@@ -20,6 +20,7 @@ so a rebuild only looks at new clips.
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -228,6 +229,16 @@ def _save(fig, path: str) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+def picture_name(key: str) -> str:
+  """The picture file of the clip at ``key`` (a path relative to the workdir).
+
+  Readable, and one per path: the file name's safe characters, then a short hash of the
+  whole path, so ``out/x/y.wav``, ``out/x_y.wav`` and ``out_x_y.wav`` get three pictures.
+  """
+  readable = re.sub(r'[^A-Za-z0-9_.-]', '_', os.path.basename(key))[:60]
+  return f'{readable}-{hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]}.png'
+
+
 class _Cache:
   """Each clip's score and picture, kept while the file and the profile are unchanged."""
 
@@ -246,7 +257,7 @@ class _Cache:
     """(score parts, picture file name) of ``file_path``; computed if missing or stale."""
     st = os.stat(file_path)
     stamp = [st.st_size, st.st_mtime_ns, self.profile_stamp]
-    image = re.sub(r'[^A-Za-z0-9_.-]', '_', key) + '.png'
+    image = picture_name(key)
     entry = self.entries.get(key)
     picture_lost = (
       entry is not None

@@ -47,7 +47,8 @@ class Reporter:
     # validation or a save) to its own; an epoch's from the report of the one before.
     self._step_start = self._epoch_start = time.perf_counter()
     if self.active:
-      drop_records_after(workdir, resumed_step)
+      if resumed_step:  # A restore succeeded; a run starting afresh keeps what it finds.
+        drop_records_after(workdir, resumed_step)
       self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, workdir_lib.TENSORBOARD))
 
   @property

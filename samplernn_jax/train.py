@@ -116,11 +116,9 @@ def train_and_evaluate(
     # ----- Resume point: its checkpoint fixes the architecture ------------------------------
     restore_step, config = _resume_point(manager, workdir, config, resume_from)
     config_lib.validate(config)
-    if jax.process_index() == 0:
-      checkpoint_lib.save_config(workdir, config)
 
     # ----- Input ----------------------------------------------------------------------------
-    datasets = _datasets(config, workdir, data_dir, resumed=restore_step is not None)
+    datasets = _datasets(config, data_dir)
     if hooks.on_start is not None:
       hooks.on_start(
         Started(
@@ -135,6 +133,10 @@ def train_and_evaluate(
     run, restore_step = _start(
       config, manager, workdir, programs, datasets, restore_step, explicit=resume_from is not None
     )
+    # Written once the restore succeeded: a run refused for another config changes nothing.
+    if jax.process_index() == 0:
+      checkpoint_lib.save_config(workdir, config)
+      _note_data_change(workdir, datasets, resumed=restore_step is not None)
 
     # ----- Monitoring and reporting ---------------------------------------------------------
     loop = _make_loop(
@@ -505,13 +507,11 @@ def _resume_point(
   return restore_step, config
 
 
-def _datasets(config: ml_collections.ConfigDict, workdir: str, data_dir: str, *, resumed: bool):
+def _datasets(config: ml_collections.ConfigDict, data_dir: str):
   """The pipeline's datasets over ``data_dir``."""
   from samplernn_jax import input_pipeline  # grain; training only.
 
   datasets = input_pipeline.make_datasets(config, data_dir)
-  if jax.process_index() == 0:
-    _note_data_change(workdir, datasets, resumed=resumed)
   if not sum(datasets.windows_per_epoch):
     raise ValueError(
       f'{data_dir!r}: no training window; files must be longer than '
@@ -569,6 +569,7 @@ def _start(
       [restore_step] if explicit else [s for s in manager.all_steps() if s <= restore_step],
       lambda s: _restore(manager, s, abstract_state, abstract_carry, data),
       explicit=explicit,
+      config=config,
     )
   if restore_step is None:
     data = iter(datasets.train)  # A failed restore may have moved it.
@@ -762,6 +763,43 @@ def _note_data_change(workdir: str, datasets, *, resumed: bool) -> None:
     json.dump(files, f)
 
 
+# How Orbax says that a checkpoint holds arrays of other shapes or another tree: the
+# checkpoint is whole, the config asking for it is another one.
+_OTHER_SHAPES = ('not compatible with the stored shape', 'tree structure', 'structure mismatch')
+
+
+def _refuse_other_configuration(manager, workdir: str, step: int, config, error) -> None:
+  """Raises ValueError when ``error`` says checkpoint ``step`` was made with other shapes."""
+  text = str(error)
+  if not any(s in text for s in _OTHER_SHAPES):
+    return
+  try:
+    stored = _flat(checkpoint_lib.config_to_json(checkpoint_lib.restore_config(manager, step)))
+  except Exception:  # pylint: disable=broad-except  (its config is damaged: no names to give)
+    stored = {}
+  given = _flat(checkpoint_lib.config_to_json(config))
+  differ = sorted(k for k in stored.keys() & given.keys() if stored[k] != given[k])
+  fields = ', '.join(f'{k} ({stored[k]!r} there, {given[k]!r} here)' for k in differ[:4])
+  first_line = (text.strip().splitlines() or [''])[0][:120]
+  raise ValueError(
+    f'{workdir}: checkpoint {step} was trained with another config'
+    + (f': it differs in {fields}' if fields else f' ({first_line})')
+    + '. Use a new --workdir for this config, or train this one with its stored config '
+    f'({os.path.join(workdir, workdir_lib.CONFIG)}); nothing was moved.'
+  )
+
+
+def _flat(tree: dict, prefix: str = '') -> dict:
+  """``{'train.batch_size': 4, ...}`` of a nested dict."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
 def _real_paths(stored: dict) -> dict:
   """A stored ``data_files.json`` with its paths made real (files written before were as given).
 
@@ -773,16 +811,21 @@ def _real_paths(stored: dict) -> dict:
   }
 
 
-def _restore_newest_intact(manager, workdir: str, steps, restore, *, explicit: bool):
+def _restore_newest_intact(manager, workdir: str, steps, restore, *, explicit: bool, config=None):
   """``(step, restore(step))`` for the newest of ``steps`` that restores, else ``(None, None)``.
 
   A damaged checkpoint is moved to ``workdir/broken_checkpoints`` with a warning naming it,
-  and the next older one is tried; one the user named (``explicit``) raises instead.
+  and the next older one is tried; one the user named (``explicit``) raises instead. With
+  ``config`` (the config the run would restore into), a checkpoint whose arrays have other
+  shapes or structure is not damaged, it belongs to another configuration: ValueError naming
+  the fields that differ, and nothing is moved.
   """
   for step in sorted(steps, reverse=True):
     try:
       return step, restore(step)
     except Exception as e:  # pylint: disable=broad-except
+      if config is not None:
+        _refuse_other_configuration(manager, workdir, step, config, e)
       # Orbax raises bare Exceptions, KeyErrors and JSON errors for damaged files.
       error = checkpoint_lib.unreadable(manager, step, e)
       if explicit:

@@ -22,6 +22,7 @@ from samplernn_jax import checkpoint
 from samplernn_jax import files
 from samplernn_jax import input_pipeline
 from samplernn_jax import model as model_lib
+from samplernn_jax import reporting
 from samplernn_jax import sampler as sampler_lib
 from samplernn_jax import train
 from samplernn_jax import workdir as workdir_lib
@@ -32,6 +33,7 @@ from samplernn_jax.listening import clip_score
 from samplernn_jax.listening import clips
 from samplernn_jax.listening import gallery
 from tests.conftest import load_config
+from tests.conftest import quiet_tiny
 from tests.conftest import random_params
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -370,3 +372,28 @@ def test_clips_whose_paths_flatten_alike_get_their_own_pictures(tmp_path):
   page = (tmp_path / workdir_lib.GALLERY / gallery.INDEX).read_text()
   assert all(image in page for image in images)
   assert {gallery.picture_name(n) for n in names} <= set(images)
+
+
+# ---------------------------------------------------------------------------------------
+# Item 13: nothing in a workdir is moved or emptied on a guess
+# ---------------------------------------------------------------------------------------
+
+
+def test_training_a_workdir_with_another_config_is_refused_and_changes_nothing(tmp_path):
+  corpus = str(tmp_path / 'corpus')
+  demo_corpus.synthesize(corpus, sample_rate=8000, num_files=10, seconds=0.05)
+  workdir = tmp_path / 'run'
+  train.train_and_evaluate(quiet_tiny(num_epochs=1), str(workdir), corpus)
+  before = {str(p.relative_to(workdir)): p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
+  with pytest.raises(ValueError, match=r'differs in train\.batch_size \(4 there, 2 here\)'):
+    train.train_and_evaluate(quiet_tiny(num_epochs=1, batch_size=2), str(workdir), corpus)
+  after = {str(p.relative_to(workdir)): p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
+  assert after == before
+
+
+def test_a_run_starting_afresh_keeps_the_records_it_finds(tmp_path):
+  workdir_lib.append_record(str(tmp_path), {'kind': 'train', 'step': 5, 'epoch': 0, 'loss': 1.0})
+  reporter = reporting.Reporter(str(tmp_path), quiet_tiny(), (10,), resumed_step=0)
+  reporter.close()
+  assert [r['step'] for r in workdir_lib.read_records(str(tmp_path))] == [5]
+

@@ -397,3 +397,39 @@ def test_a_run_starting_afresh_keeps_the_records_it_finds(tmp_path):
   reporter.close()
   assert [r['step'] for r in workdir_lib.read_records(str(tmp_path))] == [5]
 
+
+# ---------------------------------------------------------------------------------------
+# Item 14: Ctrl-C and SIGTERM stop samplernn-generate
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_generation_after_a_chunk_and_keeps_the_clips(
+  run_dir, tmp_path, monkeypatch, signum
+):
+  real = sampler_lib.Sampler.generate
+  chunks = []
+
+  def signal_during_the_first_chunk(self, *args, callback=None, **kwargs):
+    def chunk(levels, start):
+      chunks.append(start)
+      if len(chunks) == 1:
+        os.kill(os.getpid(), signum)
+      callback(levels, start)
+
+    return real(self, *args, callback=chunk, **kwargs)
+
+  monkeypatch.setattr(sampler_lib.Sampler, 'generate', signal_during_the_first_chunk)
+  # A shell's background job ignores SIGINT: the run must stop all the same.
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    with pytest.raises(clips.Stopped, match=r'stopped by SIG(INT|TERM) after 48 of 400') as e:
+      clips.generate_files(str(run_dir), str(tmp_path / 'c.wav'), duration=0.05, progress=False)
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  assert e.value.signum == signum and len(chunks) == 1
+  (scratch,) = [p for p in tmp_path.iterdir() if p.name.startswith('.generating-')]
+  assert str(scratch) in str(e.value)
+  assert [sf.info(p).frames for p in scratch.iterdir()] == [48]
+  assert not (tmp_path / 'c_e=2_t=0.95.wav').exists()
+  assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # Handlers put back.

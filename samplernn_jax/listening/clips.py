@@ -14,8 +14,10 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from typing import Any, Optional, Sequence
 
@@ -352,16 +354,18 @@ def _generate(
   # Nothing is final until complete (and, with keep, scored): write to a scratch folder.
   scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir)
   scratch_paths = [os.path.join(scratch, os.path.basename(p)) for p in plan.paths]
-  levels_BxT, mean_ll_B, elapsed = _sample_into(
-    scratch,
-    scratch_paths,
-    sampler,
-    plan,
-    rng_seed=rng_seed,
-    profile_dir=profile_dir,
-    progress=progress,
-    desc=f'{num_seqs} x {duration:g} s',
-  )
+  with _stop_on_signals() as signals:
+    levels_BxT, mean_ll_B, elapsed = _sample_into(
+      scratch,
+      scratch_paths,
+      sampler,
+      plan,
+      rng_seed=rng_seed,
+      profile_dir=profile_dir,
+      progress=progress,
+      desc=f'{num_seqs} x {duration:g} s',
+      signals=signals,
+    )
 
   scores = score_sequences(levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate, profile)
   order, kept = _curate(scores, plan, keep)
@@ -523,11 +527,48 @@ def _plan(
   )
 
 
-class _ChunkWriter:
-  """The sampler's callback: appends every chunk to the clips' files, shows the speed."""
+class Stopped(Exception):
+  """SIGINT or SIGTERM stopped the run after a chunk; ``signum`` says which."""
 
-  def __init__(self, files: list, plan: _Plan, *, progress: bool, desc: str):
-    self._files, self._plan = files, plan
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+  """Yields a list that SIGINT or SIGTERM appends its number to; the writer checks it per chunk.
+
+  Handled, not left to Python's default: a process started in the background by a shell
+  ignores SIGINT, and a SIGTERM would end it without saying where its clips are. A second
+  signal gets the previous handler (Ctrl-C twice: at once). Outside the main thread, where
+  handlers cannot be set, nothing changes.
+  """
+  arrived, previous = [], {}
+
+  def handler(signum, frame):
+    del frame
+    arrived.append(signum)
+    signal.signal(signum, previous[signum])
+
+  if threading.current_thread() is not threading.main_thread():
+    yield arrived
+    return
+  for s in (signal.SIGINT, signal.SIGTERM):
+    previous[s] = signal.signal(s, handler)
+  try:
+    yield arrived
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
+
+
+class _ChunkWriter:
+  """The sampler's callback: appends every chunk to the clips' files, shows the speed, and
+  stops the run after a chunk once a signal arrived."""
+
+  def __init__(self, files: list, plan: _Plan, *, progress: bool, desc: str, signals=()):
+    self._files, self._plan, self._signals = files, plan, signals
     self._bar = tqdm.tqdm(
       total=plan.num_samples,
       unit='sample',
@@ -554,6 +595,12 @@ class _ChunkWriter:
       self.written, time.perf_counter() - self._start, self._plan.sample_rate
     )
     self._bar.set_postfix_str(f'{speed:.2f}x real time')
+    if self._signals and self.written < self._plan.num_samples:
+      name = signal.Signals(self._signals[0]).name
+      raise Stopped(
+        f'stopped by {name} after {self.written} of {self._plan.num_samples} samples per clip',
+        self._signals[0],
+      )
 
   def close(self) -> None:
     self.elapsed = time.perf_counter() - self._start
@@ -585,14 +632,19 @@ def _sample_into(
   profile_dir: Optional[str],
   progress: bool,
   desc: str,
+  signals=(),
 ) -> tuple:
   """Samples the clips into ``paths`` (in ``scratch``) chunk by chunk.
 
   Returns ``(levels_BxT, mean_log_likelihood_B, seconds)``. A failure removes ``scratch``
-  when nothing was written yet, and otherwise leaves the partial clips there.
+  when nothing was written yet, and otherwise leaves the partial clips there. A signal in
+  ``signals`` (``_stop_on_signals``) raises Stopped after the chunk in flight, naming
+  ``scratch``.
   """
   try:
-    writer = _ChunkWriter(_open_wavs(paths, plan.sample_rate), plan, progress=progress, desc=desc)
+    writer = _ChunkWriter(
+      _open_wavs(paths, plan.sample_rate), plan, progress=progress, desc=desc, signals=signals
+    )
   except BaseException:
     shutil.rmtree(scratch, ignore_errors=True)
     raise
@@ -608,6 +660,9 @@ def _sample_into(
       callback=writer,
       return_log_likelihood=True,
     )
+  except Stopped as e:
+    writer.close()  # The headers then say how long the partial clips are.
+    raise Stopped(f'{e}; the finished part of each clip is in {scratch}', e.signum) from None
   except BaseException:
     if not writer.written:
       shutil.rmtree(scratch, ignore_errors=True)  # Only empty headers: nothing to keep.

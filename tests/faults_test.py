@@ -433,3 +433,20 @@ def test_a_signal_stops_generation_after_a_chunk_and_keeps_the_clips(
   assert [sf.info(p).frames for p in scratch.iterdir()] == [48]
   assert not (tmp_path / 'c_e=2_t=0.95.wav').exists()
   assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # Handlers put back.
+
+
+# ---------------------------------------------------------------------------------------
+# Item 15: clips written into the workdir itself are on its page
+# ---------------------------------------------------------------------------------------
+
+
+def test_clips_in_the_workdir_itself_refresh_its_page(run_dir, tmp_path):
+  result = clips.generate_files(
+    str(run_dir), str(run_dir / 'own.wav'), duration=DURATION, progress=False
+  )
+  page = run_dir / workdir_lib.GALLERY / gallery.INDEX
+  assert result['gallery'] == str(page) and 'own_e=2_t=0.95.wav' in page.read_text()
+  elsewhere = clips.generate_files(
+    str(run_dir), str(tmp_path / 'x.wav'), duration=DURATION, progress=False
+  )
+  assert elsewhere['gallery'] is None

@@ -11,7 +11,10 @@ an existing file is never replaced by a partial one (see ``samplernn_jax.listeni
 Existing names stop the run before any work unless ``--overwrite`` is given.
 """
 
+import os
+import shlex
 import sys
+import urllib.parse
 
 from absl import app
 from absl import flags
@@ -138,6 +141,14 @@ def main(argv):
     f'sequence, {result["samples_per_second"]:,.0f} samples/s in all, compilation '
     'included)'
   )
+  if result['gallery']:
+    print(f'Listen: file://{urllib.parse.quote(result["gallery"])}')
+  else:  # Clips outside the run: a page of their own folder, scored against the run's data.
+    folder = os.path.dirname(result['paths'][0]) if result['paths'] else '.'
+    print(
+      'Listen on a page: samplernn-gallery '
+      f'--workdir={shlex.quote(folder)} --reference={shlex.quote(FLAGS.workdir)}'
+    )
 
 
 def run():

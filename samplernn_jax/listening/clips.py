@@ -245,7 +245,8 @@ def generate_files(
   in that folder.
 
   Returns ``{'paths': [kept wav paths], 'scores': [every sequence's score dict], 'step': N,
-  'samples_per_second': total, 'x_real_time': audio seconds per wall second per sequence}``.
+  'samples_per_second': total, 'x_real_time': audio seconds per wall second per sequence,
+  'gallery': the run's rebuilt page when the clips are in the workdir, else None}``.
   """
   output = _check_request(
     workdir,
@@ -401,9 +402,12 @@ def _generate(
     raise OSError(
       e.errno, f'{e.strerror}; the clips themselves are in place in {out_dir}', e.filename
     ) from None
-  if out_dir.startswith(os.path.abspath(workdir) + os.sep):
-    gallery.refresh(workdir)  # Clips written into the run: its page lists them.
+  run = os.path.realpath(workdir)
+  page = None
+  if out_dir == run or out_dir.startswith(run + os.sep):
+    page = gallery.refresh(workdir)  # Clips written anywhere in the run: its page lists them.
   return {
+    'gallery': page,
     'paths': [plan.paths[i] for i in kept],
     'scores': scores,
     'step': plan.step,

@@ -450,3 +450,18 @@ def test_clips_in_the_workdir_itself_refresh_its_page(run_dir, tmp_path):
     str(run_dir), str(tmp_path / 'x.wav'), duration=DURATION, progress=False
   )
   assert elsewhere['gallery'] is None
+
+
+# ---------------------------------------------------------------------------------------
+# Item 17: files at another rate than the model's are resampled, and the run says so
+# ---------------------------------------------------------------------------------------
+
+
+def test_files_at_another_rate_are_named_once_at_start(tmp_path, caplog):
+  data = tmp_path / 'data'
+  demo_corpus.synthesize(str(data), sample_rate=16000, num_files=5, seconds=0.05)
+  config = load_config('tiny')  # 8 kHz
+  with caplog.at_level(logging.WARNING):
+    input_pipeline.make_datasets(config, str(data), num_epochs=1, process_index=0, process_count=1)
+  said = [r.getMessage() for r in caplog.records if 'resampled' in r.getMessage()]
+  assert len(said) == 1 and 'is at 16000 Hz; the model trains and generates at 8000 Hz' in said[0]

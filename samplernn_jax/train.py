@@ -19,6 +19,7 @@ the start, clips and the run's page after checkpoints); a search adds its ``on_e
 
 import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -155,14 +156,48 @@ def train_and_evaluate(
   stop = _Stop()
   previous_handlers = _install_signal_handlers(stop)
   try:
-    with jax.transfer_guard('disallow'):
-      return _train_loop(loop, run, stop)
-  finally:
-    manager.wait_until_finished()
-    manager.close()
-    loop.reporter.close()
-    for s, h in previous_handlers.items():
-      signal.signal(s, h)
+    try:
+      with jax.transfer_guard('disallow'):
+        return _train_loop(loop, run, stop)
+    finally:
+      for s, h in previous_handlers.items():
+        signal.signal(s, h)
+      try:
+        manager.wait_until_finished()
+        manager.close()
+      finally:
+        loop.reporter.close()
+  except Exception as e:  # pylint: disable=broad-except
+    if not _disk_full(e):
+      raise
+    raise OSError(errno.ENOSPC, _disk_full_message(workdir, run)) from None
+
+
+def _disk_full(error: BaseException) -> bool:
+  """Whether ``error`` or one of its causes is a full disk (Orbax and TensorStore wrap it)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if "os_error_code='28'" in str(error) or 'No space left on device' in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _disk_full_message(workdir: str, run: '_Run') -> str:
+  """One line: where, how much a checkpoint needs against what is free, and what to do."""
+  arrays = jax.tree.leaves((run.state.params, run.state.opt_state, run.carry))
+  need = sum(int(getattr(a, 'nbytes', 0)) for a in arrays)
+  try:
+    free = f', {shutil.disk_usage(workdir).free / 1e6:,.0f} MB free'
+  except OSError:
+    free = ''
+  return (
+    f'{workdir}: no space left on device to save a checkpoint (about {need / 1e6:,.0f} MB '
+    f'each{free}); run again once there is room: it resumes from the last complete one'
+  )
 
 
 @contextlib.contextmanager

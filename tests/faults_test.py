@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -465,3 +466,54 @@ def test_files_at_another_rate_are_named_once_at_start(tmp_path, caplog):
     input_pipeline.make_datasets(config, str(data), num_epochs=1, process_index=0, process_count=1)
   said = [r.getMessage() for r in caplog.records if 'resampled' in r.getMessage()]
   assert len(said) == 1 and 'is at 16000 Hz; the model trains and generates at 8000 Hz' in said[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Item 10: a full disk during a checkpoint save
+# ---------------------------------------------------------------------------------------
+
+# What Orbax raised for a full disk in a trial (TensorStore's text).
+_FULL = (
+  'RESOURCE_EXHAUSTED: Error writing "x/0.0" in OCDBT database at local file '
+  '"/runs/a/checkpoints/100.tmp/params/": Failed writing: "/runs/a/checkpoints/100.tmp/params/'
+  "d/2f47\": Failed to write 176375 bytes to file 30: No space left on device [os_error_code='28']"
+)
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_naming_the_workdir_and_the_space(
+  tmp_path, monkeypatch
+):
+  corpus = str(tmp_path / 'corpus')
+  demo_corpus.synthesize(corpus, sample_rate=8000, num_files=10, seconds=0.05)
+
+  def full(*args, **kwargs):
+    raise ValueError(_FULL)
+
+  monkeypatch.setattr(checkpoint, 'save_training', full)
+  workdir = tmp_path / 'run'
+  with pytest.raises(OSError) as raised:
+    train.train_and_evaluate(quiet_tiny(num_epochs=1), str(workdir), corpus)
+  line = cli.describe(raised.value)
+  assert re.fullmatch(
+    rf'{workdir}: no space left on device to save a checkpoint \(about [\d.,]+ MB each, '
+    r'[\d,]+ MB free\); run again once there is room: it resumes from the last complete '
+    r'one; free some space or choose a folder on another disk\.',
+    line,
+  ), line
+
+
+def test_a_full_disk_in_a_writer_thread_prints_no_traceback(monkeypatch):
+  printed = []  # What the default hook would print a traceback for.
+  monkeypatch.setattr(threading, 'excepthook', lambda args: printed.append(args.exc_type))
+  monkeypatch.setattr(sys, 'excepthook', sys.excepthook)
+  cli.quiet_logs()
+
+  def fail(error):
+    thread = threading.Thread(target=lambda: (_ for _ in ()).throw(error))
+    thread.start()
+    thread.join()
+
+  fail(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+  assert printed == []  # The main thread reports it, once.
+  fail(RuntimeError('a bug'))
+  assert printed == [RuntimeError]

@@ -43,6 +43,9 @@ class Reporter:
     self._bar = None
     self._tb = None
     self._step_times = []  # Seconds of this process's first steps, for the time estimate.
+    self._eval_every = int(config.train.eval_every_steps)
+    self._validation_timed = False
+    self._at = (1, 0)  # (epoch, in_epoch) of the last step reported.
     # A step's time runs from the report of the one before (or the restart after a
     # validation or a save) to its own; an epoch's from the report of the one before.
     self._step_start = self._epoch_start = time.perf_counter()
@@ -77,6 +80,7 @@ class Reporter:
     if not self.active:
       return
     epoch_steps = self.windows_per_epoch[epoch - 1]
+    self._at = (epoch, in_epoch)
     self._step_times.append(sec_per_step)
     if len(self._step_times) == ESTIMATE_AFTER_STEPS + 1:
       # The first step compiles; the next ones say what an epoch will cost.
@@ -144,8 +148,32 @@ class Reporter:
     )
 
   def evaluation(self, step: int, epoch: int, metrics: dict):
+    """A validation at ``step`` ended; the first one timed completes the time estimate."""
+    seconds = time.perf_counter() - self._step_start
     if self.active and metrics:
       self._write('val', {'step': step, 'epoch': epoch, **metrics})
+      if not self._validation_timed and len(self._step_times) > ESTIMATE_AFTER_STEPS:
+        self._validation_timed = True
+        self.message(self._estimate_with_validation(seconds))
+
+  def _estimate_with_validation(self, val_seconds: float) -> str:
+    """The rest of the run, steps and validations, once one validation was timed."""
+    epoch, in_epoch = self._at
+    # In steps of this run from the current one: the epochs' ends, and every eval_every-th.
+    ends = np.cumsum(self.windows_per_epoch)
+    now = int(ends[epoch - 1]) - self.windows_per_epoch[epoch - 1] + in_epoch
+    steps_left = int(ends[-1]) - now
+    validations = {int(e) for e in ends if e > now}
+    if self._eval_every > 0:
+      first = (now // self._eval_every + 1) * self._eval_every
+      validations.update(range(first, int(ends[-1]) + 1, self._eval_every))
+    validations_left = len(validations)
+    sec_per_step = float(np.median(self._step_times[1:]))
+    total = steps_left * sec_per_step + validations_left * val_seconds
+    return (
+      f'A validation takes {_duration(val_seconds)}; with {validations_left} more, the rest '
+      f'of the run takes about {_duration(total)} ({steps_left} steps).'
+    )
 
   def audio(self, tag: str, audio_N: np.ndarray, step: int):
     if self.active and self._tb is not None:
@@ -193,7 +221,7 @@ def time_estimate(sec_per_step: float, steps_per_epoch: int, epochs_left: float)
   text = (
     f'Estimated {_duration(epoch_sec)} per epoch ({sec_per_step:.3g} s/step x '
     f'{steps_per_epoch} steps), {_duration(epoch_sec * epochs_left)} for the rest of '
-    f'the run ({epochs_left:.1f} epochs; validation not counted).'
+    f'the run ({epochs_left:.1f} epochs; validation counted once one is timed).'
   )
   if jax.default_backend() == 'cpu' and epoch_sec > _SLOW_CPU_EPOCH_SECONDS:
     text += (

@@ -517,3 +517,21 @@ def test_a_full_disk_in_a_writer_thread_prints_no_traceback(monkeypatch):
   assert printed == []  # The main thread reports it, once.
   fail(RuntimeError('a bug'))
   assert printed == [RuntimeError]
+
+
+# ---------------------------------------------------------------------------------------
+# Item 16: the time estimate counts validation
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_time_estimate_counts_validation_once_one_is_timed(tmp_path, capsys):
+  config = quiet_tiny(eval_every_steps=10)
+  reporter = reporting.Reporter(str(tmp_path), config, (40, 40))
+  metrics = {'loss': 5.0, 'accuracy': 0.1, 'bits_per_sample': 7.0}
+  for i in range(1, 8):
+    reporter.step(step=i, epoch=1, in_epoch=i, metrics=metrics, log=False)
+  time.sleep(0.5)  # The validation.
+  reporter.evaluation(7, 1, {'val_loss': 5.0})
+  reporter.close()
+  # Left: 73 steps, validations at 10, 20, 30, 50, 60, 70 and each epoch's end (40, 80).
+  assert re.search(r'A validation takes 0\.\d s; with 8 more, the rest', capsys.readouterr().out)

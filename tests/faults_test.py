@@ -535,3 +535,16 @@ def test_the_time_estimate_counts_validation_once_one_is_timed(tmp_path, capsys)
   reporter.close()
   # Left: 73 steps, validations at 10, 20, 30, 50, 60, 70 and each epoch's end (40, 80).
   assert re.search(r'A validation takes 0\.\d s; with 8 more, the rest', capsys.readouterr().out)
+
+
+# ---------------------------------------------------------------------------------------
+# Also: a damaged study database, a read-only workdir for the gallery
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_damaged_study_database_is_one_line_naming_it(tmp_path):
+  from samplernn_jax.search import tune  # pylint: disable=g-import-not-at-top  (optuna)
+
+  (tmp_path / 'study.db').write_bytes(b'not a database ' * 100)
+  with pytest.raises(tune.TuneError, match=rf'^{tmp_path}/study\.db: cannot open the study'):
+    tune.load_study(str(tmp_path), None, 'study')

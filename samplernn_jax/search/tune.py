@@ -91,6 +91,11 @@ def _storage_error(url: str, error: Exception) -> str:
   if isinstance(error, sqlalchemy.exc.NoSuchModuleError):
     return f'--storage={shown}: SQLAlchemy knows no database {parsed.drivername}://.'
   reason = str(getattr(error, 'orig', None) or error).strip().splitlines()[0]
+  if parsed.drivername.startswith('sqlite') and parsed.database:
+    return (
+      f'{parsed.database}: cannot open the study database: {reason}; restore it from a copy, '
+      'or start the study in a new --study_dir.'
+    )
   return f'--storage={shown}: cannot open the database: {reason}'
 
 
@@ -117,7 +122,8 @@ def make_storage(
         grace_period=grace_seconds,
         heartbeat_stale_trial_callback=Retry(max_retry=None, inherit_intermediate_values=True),
       )
-  except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as e:
+  # DatabaseError, not only OperationalError: a damaged SQLite file is 'not a database'.
+  except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.DatabaseError) as e:
     raise TuneError(_storage_error(url, e)) from None
   if sqlite:
     _begin_immediate(storage.engine)

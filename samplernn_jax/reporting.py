@@ -44,6 +44,9 @@ class Reporter:
     self._tb = None
     self._step_times = []  # Seconds of this process's first steps, for the time estimate.
     self._eval_every = int(config.train.eval_every_steps)
+    # A log file gets a line per this many seconds, not per step (thousands a minute).
+    self._print_every = float(config.train.get('print_every_seconds', 0.0))
+    self._printed_at = None
     self._validation_timed = False
     self._at = (1, 0)  # (epoch, in_epoch) of the last step reported.
     # A step's time runs from the report of the one before (or the restart after a
@@ -122,7 +125,10 @@ class Reporter:
       'samples_per_sec': samples_per_sec,
     }
     self._write('train', record)
-    if not self.tty:
+    now = time.perf_counter()
+    due = self._printed_at is None or now - self._printed_at >= self._print_every
+    if not self.tty and due:
+      self._printed_at = now
       epoch_steps = self.windows_per_epoch[epoch - 1]
       print(
         f"Epoch {epoch}/{self.num_epochs}, Step {in_epoch}/{epoch_steps} ({step}), "

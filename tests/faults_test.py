@@ -548,3 +548,15 @@ def test_a_damaged_study_database_is_one_line_naming_it(tmp_path):
   (tmp_path / 'study.db').write_bytes(b'not a database ' * 100)
   with pytest.raises(tune.TuneError, match=rf'^{tmp_path}/study\.db: cannot open the study'):
     tune.load_study(str(tmp_path), None, 'study')
+
+
+def test_off_a_terminal_step_lines_come_at_most_every_few_seconds(tmp_path, capsys):
+  reporter = reporting.Reporter(str(tmp_path), quiet_tiny(print_every_seconds=10.0), (500,))
+  reporter.tty = False
+  metrics = {'loss': 5.0, 'accuracy': 0.1, 'bits_per_sample': 7.0}
+  for i in range(1, 201):
+    reporter.step(step=i, epoch=1, in_epoch=i, metrics=metrics, log=True)
+  reporter.close()
+  lines = [line for line in capsys.readouterr().out.splitlines() if ', Step ' in line]
+  assert len(lines) == 1  # The first; the next is due 10 s later.
+  assert len(workdir_lib.read_records(str(tmp_path), 'train')) == 200  # Every step recorded.

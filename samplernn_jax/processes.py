@@ -2,9 +2,10 @@
 
 A parent killed with -9 runs no cleanup: it cannot stop its children, so each child arranges
 its own end. The parent starts it with ``child_env()``; the child calls ``die_with_parent()``
-first thing. On Linux the kernel then sends it SIGTERM when the parent dies
-(``prctl(PR_SET_PDEATHSIG)``), which a worker handles as it handles any SIGTERM: it
-checkpoints and exits. Elsewhere a thread watches the parent's PID.
+first thing (a pool's initializer calls ``tie_to_parent``). On Linux the kernel then sends
+it a signal the moment the parent dies (``prctl(PR_SET_PDEATHSIG)``): SIGTERM for a search
+worker, which checkpoints and exits as on any SIGTERM; SIGKILL for prepare's workers, which
+have nothing to save. Elsewhere a thread watches the parent's PID.
 """
 
 import ctypes
@@ -30,9 +31,12 @@ def die_with_parent(signum: int = signal.SIGTERM) -> None:
   children are not tied to its parent.
   """
   parent = os.environ.pop(PARENT_ENV, None)
-  if parent is None or not parent.isdigit():
-    return
-  parent = int(parent)
+  if parent is not None and parent.isdigit():
+    tie_to_parent(int(parent), signum)
+
+
+def tie_to_parent(parent: int, signum: int) -> None:
+  """This process gets ``signum`` as soon as process ``parent``, its parent, is gone."""
   if sys.platform.startswith('linux'):
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)

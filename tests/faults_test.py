@@ -560,3 +560,43 @@ def test_off_a_terminal_step_lines_come_at_most_every_few_seconds(tmp_path, caps
   lines = [line for line in capsys.readouterr().out.splitlines() if ', Step ' in line]
   assert len(lines) == 1  # The first; the next is due 10 s later.
   assert len(workdir_lib.read_records(str(tmp_path), 'train')) == 200  # Every step recorded.
+
+
+# ---------------------------------------------------------------------------------------
+# Also: samplernn-prepare killed mid-file, then run again
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads /proc')
+def test_prepare_killed_mid_run_then_rerun_gives_the_same_chunks(tmp_path):
+  src = tmp_path / 'src'
+  src.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(24):
+    sf.write(src / f's{i:02d}.wav', (0.3 * rng.standard_normal(16000)).astype(np.float32), 8000)
+  args = [f'--input={src}', '--chunk_length_ms=100', '--overlap_ms=0', '--sample_rate=8000']
+
+  def prepare_command(out, **kwargs):
+    return subprocess.Popen(
+      [sys.executable, '-m', 'samplernn_jax.commands.prepare', *args, f'--output_dir={out}'],
+      cwd=str(REPO),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL,
+      **kwargs,
+    )
+
+  killed = tmp_path / 'killed'
+  run = prepare_command(killed)
+  deadline = time.time() + 120
+  while time.time() < deadline and run.poll() is None and len(list(killed.glob('*.wav'))) < 40:
+    time.sleep(0.02)
+  os.kill(run.pid, signal.SIGKILL)
+  run.wait()  # Its workers follow it (tested in failure_paths_test).
+  assert prepare_command(killed).wait(timeout=300) == 0
+  fresh = tmp_path / 'fresh'
+  assert prepare_command(fresh).wait(timeout=300) == 0
+
+  def chunks(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+  assert chunks(killed) == chunks(fresh) and len(chunks(fresh)) > 40

@@ -32,12 +32,14 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 
 import numpy as np
 import tqdm
 
 from samplernn_jax import audio_io
 from samplernn_jax import files
+from samplernn_jax import processes
 
 MANIFEST_DIR = '.samplernn-prepare'
 
@@ -223,16 +225,11 @@ def _disk_full(error: OSError, output_dir: str) -> OSError:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-  """Worker initializer: exit as soon as the parent is gone (a kill -9 runs no cleanup)."""
-  import threading  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
+  """Worker initializer: end the moment the parent is gone (a kill -9 runs no cleanup).
 
-  def watch():
-    while os.getppid() == parent_pid:
-      time.sleep(0.2)
-    os._exit(1)  # pylint: disable=protected-access
-
-  threading.Thread(target=watch, daemon=True).start()
+  At once, not after a poll: a worker writing on for a moment would race the next run.
+  """
+  processes.tie_to_parent(parent_pid, signal.SIGKILL)
 
 
 def find_sources(inputs: list[str]) -> list[str]:

@@ -600,3 +600,19 @@ def test_prepare_killed_mid_run_then_rerun_gives_the_same_chunks(tmp_path):
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
 
   assert chunks(killed) == chunks(fresh) and len(chunks(fresh)) > 40
+
+
+# ---------------------------------------------------------------------------------------
+# Item 18: the training curve says why it jumps
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_curve_says_why_the_loss_jumps_at_new_files(tmp_path, monkeypatch):
+  figures = []
+  monkeypatch.setattr(gallery, '_save', lambda fig, path: figures.append(fig))
+  records = [
+    {'kind': 'train', 'step': s, 'epoch': 1, 'bits_per_sample': 7.0 - s / 10} for s in (1, 2, 3)
+  ]
+  assert gallery.plot_curves(records, [], str(tmp_path / 'curves.png'))
+  titles = [ax.get_title(loc='left') for ax in figures[0].axes]
+  assert any('RNN state starts from zero' in t for t in titles)

@@ -214,6 +214,15 @@ def plot_curves(records: list, clip_steps: list, path: str) -> bool:
     ax.tick_params(labelsize=8)
   if bits.get_legend_handles_labels()[0]:  # Only the learning rate: nothing to name.
     bits.legend(fontsize=8)
+  if train:
+    # The jumps are real, not a plotting artefact: the loop zeroes the RNN state on each
+    # batch of new files (input_pipeline's 'reset'), and the first windows lack context.
+    bits.set_title(
+      'Train loss rises where a batch of new files starts (each epoch start is one): '
+      'the RNN state starts from zero there.',
+      fontsize=7,
+      loc='left',
+    )
   fig.tight_layout(pad=0.4)
   _save(fig, path)
   return True

@@ -616,3 +616,18 @@ def test_the_curve_says_why_the_loss_jumps_at_new_files(tmp_path, monkeypatch):
   assert gallery.plot_curves(records, [], str(tmp_path / 'curves.png'))
   titles = [ax.get_title(loc='left') for ax in figures[0].axes]
   assert any('RNN state starts from zero' in t for t in titles)
+
+
+# ---------------------------------------------------------------------------------------
+# Also: a generation that will take hours says so early
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_generation_of_over_an_hour_says_how_long_after_its_second_chunk(
+  run_dir, tmp_path, monkeypatch, capsys
+):
+  clock = iter(range(0, 10**9, 1000))  # 1000 s pass between any two readings of the clock.
+  monkeypatch.setattr(clips.time, 'perf_counter', lambda: float(next(clock)))
+  clips.generate_files(str(run_dir), str(tmp_path / 'c.wav'), duration=0.05, progress=False)
+  said = [line for line in capsys.readouterr().err.splitlines() if ' h more for ' in line]
+  assert len(said) == 1 and said[0].startswith('About ') and 'Ctrl-C stops the run' in said[0]

@@ -567,6 +567,10 @@ def _stop_on_signals():
       signal.signal(s, h)
 
 
+# A run expected to take longer than this says so, once its speed is known.
+LONG_RUN_SECONDS = 3600
+
+
 class _ChunkWriter:
   """The sampler's callback: appends every chunk to the clips' files, shows the speed, and
   stops the run after a chunk once a signal arrived."""
@@ -584,6 +588,7 @@ class _ChunkWriter:
       bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]',
     )
     self._start = time.perf_counter()
+    self._first_chunk_end = None  # (time, samples): the speed is timed after compiling.
     self.written = 0  # Samples per sequence in the files.
     self.elapsed = 0.0  # Seconds from the start to close().
 
@@ -599,11 +604,34 @@ class _ChunkWriter:
       self.written, time.perf_counter() - self._start, self._plan.sample_rate
     )
     self._bar.set_postfix_str(f'{speed:.2f}x real time')
+    self._say_if_long(levels_BxC.shape[0])
     if self._signals and self.written < self._plan.num_samples:
       name = signal.Signals(self._signals[0]).name
       raise Stopped(
         f'stopped by {name} after {self.written} of {self._plan.num_samples} samples per clip',
         self._signals[0],
+      )
+
+  def _say_if_long(self, num_seqs: int) -> None:
+    """After the second chunk (the first one compiles), one line if over LONG_RUN_SECONDS
+    remain: how long, and that Ctrl-C keeps what is done. The speed is not known earlier."""
+    now = time.perf_counter()
+    if self._first_chunk_end is None:
+      self._first_chunk_end = (now, self.written)
+      return
+    start, start_samples = self._first_chunk_end
+    if start_samples < 0 or now <= start:
+      return
+    self._first_chunk_end = (start, -1)  # Said once.
+    rate = (self.written - start_samples) / (now - start)
+    left = (self._plan.num_samples - self.written) / rate if rate > 0 else 0.0
+    if left > LONG_RUN_SECONDS:
+      self._bar.write(
+        f'About {left / 3600:.1f} h more for {num_seqs} clips of '
+        f'{self._plan.num_samples / self._plan.sample_rate:g} s at this speed; Ctrl-C stops '
+        'the run and keeps the finished part of each clip. Fewer --num_seqs or a shorter '
+        '--duration take less.',
+        file=sys.stderr,
       )
 
   def close(self) -> None:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -631,3 +632,27 @@ def test_a_generation_of_over_an_hour_says_how_long_after_its_second_chunk(
   clips.generate_files(str(run_dir), str(tmp_path / 'c.wav'), duration=0.05, progress=False)
   said = [line for line in capsys.readouterr().err.splitlines() if ' h more for ' in line]
   assert len(said) == 1 and said[0].startswith('About ') and 'Ctrl-C stops the run' in said[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Also: samplernn-gallery on a read-only workdir
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_read_only_workdir_stops_the_gallery_before_any_work(tmp_path, monkeypatch):
+  sf.write(tmp_path / 'clip.wav', np.full(800, 0.1, np.float32), 8000)
+  real = tempfile.TemporaryFile
+
+  def read_only(*args, **kwargs):  # As a read-only mount answers (tests run as root here).
+    if str(tmp_path) in str(kwargs.get('dir', '')):
+      raise PermissionError(errno.EROFS, os.strerror(errno.EROFS))
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(tempfile, 'TemporaryFile', read_only)
+  monkeypatch.setattr(gallery, 'plot_clip', lambda *a, **k: pytest.fail('worked on a picture'))
+  with pytest.raises(OSError) as raised:
+    gallery.build(str(tmp_path))
+  assert cli.describe(raised.value) == (
+    f'{tmp_path}/gallery: Read-only file system (the folder of --workdir); the file system is '
+    'read-only; choose another folder.'
+  )

@@ -342,7 +342,9 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
     raise FileNotFoundError(f'{workdir}: no such workdir; pass --workdir of a training run.')
   workdir = os.path.abspath(workdir)
   gallery_dir = os.path.join(workdir, workdir_lib.GALLERY)
-  os.makedirs(gallery_dir, exist_ok=True)
+  # Before any work: a read-only workdir (someone else's run, a shared mount) fails in one
+  # line naming the folder, not on the first picture's temporary file.
+  files.check_writable(gallery_dir, '--workdir')
   profile = clip_score.load_profile(workdir)
   if profile is None and reference:
     profile = clip_score.reference_profile(reference)

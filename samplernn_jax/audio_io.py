@@ -12,6 +12,7 @@ Every failure to produce usable samples raises ``AudioError`` with a reason a pe
 can act on (empty, truncated, not audio, non-finite samples, ...).
 """
 
+import io
 import os
 import re
 
@@ -195,5 +196,12 @@ def write_wav_atomic(path: str, samples_N: np.ndarray, sample_rate: int) -> None
   "System error".
   """
   pcm_N = samples_N if samples_N.dtype == np.int16 else to_pcm16(samples_N)
-  with files.atomic_write(path, 'wb') as f:
-    sf.write(f, pcm_N, sample_rate, subtype='PCM_16', format='WAV')
+  # Encoded in memory, then written by Python: libsndfile writing into a Python file turns a
+  # full disk into a bare AssertionError and a traceback per failed write (a cffi callback).
+  encoded = io.BytesIO()
+  sf.write(encoded, pcm_N, sample_rate, subtype='PCM_16', format='WAV')
+  try:
+    with files.atomic_write(path, 'wb') as f:
+      f.write(encoded.getbuffer())
+  except OSError as e:
+    raise OSError(e.errno, e.strerror, path) from None

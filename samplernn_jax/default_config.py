@@ -47,6 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
   train.clip_norm = 5.0  # Global gradient-norm clip.
   train.seed = 0  # Seed of parameter init, dropout and in-training generation.
   train.log_every_steps = 1  # Steps between log lines.
+  train.print_every_seconds = 10.0  # Off a terminal: a step line at most this often; 0: every.
   train.eval_every_steps = 0  # Steps between validations, besides each epoch end; 0: epochs only.
   train.checkpoint_every_epochs = 1  # Epochs between checkpoints.
   train.checkpoint_every_steps = 0  # Steps between checkpoints as well; 0: epochs only.

@@ -56,7 +56,13 @@ def _alive(pid: int) -> bool:
     return False
   except PermissionError:
     return True  # Someone else's live process.
-  return True
+  # A killed writer whose new parent never reaps it (a container's PID 1 often does not) is a
+  # zombie: signals still reach it, but it writes nothing more.
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except (OSError, IndexError):
+    return True  # No /proc here: as far as we can tell, alive.
 
 
 def remove_stale_temps(directory: str) -> list[str]:

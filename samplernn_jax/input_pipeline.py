@@ -251,23 +251,40 @@ class Datasets:
 
 
 def usable_files(
-  files: Sequence[str], sample_rate: int, on_bad_file: str = 'skip'
-) -> tuple[list[str], list[int]]:
-  """The files whose header and length check out, and their lengths at ``sample_rate``.
+  files: Sequence[str], sample_rate: int, on_bad_file: str = 'skip', min_length: int = 1
+) -> tuple[list[str], list[int], list[int]]:
+  """The files whose header and length check out, their lengths at ``sample_rate`` and
+  their own rates.
 
   Checked when the dataset is built, so a bad file stops the run before step 1 (or is
   skipped, with a warning naming it) instead of failing whenever its group is first read.
-  ``on_bad_file``: 'skip' or 'stop' (ValueError naming the files).
+  ``on_bad_file``: 'skip' or 'stop' (ValueError naming the files). A file shorter than
+  ``min_length`` samples (one window) is sound audio with nothing to train on: skipped with
+  a warning naming it, whatever ``on_bad_file`` says, since a batch's files are cut to the
+  shortest and one such file would leave its whole batch without a window.
   """
-  good, lengths, bad = [], [], []
+  good, lengths, rates, bad, short = [], [], [], [], []
   for path in files:
     try:
       frames, rate = audio_io.probe(path)
     except (audio_io.AudioError, OSError) as e:
       bad.append(f'{path}: {e}')
       continue
+    length = audio_io.resampled_length(frames, rate, sample_rate)
+    if length < min_length:
+      short.append(f'{path} ({length})')
+      continue
     good.append(path)
-    lengths.append(audio_io.resampled_length(frames, rate, sample_rate))
+    lengths.append(length)
+    rates.append(rate)
+  if short:
+    logging.warning(
+      'Skipping %d file(s) shorter than one training window (%d samples at %d Hz): %s',
+      len(short),
+      min_length,
+      sample_rate,
+      ', '.join(short),
+    )
   if bad and on_bad_file == 'stop':
     more = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
     raise ValueError(
@@ -276,7 +293,26 @@ def usable_files(
     )
   for reason in bad:
     logging.warning('Skipping %s', reason)
-  return good, lengths
+  return good, lengths, rates
+
+
+def _note_resampling(data_dir: str, rates: Sequence[int], sample_rate: int) -> None:
+  """Says once when the files are not at the model's rate: the run hears other audio than
+  the files hold (the demo config at 8 kHz on 16 kHz chunks, say) and pays a resampling."""
+  others = sorted(set(rates) - {sample_rate})
+  if others:
+    logging.warning(
+      'The audio in %s is at %s Hz; the model trains and generates at %d Hz '
+      '(config.data.sample_rate), so every read is resampled. To train at the files\' rate, '
+      'pass --config.data.sample_rate=%d; to skip the resampling, prepare them at %d Hz '
+      '(samplernn-prepare --sample_rate=%d).',
+      data_dir,
+      '/'.join(str(r) for r in others),
+      sample_rate,
+      others[-1],
+      sample_rate,
+      sample_rate,
+    )
 
 
 def make_datasets(
@@ -315,8 +351,14 @@ def make_datasets(
   train_files, val_files = split_files(find_audio_files(data_dir), config.data.val_frac)
   # The split is made before bad files drop out, so one bad file does not move the others.
   on_bad_file = config.data.on_bad_file
-  train_files, train_lengths = usable_files(train_files, windowing.sample_rate, on_bad_file)
-  val_files, val_lengths = usable_files(val_files, windowing.sample_rate, on_bad_file)
+  train_files, train_lengths, train_rates = usable_files(
+    train_files, windowing.sample_rate, on_bad_file, windowing.seq_len
+  )
+  val_files, val_lengths, val_rates = usable_files(
+    val_files, windowing.sample_rate, on_bad_file, windowing.seq_len
+  )
+  if process_index == 0:
+    _note_resampling(data_dir, train_rates + val_rates, windowing.sample_rate)
   if len(train_files) < batch_size:
     raise ValueError(
       f'{data_dir!r} gives {len(train_files)} training files, fewer than batch_size '

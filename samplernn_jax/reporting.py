@@ -43,11 +43,18 @@ class Reporter:
     self._bar = None
     self._tb = None
     self._step_times = []  # Seconds of this process's first steps, for the time estimate.
+    self._eval_every = int(config.train.eval_every_steps)
+    # A log file gets a line per this many seconds, not per step (thousands a minute).
+    self._print_every = float(config.train.get('print_every_seconds', 0.0))
+    self._printed_at = None
+    self._validation_timed = False
+    self._at = (1, 0)  # (epoch, in_epoch) of the last step reported.
     # A step's time runs from the report of the one before (or the restart after a
     # validation or a save) to its own; an epoch's from the report of the one before.
     self._step_start = self._epoch_start = time.perf_counter()
     if self.active:
-      drop_records_after(workdir, resumed_step)
+      if resumed_step:  # A restore succeeded; a run starting afresh keeps what it finds.
+        drop_records_after(workdir, resumed_step)
       self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, workdir_lib.TENSORBOARD))
 
   @property
@@ -76,6 +83,7 @@ class Reporter:
     if not self.active:
       return
     epoch_steps = self.windows_per_epoch[epoch - 1]
+    self._at = (epoch, in_epoch)
     self._step_times.append(sec_per_step)
     if len(self._step_times) == ESTIMATE_AFTER_STEPS + 1:
       # The first step compiles; the next ones say what an epoch will cost.
@@ -117,7 +125,10 @@ class Reporter:
       'samples_per_sec': samples_per_sec,
     }
     self._write('train', record)
-    if not self.tty:
+    now = time.perf_counter()
+    due = self._printed_at is None or now - self._printed_at >= self._print_every
+    if not self.tty and due:
+      self._printed_at = now
       epoch_steps = self.windows_per_epoch[epoch - 1]
       print(
         f"Epoch {epoch}/{self.num_epochs}, Step {in_epoch}/{epoch_steps} ({step}), "
@@ -143,8 +154,32 @@ class Reporter:
     )
 
   def evaluation(self, step: int, epoch: int, metrics: dict):
+    """A validation at ``step`` ended; the first one timed completes the time estimate."""
+    seconds = time.perf_counter() - self._step_start
     if self.active and metrics:
       self._write('val', {'step': step, 'epoch': epoch, **metrics})
+      if not self._validation_timed and len(self._step_times) > ESTIMATE_AFTER_STEPS:
+        self._validation_timed = True
+        self.message(self._estimate_with_validation(seconds))
+
+  def _estimate_with_validation(self, val_seconds: float) -> str:
+    """The rest of the run, steps and validations, once one validation was timed."""
+    epoch, in_epoch = self._at
+    # In steps of this run from the current one: the epochs' ends, and every eval_every-th.
+    ends = np.cumsum(self.windows_per_epoch)
+    now = int(ends[epoch - 1]) - self.windows_per_epoch[epoch - 1] + in_epoch
+    steps_left = int(ends[-1]) - now
+    validations = {int(e) for e in ends if e > now}
+    if self._eval_every > 0:
+      first = (now // self._eval_every + 1) * self._eval_every
+      validations.update(range(first, int(ends[-1]) + 1, self._eval_every))
+    validations_left = len(validations)
+    sec_per_step = float(np.median(self._step_times[1:]))
+    total = steps_left * sec_per_step + validations_left * val_seconds
+    return (
+      f'A validation takes {_duration(val_seconds)}; with {validations_left} more, the rest '
+      f'of the run takes about {_duration(total)} ({steps_left} steps).'
+    )
 
   def audio(self, tag: str, audio_N: np.ndarray, step: int):
     if self.active and self._tb is not None:
@@ -192,7 +227,7 @@ def time_estimate(sec_per_step: float, steps_per_epoch: int, epochs_left: float)
   text = (
     f'Estimated {_duration(epoch_sec)} per epoch ({sec_per_step:.3g} s/step x '
     f'{steps_per_epoch} steps), {_duration(epoch_sec * epochs_left)} for the rest of '
-    f'the run ({epochs_left:.1f} epochs; validation not counted).'
+    f'the run ({epochs_left:.1f} epochs; validation counted once one is timed).'
   )
   if jax.default_backend() == 'cpu' and epoch_sec > _SLOW_CPU_EPOCH_SECONDS:
     text += (

@@ -19,6 +19,7 @@ the start, clips and the run's page after checkpoints); a search adds its ``on_e
 
 import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -116,11 +117,9 @@ def train_and_evaluate(
     # ----- Resume point: its checkpoint fixes the architecture ------------------------------
     restore_step, config = _resume_point(manager, workdir, config, resume_from)
     config_lib.validate(config)
-    if jax.process_index() == 0:
-      checkpoint_lib.save_config(workdir, config)
 
     # ----- Input ----------------------------------------------------------------------------
-    datasets = _datasets(config, workdir, data_dir, resumed=restore_step is not None)
+    datasets = _datasets(config, data_dir)
     if hooks.on_start is not None:
       hooks.on_start(
         Started(
@@ -135,6 +134,10 @@ def train_and_evaluate(
     run, restore_step = _start(
       config, manager, workdir, programs, datasets, restore_step, explicit=resume_from is not None
     )
+    # Written once the restore succeeded: a run refused for another config changes nothing.
+    if jax.process_index() == 0:
+      checkpoint_lib.save_config(workdir, config)
+      _note_data_change(workdir, datasets, resumed=restore_step is not None)
 
     # ----- Monitoring and reporting ---------------------------------------------------------
     loop = _make_loop(
@@ -153,14 +156,48 @@ def train_and_evaluate(
   stop = _Stop()
   previous_handlers = _install_signal_handlers(stop)
   try:
-    with jax.transfer_guard('disallow'):
-      return _train_loop(loop, run, stop)
-  finally:
-    manager.wait_until_finished()
-    manager.close()
-    loop.reporter.close()
-    for s, h in previous_handlers.items():
-      signal.signal(s, h)
+    try:
+      with jax.transfer_guard('disallow'):
+        return _train_loop(loop, run, stop)
+    finally:
+      for s, h in previous_handlers.items():
+        signal.signal(s, h)
+      try:
+        manager.wait_until_finished()
+        manager.close()
+      finally:
+        loop.reporter.close()
+  except Exception as e:  # pylint: disable=broad-except
+    if not _disk_full(e):
+      raise
+    raise OSError(errno.ENOSPC, _disk_full_message(workdir, run)) from None
+
+
+def _disk_full(error: BaseException) -> bool:
+  """Whether ``error`` or one of its causes is a full disk (Orbax and TensorStore wrap it)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if "os_error_code='28'" in str(error) or 'No space left on device' in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _disk_full_message(workdir: str, run: '_Run') -> str:
+  """One line: where, how much a checkpoint needs against what is free, and what to do."""
+  arrays = jax.tree.leaves((run.state.params, run.state.opt_state, run.carry))
+  need = sum(int(getattr(a, 'nbytes', 0)) for a in arrays)
+  try:
+    free = f', {shutil.disk_usage(workdir).free / 1e6:,.0f} MB free'
+  except OSError:
+    free = ''
+  return (
+    f'{workdir}: no space left on device to save a checkpoint (about {need / 1e6:,.0f} MB '
+    f'each{free}); run again once there is room: it resumes from the last complete one'
+  )
 
 
 @contextlib.contextmanager
@@ -505,13 +542,11 @@ def _resume_point(
   return restore_step, config
 
 
-def _datasets(config: ml_collections.ConfigDict, workdir: str, data_dir: str, *, resumed: bool):
+def _datasets(config: ml_collections.ConfigDict, data_dir: str):
   """The pipeline's datasets over ``data_dir``."""
   from samplernn_jax import input_pipeline  # grain; training only.
 
   datasets = input_pipeline.make_datasets(config, data_dir)
-  if jax.process_index() == 0:
-    _note_data_change(workdir, datasets, resumed=resumed)
   if not sum(datasets.windows_per_epoch):
     raise ValueError(
       f'{data_dir!r}: no training window; files must be longer than '
@@ -569,6 +604,7 @@ def _start(
       [restore_step] if explicit else [s for s in manager.all_steps() if s <= restore_step],
       lambda s: _restore(manager, s, abstract_state, abstract_carry, data),
       explicit=explicit,
+      config=config,
     )
   if restore_step is None:
     data = iter(datasets.train)  # A failed restore may have moved it.
@@ -736,15 +772,17 @@ def _note_data_change(workdir: str, datasets, *, resumed: bool) -> None:
   The data position in a checkpoint counts windows of the plan made from the file list, so
   after files are added, removed or skipped the run goes on over a different order.
   """
+  # Real paths: the same --data_dir given relative once and absolute the next time (or
+  # through a link) is the same data.
   files = {
-    'train': [[p, os.path.getsize(p)] for p in datasets.train_files],
-    'val': [[p, os.path.getsize(p)] for p in datasets.val_files],
+    'train': [[os.path.realpath(p), os.path.getsize(p)] for p in datasets.train_files],
+    'val': [[os.path.realpath(p), os.path.getsize(p)] for p in datasets.val_files],
   }
   path = os.path.join(workdir, workdir_lib.DATA_FILES)
   try:
     with open(path) as f:
-      before = json.load(f)
-  except (OSError, ValueError):
+      before = _real_paths(json.load(f))
+  except (OSError, ValueError, TypeError, AttributeError):
     before = None
   if resumed and before is not None and before != files:
     logging.warning(
@@ -760,16 +798,69 @@ def _note_data_change(workdir: str, datasets, *, resumed: bool) -> None:
     json.dump(files, f)
 
 
-def _restore_newest_intact(manager, workdir: str, steps, restore, *, explicit: bool):
+# How Orbax says that a checkpoint holds arrays of other shapes or another tree: the
+# checkpoint is whole, the config asking for it is another one.
+_OTHER_SHAPES = ('not compatible with the stored shape', 'tree structure', 'structure mismatch')
+
+
+def _refuse_other_configuration(manager, workdir: str, step: int, config, error) -> None:
+  """Raises ValueError when ``error`` says checkpoint ``step`` was made with other shapes."""
+  text = str(error)
+  if not any(s in text for s in _OTHER_SHAPES):
+    return
+  try:
+    stored = _flat(checkpoint_lib.config_to_json(checkpoint_lib.restore_config(manager, step)))
+  except Exception:  # pylint: disable=broad-except  (its config is damaged: no names to give)
+    stored = {}
+  given = _flat(checkpoint_lib.config_to_json(config))
+  differ = sorted(k for k in stored.keys() & given.keys() if stored[k] != given[k])
+  fields = ', '.join(f'{k} ({stored[k]!r} there, {given[k]!r} here)' for k in differ[:4])
+  first_line = (text.strip().splitlines() or [''])[0][:120]
+  raise ValueError(
+    f'{workdir}: checkpoint {step} was trained with another config'
+    + (f': it differs in {fields}' if fields else f' ({first_line})')
+    + '. Use a new --workdir for this config, or train this one with its stored config '
+    f'({os.path.join(workdir, workdir_lib.CONFIG)}); nothing was moved.'
+  )
+
+
+def _flat(tree: dict, prefix: str = '') -> dict:
+  """``{'train.batch_size': 4, ...}`` of a nested dict."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def _real_paths(stored: dict) -> dict:
+  """A stored ``data_files.json`` with its paths made real (files written before were as given).
+
+  Raises TypeError / AttributeError / ValueError for a file of another shape.
+  """
+  return {
+    kind: [[os.path.realpath(p), size] for p, size in stored.get(kind, ())]
+    for kind in ('train', 'val')
+  }
+
+
+def _restore_newest_intact(manager, workdir: str, steps, restore, *, explicit: bool, config=None):
   """``(step, restore(step))`` for the newest of ``steps`` that restores, else ``(None, None)``.
 
   A damaged checkpoint is moved to ``workdir/broken_checkpoints`` with a warning naming it,
-  and the next older one is tried; one the user named (``explicit``) raises instead.
+  and the next older one is tried; one the user named (``explicit``) raises instead. With
+  ``config`` (the config the run would restore into), a checkpoint whose arrays have other
+  shapes or structure is not damaged, it belongs to another configuration: ValueError naming
+  the fields that differ, and nothing is moved.
   """
   for step in sorted(steps, reverse=True):
     try:
       return step, restore(step)
     except Exception as e:  # pylint: disable=broad-except
+      if config is not None:
+        _refuse_other_configuration(manager, workdir, step, config, e)
       # Orbax raises bare Exceptions, KeyErrors and JSON errors for damaged files.
       error = checkpoint_lib.unreadable(manager, step, e)
       if explicit:

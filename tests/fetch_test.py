@@ -21,7 +21,7 @@ def test_fetch_downloads_skips_archived_and_reports_failures(tmp_path):
   assert len(first.downloaded) == 2 and first.skipped == 0
   assert len(first.errors) == 1 and 'missing' in first.errors[0]
   names = sorted(p.name for p in out.iterdir())
-  assert names == ['download-archive.txt', 'take2-take2.ogg', 'take_one-take_one.wav']
+  assert names == ['download-archive.txt', 'take2.ogg', 'take_one.wav']
   again = fetch.fetch(urls[:2], str(out), enable_file_urls=True, verbose=False)
   assert (again.downloaded, again.skipped, again.errors) == ([], 2, [])
   assert 'Skipped (already in the archive): 2' in again.summary()

@@ -155,7 +155,8 @@ def test_sigterm_saves_and_resumes_exactly(two_epochs, tmp_path, corpus):
       from tests.train_test import tiny
       from samplernn_jax import train
       # Many epochs, so the signal surely lands mid-run; the resume below runs 2.
-      train.train_and_evaluate(tiny(num_epochs=50, log_every_steps=1), {str(workdir)!r}, {corpus!r})
+      config = tiny(num_epochs=50, log_every_steps=1, print_every_seconds=0)  # A line per step.
+      train.train_and_evaluate(config, {str(workdir)!r}, {corpus!r})
       print('CLEAN EXIT', flush=True)
   """)
   proc = subprocess.Popen(

@@ -116,6 +116,7 @@ def test_killed_worker_trial_is_retried_from_its_checkpoint(tmp_path, corpus, mo
     *TRAIN_FLAGS[1:],
     '--config.train.num_epochs=4',
     '--config.train.log_every_steps=1',
+    '--config.train.print_every_seconds=0',  # A line per step: the test waits for one.
     '--config.train.checkpoint_every_steps=10',
     f'--data_dir={corpus}',
     f'--space={space_file}',
@@ -500,6 +501,7 @@ def test_postgres_workers_resume_a_killed_trial_and_keep_the_cap(tmp_path, corpu
       *TRAIN_FLAGS[1:],
       '--config.train.num_epochs=2',
       '--config.train.log_every_steps=1',
+      '--config.train.print_every_seconds=0',  # A line per step: the test waits for one.
       '--config.train.checkpoint_every_steps=10',
       f'--data_dir={corpus}',
       f'--space={space_file}',

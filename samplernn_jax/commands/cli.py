@@ -14,6 +14,7 @@ import logging as py_logging
 import os
 import re
 import sys
+import threading
 from typing import Callable, Optional
 
 from absl import app
@@ -159,11 +160,29 @@ def _ignore_closed_event_loops(hook):
   return excepthook
 
 
+def _quiet_full_disk_in_threads(hook):
+  """``threading.excepthook`` without the traces of a full disk in a writer's thread.
+
+  TensorBoard's event writer and Orbax's savers write in threads of their own: a full disk
+  fails each of them with a traceback, while the main thread reports it once, in one line.
+  """
+
+  def excepthook(args):
+    if isinstance(args.exc_value, OSError) and args.exc_value.errno in _FULL_DISK:
+      return
+    hook(args)
+
+  excepthook._samplernn_quiet = True  # pylint: disable=protected-access
+  return excepthook
+
+
 def quiet_logs() -> None:
   """Filters the noise above out of absl's handler and JAX's logger; idempotent."""
   if not getattr(sys.excepthook, '_samplernn_quiet', False):
     sys.excepthook = _ignore_closed_event_loops(sys.excepthook)
     sys.excepthook._samplernn_quiet = True  # pylint: disable=protected-access
+  if not getattr(threading.excepthook, '_samplernn_quiet', False):
+    threading.excepthook = _quiet_full_disk_in_threads(threading.excepthook)
   # TensorFlow (PRiSM import) reads this when it is first imported: errors only.
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   for name in ('absl', 'jax._src.xla_bridge'):
@@ -175,6 +194,8 @@ def quiet_logs() -> None:
 # ---------------------------------------------------------------------------------------
 # One-line errors
 # ---------------------------------------------------------------------------------------
+
+_FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
 # OSError codes with what a person does about them.
 _OS_HINTS = {

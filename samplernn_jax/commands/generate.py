@@ -11,6 +11,11 @@ an existing file is never replaced by a partial one (see ``samplernn_jax.listeni
 Existing names stop the run before any work unless ``--overwrite`` is given.
 """
 
+import os
+import shlex
+import sys
+import urllib.parse
+
 from absl import app
 from absl import flags
 
@@ -100,11 +105,8 @@ def _temperatures():
     ) from None
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  backend.enable_compilation_cache(FLAGS.compilation_cache_dir)
-  result = clips.generate_files(
+def _generate() -> dict:
+  return clips.generate_files(
     FLAGS.workdir,
     FLAGS.output,
     step=FLAGS.step,
@@ -121,6 +123,17 @@ def main(argv):
     overwrite=FLAGS.overwrite,
     dtype=FLAGS.dtype,
   )
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  backend.enable_compilation_cache(FLAGS.compilation_cache_dir)
+  try:
+    result = _generate()
+  except clips.Stopped as e:
+    print(f'samplernn-generate: {e}', file=sys.stderr, flush=True)
+    sys.exit(128 + e.signum)  # As a shell reports a process that a signal ended.
   for path in result['paths']:
     print(f'Generated sample output to {path}')
   print(
@@ -128,6 +141,14 @@ def main(argv):
     f'sequence, {result["samples_per_second"]:,.0f} samples/s in all, compilation '
     'included)'
   )
+  if result['gallery']:
+    print(f'Listen: file://{urllib.parse.quote(result["gallery"])}')
+  else:  # Clips outside the run: a page of their own folder, scored against the run's data.
+    folder = os.path.dirname(result['paths'][0]) if result['paths'] else '.'
+    print(
+      'Listen on a page: samplernn-gallery '
+      f'--workdir={shlex.quote(folder)} --reference={shlex.quote(FLAGS.workdir)}'
+    )
 
 
 def run():

@@ -19,6 +19,7 @@ import optuna
 
 from samplernn_jax import backend
 from samplernn_jax import default_config
+from samplernn_jax import processes
 from samplernn_jax.commands import cli
 from samplernn_jax.corpus import demo_corpus
 from samplernn_jax.listening import training_hooks
@@ -127,6 +128,7 @@ def _worker_argv() -> list:
 
 
 def main(argv):
+  processes.die_with_parent()  # A worker of --workers: it ends with the command that ran it.
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   study_dir = os.path.abspath(FLAGS.study_dir)

@@ -6,7 +6,8 @@ audio, whose audio track samplernn-prepare extracts). No post-processing runs, s
 no ffmpeg binary is needed: files keep their original container (webm, m4a, opus,
 mp3, ...) and samplernn-prepare decodes them with PyAV.
 
-* File names are restricted to ASCII without spaces: ``{title}-{id}.{ext}``.
+* File names are restricted to ASCII without spaces: ``{title}-{id}.{ext}`` (``{title}.{ext}``
+  for a ``file://`` URL, whose id is its title).
 * ``{output_dir}/download-archive.txt`` records every finished item, so a re-run
   skips them and only fetches what is new or failed before.
 * An item that fails (unavailable, geo-blocked, network error) is reported and
@@ -74,6 +75,10 @@ def short_error(message: str) -> str:
   return message.split(' (caused by ', 1)[0].strip()
 
 
+_NAME = '%(title).100B-%(id)s.%(ext)s'
+_FILE_NAME = '%(title).100B.%(ext)s'
+
+
 def fetch(
   urls: list[str],
   output_dir: str,
@@ -94,7 +99,7 @@ def fetch(
   options = {
     'format': audio_format,
     'paths': {'home': output_dir},
-    'outtmpl': '%(title).100B-%(id)s.%(ext)s',
+    'outtmpl': _NAME,
     'restrictfilenames': True,
     'download_archive': os.path.join(output_dir, ARCHIVE_NAME),
     # Report a failed item through the logger and go on with the next one.
@@ -104,11 +109,15 @@ def fetch(
     'logger': logger,
     'progress_hooks': [on_progress],
   }
-  with yt_dlp.YoutubeDL(options) as ydl:
+  # A local file's id is its title (the file name): named once, not twice.
+  with (
+    yt_dlp.YoutubeDL(options) as ydl,
+    yt_dlp.YoutubeDL({**options, 'outtmpl': _FILE_NAME}) as files_ydl,
+  ):
     for url in urls:
       logger.url = url
       try:
-        ydl.extract_info(url, download=True)
+        (files_ydl if url.startswith('file:') else ydl).extract_info(url, download=True)
       except Exception as e:  # Anything yt-dlp lets through still costs one URL only.
         report.errors.append(f'{url}: {type(e).__name__}: {short_error(str(e))}')
   report.downloaded = list(dict.fromkeys(report.downloaded))

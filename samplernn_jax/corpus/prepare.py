@@ -21,21 +21,25 @@ get a short hash of their path appended. Each chunk is written atomically; once 
 chunks of a source are written, a manifest ``.samplernn-prepare/{stem}.json`` records
 them, and a re-run skips that source unless it or the settings changed. A file that
 cannot be decoded (empty, truncated, corrupt, not audio, NaN/inf samples) is reported
-with its reason and skipped; the other files are still processed.
+with its reason and skipped; the other files are still processed. A full disk stops the
+run at once, with one line naming the device and the file.
 """
 
 import concurrent.futures
 import dataclasses
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
+import signal
 
 import numpy as np
 import tqdm
 
 from samplernn_jax import audio_io
 from samplernn_jax import files
+from samplernn_jax import processes
 
 MANIFEST_DIR = '.samplernn-prepare'
 
@@ -194,22 +198,38 @@ def _prepare_safely(path: str, stem: str, output_dir: str, settings: Settings) -
   """
   try:
     return prepare_file(path, stem, output_dir, settings)
+  except OSError as e:
+    if e.errno in _DISK_FULL:
+      raise  # Not this file's fault: every next file would fail the same way.
+    return Result(path, 'failed', reason=e.strerror or f'{type(e).__name__}: {e}')
   except Exception as e:  # pylint: disable=broad-except
     reason = e.strerror if isinstance(e, OSError) and e.strerror else f'{type(e).__name__}: {e}'
     return Result(path, 'failed', reason=reason)
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _device(path: str) -> str:
+  """The mount point holding ``path``: what a person frees space on."""
+  path = os.path.realpath(path)
+  while not os.path.ismount(path):
+    path = os.path.dirname(path)
+  return path
+
+
+def _disk_full(error: OSError, output_dir: str) -> OSError:
+  """One line for the whole run, the device and the file (the command adds what to do)."""
+  where = error.filename or output_dir
+  return OSError(error.errno, f'no space left on {_device(output_dir)} writing {where}')
+
+
 def _die_with_parent(parent_pid: int) -> None:
-  """Worker initializer: exit as soon as the parent is gone (a kill -9 runs no cleanup)."""
-  import threading  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
+  """Worker initializer: end the moment the parent is gone (a kill -9 runs no cleanup).
 
-  def watch():
-    while os.getppid() == parent_pid:
-      time.sleep(0.2)
-    os._exit(1)  # pylint: disable=protected-access
-
-  threading.Thread(target=watch, daemon=True).start()
+  At once, not after a poll: a worker writing on for a moment would race the next run.
+  """
+  processes.tie_to_parent(parent_pid, signal.SIGKILL)
 
 
 def find_sources(inputs: list[str]) -> list[str]:
@@ -261,7 +281,11 @@ def prepare(
   results = []
   if num_workers <= 1:
     for path, stem in jobs:
-      results.append(_prepare_safely(path, stem, output_dir, settings))
+      try:
+        results.append(_prepare_safely(path, stem, output_dir, settings))
+      except OSError as e:  # Only a full disk gets here.
+        bar.close()
+        raise _disk_full(e, output_dir) from None
       bar.update()
   else:
     # spawn, not fork: the parent may hold JAX or other threads that fork breaks.
@@ -276,6 +300,11 @@ def prepare(
         try:
           results.append(future.result())
         except Exception as e:  # A crashed worker costs its file, not the run.
+          if isinstance(e, OSError) and e.errno in _DISK_FULL:
+            for other in futures:
+              other.cancel()  # Files not started yet would fail alike.
+            bar.close()
+            raise _disk_full(e, output_dir) from None
           results.append(Result(futures[future], 'failed', reason=f'{type(e).__name__}: {e}'))
         bar.update()
   bar.close()

@@ -32,6 +32,7 @@ import json
 import os
 from typing import Optional, Sequence
 
+from absl import logging
 import numpy as np
 
 from samplernn_jax import audio_io
@@ -233,7 +234,8 @@ class Profile:
   allowed: dict  # defect -> 95th percentile share in the reference (silent, clipped)
   num_segments: int
   source: str = ''  # Where the reference audio came from.
-  examples: list = dataclasses.field(default_factory=list)  # A few reference files.
+  # A few reference files, relative to ``source``: the gallery plays them (``example_paths``).
+  examples: list = dataclasses.field(default_factory=list)
   version: int = PROFILE_VERSION
 
   def to_json(self) -> dict:
@@ -302,7 +304,7 @@ def make_profile(
     allowed={k: float(np.percentile(v, 95)) for k, v in shares.items()},
     num_segments=len(rows['timbre']),
     source=source,
-    examples=[os.path.abspath(p) for p in used[:: max(1, len(used) // 4)][:4]],
+    examples=_examples(used, source),
   )
   # Closeness 1 means "as close as nine reference segments out of ten": never below the
   # spread itself, so a tiny reference does not make every clip look far.
@@ -310,6 +312,15 @@ def make_profile(
     g: max(1.0, float(np.percentile([_distance(g, r, profile) for r in rows[g]], 90))) for g in rows
   }
   return profile
+
+
+def _examples(used: list, source: str) -> list:
+  """Four of ``used`` spread over it, relative to ``source``, if that is their folder."""
+  if not os.path.isdir(source):
+    return []  # A label, not a folder: nothing the gallery could check a path against.
+  source = os.path.abspath(source)
+  picked = [os.path.abspath(p) for p in used[:: max(1, len(used) // 4)][:4]]
+  return [os.path.relpath(p, source) for p in picked if _inside(p, source)]
 
 
 def profile_path(workdir: str) -> str:
@@ -323,15 +334,97 @@ def save_profile(workdir: str, profile: Profile) -> None:
 
 
 def load_profile(workdir: str) -> Optional[Profile]:
-  """The workdir's stored profile, or None if it has none of this PROFILE_VERSION."""
+  """The workdir's stored profile, or None if it has none of this PROFILE_VERSION.
+
+  The profile is derived data in a folder people share: a damaged or odd one is never an
+  error, it is ignored with a warning naming the file (training computes it again).
+  """
+  path = profile_path(workdir)
   try:
-    with open(profile_path(workdir)) as f:
+    with open(path, encoding='utf-8') as f:
       stored = json.load(f)
   except FileNotFoundError:
     return None
-  if stored.get('version') != PROFILE_VERSION:
+  except (OSError, ValueError) as e:
+    logging.warning('%s: unreadable (%s); clips are scored without it until it is remade.', path, e)
+    return None
+  if isinstance(stored, dict) and stored.get('version') != PROFILE_VERSION:
+    return None  # Another version's: recomputed, as features changed.
+  problem = _profile_problem(stored) if isinstance(stored, dict) else 'not a JSON object'
+  if problem:
+    logging.warning('%s: damaged (%s); clips are scored without it until remade.', path, problem)
     return None
   return Profile.from_json(stored)
+
+
+def _numbers(values, size: int) -> bool:
+  return (
+    isinstance(values, list)
+    and len(values) == size
+    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+  )
+
+
+def _profile_problem(stored: dict) -> Optional[str]:
+  """What is wrong with a stored profile's fields, or None: scoring must not crash on it."""
+  fields = {f.name for f in dataclasses.fields(Profile)}
+  if set(stored) != fields:
+    return f'fields {sorted(set(stored) ^ fields)} missing or unknown'
+  if not isinstance(stored['sample_rate'], int) or stored['sample_rate'] <= 0:
+    return 'no positive integer sample_rate'
+  tables = [stored[k] for k in ('mean', 'spread', 'typical_distance', 'allowed')]
+  if not all(isinstance(t, dict) for t in tables):
+    return 'mean, spread, typical_distance and allowed must be objects'
+  mean, spread, distance, allowed = tables
+  for group, floor in _SPREAD_FLOORS.items():
+    size = floor.shape[0]
+    if not (_numbers(mean.get(group), size) and _numbers(spread.get(group), size)):
+      return f'mean or spread of {group!r} is not {size} numbers'
+    if min(spread[group]) <= 0 or not _numbers([distance.get(group)], 1) or distance[group] <= 0:
+      return f'spread or typical_distance of {group!r} not positive'
+  if not all(_numbers([allowed.get(k)], 1) for k in ('silent', 'clipped')):
+    return 'allowed is not shares of silent and clipped'
+  if not isinstance(stored['source'], str) or not isinstance(stored['examples'], list):
+    return 'source or examples of the wrong type'
+  return None
+
+
+def _inside(path: str, folder: str) -> bool:
+  return os.path.commonpath([path, folder]) == folder
+
+
+def example_paths(profile: Profile) -> list:
+  """The profile's example files that are safe to copy onto a page people share.
+
+  A profile is read from a workdir, untrusted: an example counts only when it names, relative
+  to ``source``, a file that resolves (links followed) inside ``source`` and has an audio
+  suffix. The caller still decodes it before using it (``audio_io``), so nothing but audio
+  leaves the data folder. Refused examples get one warning.
+  """
+  if not profile.source or not os.path.isdir(profile.source):
+    return []
+  source = os.path.realpath(profile.source)
+  safe, refused = [], []
+  for example in profile.examples:
+    # An absolute path (profiles before examples were relative) passes the same check.
+    path = os.path.realpath(os.path.join(source, example)) if isinstance(example, str) else None
+    if (
+      path
+      and _inside(path, source)
+      and path.lower().endswith(audio_io.AUDIO_EXTENSIONS)
+      and os.path.isfile(path)
+    ):
+      safe.append(path)
+    else:
+      refused.append(repr(example))
+  if refused:
+    logging.warning(
+      'clip_profile.json: ignored examples %s: each must be an audio file inside %s, named '
+      'relative to it.',
+      ', '.join(refused),
+      source,
+    )
+  return safe
 
 
 def store_training_profile(workdir: str, data_dir: str, config) -> Profile:

@@ -8,12 +8,16 @@ folder ``.generating-*`` beside the output; complete clips are moved into place 
 one, and a stopped run keeps what it made in that folder.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from typing import Any, Optional, Sequence
 
@@ -241,9 +245,10 @@ def generate_files(
   in that folder.
 
   Returns ``{'paths': [kept wav paths], 'scores': [every sequence's score dict], 'step': N,
-  'samples_per_second': total, 'x_real_time': audio seconds per wall second per sequence}``.
+  'samples_per_second': total, 'x_real_time': audio seconds per wall second per sequence,
+  'gallery': the run's rebuilt page when the clips are in the workdir, else None}``.
   """
-  out_dir = _check_request(
+  output = _check_request(
     workdir,
     output,
     num_seqs=num_seqs,
@@ -252,6 +257,84 @@ def generate_files(
     temperatures=temperatures,
     seed_audio=seed_audio,
   )
+  out_dir = os.path.dirname(output)
+  with _claim(output):
+    return _generate(
+      workdir,
+      output,
+      out_dir,
+      step=step,
+      num_seqs=num_seqs,
+      duration=duration,
+      temperatures=temperatures,
+      seed_audio=seed_audio,
+      seed_offset=seed_offset,
+      rng_seed=rng_seed,
+      keep=keep,
+      plot=plot,
+      profile_dir=profile_dir,
+      chunk_size=chunk_size,
+      progress=progress,
+      overwrite=overwrite,
+      dtype=dtype,
+    )
+
+
+@contextlib.contextmanager
+def _claim(output: str):
+  """Holds the names of ``output``'s clips for this run: a second run is refused at once.
+
+  An exclusive ``flock`` on ``.STEM.generating.lock`` beside the clips: the kernel drops it on
+  any exit, kill -9 included, so a stale lock never blocks the next run.
+  """
+  lock = os.path.join(
+    os.path.dirname(output), f'.{os.path.basename(_stem(output))}.generating.lock'
+  )
+  while True:
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(fd)
+      raise ValueError(
+        f'--output={output}: another samplernn-generate is writing these clips now; wait '
+        'for it to finish, or choose another --output.'
+      ) from None
+    try:  # The holder before us may have removed the file as we opened it: lock the new one.
+      if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+        break
+    except FileNotFoundError:
+      pass
+    os.close(fd)
+  try:
+    yield
+  finally:
+    with contextlib.suppress(OSError):
+      os.remove(lock)
+    os.close(fd)
+
+
+def _generate(
+  workdir: str,
+  output: str,
+  out_dir: str,
+  *,
+  step,
+  num_seqs,
+  duration,
+  temperatures,
+  seed_audio,
+  seed_offset,
+  rng_seed,
+  keep,
+  plot,
+  profile_dir,
+  chunk_size,
+  progress,
+  overwrite,
+  dtype,
+) -> dict:
+  """``generate_files`` once the request is checked and its names are claimed."""
   plan = _plan(
     workdir,
     output,
@@ -266,50 +349,65 @@ def generate_files(
     overwrite=overwrite,
     dtype=dtype,
   )
+  # Read before sampling: a damaged profile is named now (and ignored), not after the work.
+  profile = clip_score.load_profile(workdir)
   sampler = sampler_lib.Sampler(plan.config.model, num_seqs, plan.chunk_size)
   # Nothing is final until complete (and, with keep, scored): write to a scratch folder.
   scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir)
   scratch_paths = [os.path.join(scratch, os.path.basename(p)) for p in plan.paths]
-  levels_BxT, mean_ll_B, elapsed = _sample_into(
-    scratch,
-    scratch_paths,
-    sampler,
-    plan,
-    rng_seed=rng_seed,
-    profile_dir=profile_dir,
-    progress=progress,
-    desc=f'{num_seqs} x {duration:g} s',
-  )
+  with _stop_on_signals() as signals:
+    levels_BxT, mean_ll_B, elapsed = _sample_into(
+      scratch,
+      scratch_paths,
+      sampler,
+      plan,
+      rng_seed=rng_seed,
+      profile_dir=profile_dir,
+      progress=progress,
+      desc=f'{num_seqs} x {duration:g} s',
+      signals=signals,
+    )
 
-  scores = score_sequences(
-    levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate, clip_score.load_profile(workdir)
-  )
+  scores = score_sequences(levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate, profile)
   order, kept = _curate(scores, plan, keep)
   # A move, not files.atomic_write: the clips were streamed into the scratch folder chunk by
   # chunk (a stopped run keeps them there), and each is complete before it moves.
-  for i in kept:
-    os.replace(scratch_paths[i], plan.paths[i])
+  try:
+    for i in kept:
+      os.replace(scratch_paths[i], plan.paths[i])
+  except OSError as e:
+    raise OSError(
+      e.errno, f'{e.strerror}; the finished clips not yet moved are in {scratch}', e.filename
+    ) from None
   shutil.rmtree(scratch)
-  if plot:
-    _plot(levels_BxT, kept, plan)
   scores_path = f'{_stem(output)}_e={plan.step}_scores.json'
-  with files.atomic_write(scores_path) as f:
-    json.dump(
-      {
-        'workdir': workdir,
-        'step': plan.step,
-        'rng_seed': rng_seed,
-        'seed_audio': seed_audio,
-        'duration': duration,
-        'ranking': order,
-        'sequences': scores,
-      },
-      f,
-      indent=2,
-    )
-  if out_dir.startswith(os.path.abspath(workdir) + os.sep):
-    gallery.refresh(workdir)  # Clips written into the run: its page lists them.
+  try:
+    if plot:
+      _plot(levels_BxT, kept, plan)
+    with files.atomic_write(scores_path) as f:
+      json.dump(
+        {
+          'workdir': workdir,
+          'step': plan.step,
+          'rng_seed': rng_seed,
+          'seed_audio': seed_audio,
+          'duration': duration,
+          'ranking': order,
+          'sequences': scores,
+        },
+        f,
+        indent=2,
+      )
+  except OSError as e:
+    raise OSError(
+      e.errno, f'{e.strerror}; the clips themselves are in place in {out_dir}', e.filename
+    ) from None
+  run = os.path.realpath(workdir)
+  page = None
+  if out_dir == run or out_dir.startswith(run + os.sep):
+    page = gallery.refresh(workdir)  # Clips written anywhere in the run: its page lists them.
   return {
+    'gallery': page,
     'paths': [plan.paths[i] for i in kept],
     'scores': scores,
     'step': plan.step,
@@ -329,7 +427,7 @@ def _check_request(
   temperatures: Optional[Sequence[float]],
   seed_audio: Optional[str],
 ) -> str:
-  """The checks that need no checkpoint; returns the (writable) folder of ``output``."""
+  """The checks that need no checkpoint; returns ``output`` resolved, its folder writable."""
   if num_seqs < 1:
     raise ValueError(f'--num_seqs={num_seqs} must be at least 1.')
   if not 0 < duration < float('inf'):
@@ -344,9 +442,26 @@ def _check_request(
     )
   if seed_audio is not None and not os.path.isfile(seed_audio):
     raise FileNotFoundError(f'{seed_audio}: seed audio file not found.')
-  out_dir = os.path.dirname(os.path.abspath(output))
-  files.check_writable(out_dir, '--output')
-  return out_dir
+  output = resolve_output(output)
+  files.check_writable(os.path.dirname(output), '--output')
+  return output
+
+
+def resolve_output(output: str) -> str:
+  """``output`` as an absolute path with links and ``..`` resolved as the kernel will.
+
+  ``run/../missing/../x.wav`` is ``x.wav`` on paper, but the kernel cannot step out of a
+  folder that does not exist: raises FileNotFoundError naming it, before any work.
+  """
+  parts = output.split(os.sep)
+  for i, part in enumerate(parts[:-1]):
+    folder = os.sep.join(parts[:i]) or (os.sep if output.startswith(os.sep) else os.curdir)
+    if part == os.pardir and not os.path.isdir(folder):
+      raise FileNotFoundError(
+        f'--output={output}: goes through {folder}, which is not a folder; create it, or '
+        'give the path without "..".'
+      )
+  return os.path.realpath(output)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -416,11 +531,52 @@ def _plan(
   )
 
 
-class _ChunkWriter:
-  """The sampler's callback: appends every chunk to the clips' files, shows the speed."""
+class Stopped(Exception):
+  """SIGINT or SIGTERM stopped the run after a chunk; ``signum`` says which."""
 
-  def __init__(self, files: list, plan: _Plan, *, progress: bool, desc: str):
-    self._files, self._plan = files, plan
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+  """Yields a list that SIGINT or SIGTERM appends its number to; the writer checks it per chunk.
+
+  Handled, not left to Python's default: a process started in the background by a shell
+  ignores SIGINT, and a SIGTERM would end it without saying where its clips are. A second
+  signal gets the previous handler (Ctrl-C twice: at once). Outside the main thread, where
+  handlers cannot be set, nothing changes.
+  """
+  arrived, previous = [], {}
+
+  def handler(signum, frame):
+    del frame
+    arrived.append(signum)
+    signal.signal(signum, previous[signum])
+
+  if threading.current_thread() is not threading.main_thread():
+    yield arrived
+    return
+  for s in (signal.SIGINT, signal.SIGTERM):
+    previous[s] = signal.signal(s, handler)
+  try:
+    yield arrived
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
+
+
+# A run expected to take longer than this says so, once its speed is known.
+LONG_RUN_SECONDS = 3600
+
+
+class _ChunkWriter:
+  """The sampler's callback: appends every chunk to the clips' files, shows the speed, and
+  stops the run after a chunk once a signal arrived."""
+
+  def __init__(self, files: list, plan: _Plan, *, progress: bool, desc: str, signals=()):
+    self._files, self._plan, self._signals = files, plan, signals
     self._bar = tqdm.tqdm(
       total=plan.num_samples,
       unit='sample',
@@ -432,6 +588,7 @@ class _ChunkWriter:
       bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]',
     )
     self._start = time.perf_counter()
+    self._first_chunk_end = None  # (time, samples): the speed is timed after compiling.
     self.written = 0  # Samples per sequence in the files.
     self.elapsed = 0.0  # Seconds from the start to close().
 
@@ -447,6 +604,35 @@ class _ChunkWriter:
       self.written, time.perf_counter() - self._start, self._plan.sample_rate
     )
     self._bar.set_postfix_str(f'{speed:.2f}x real time')
+    self._say_if_long(levels_BxC.shape[0])
+    if self._signals and self.written < self._plan.num_samples:
+      name = signal.Signals(self._signals[0]).name
+      raise Stopped(
+        f'stopped by {name} after {self.written} of {self._plan.num_samples} samples per clip',
+        self._signals[0],
+      )
+
+  def _say_if_long(self, num_seqs: int) -> None:
+    """After the second chunk (the first one compiles), one line if over LONG_RUN_SECONDS
+    remain: how long, and that Ctrl-C keeps what is done. The speed is not known earlier."""
+    now = time.perf_counter()
+    if self._first_chunk_end is None:
+      self._first_chunk_end = (now, self.written)
+      return
+    start, start_samples = self._first_chunk_end
+    if start_samples < 0 or now <= start:
+      return
+    self._first_chunk_end = (start, -1)  # Said once.
+    rate = (self.written - start_samples) / (now - start)
+    left = (self._plan.num_samples - self.written) / rate if rate > 0 else 0.0
+    if left > LONG_RUN_SECONDS:
+      self._bar.write(
+        f'About {left / 3600:.1f} h more for {num_seqs} clips of '
+        f'{self._plan.num_samples / self._plan.sample_rate:g} s at this speed; Ctrl-C stops '
+        'the run and keeps the finished part of each clip. Fewer --num_seqs or a shorter '
+        '--duration take less.',
+        file=sys.stderr,
+      )
 
   def close(self) -> None:
     self.elapsed = time.perf_counter() - self._start
@@ -478,14 +664,19 @@ def _sample_into(
   profile_dir: Optional[str],
   progress: bool,
   desc: str,
+  signals=(),
 ) -> tuple:
   """Samples the clips into ``paths`` (in ``scratch``) chunk by chunk.
 
   Returns ``(levels_BxT, mean_log_likelihood_B, seconds)``. A failure removes ``scratch``
-  when nothing was written yet, and otherwise leaves the partial clips there.
+  when nothing was written yet, and otherwise leaves the partial clips there. A signal in
+  ``signals`` (``_stop_on_signals``) raises Stopped after the chunk in flight, naming
+  ``scratch``.
   """
   try:
-    writer = _ChunkWriter(_open_wavs(paths, plan.sample_rate), plan, progress=progress, desc=desc)
+    writer = _ChunkWriter(
+      _open_wavs(paths, plan.sample_rate), plan, progress=progress, desc=desc, signals=signals
+    )
   except BaseException:
     shutil.rmtree(scratch, ignore_errors=True)
     raise
@@ -501,6 +692,9 @@ def _sample_into(
       callback=writer,
       return_log_likelihood=True,
     )
+  except Stopped as e:
+    writer.close()  # The headers then say how long the partial clips are.
+    raise Stopped(f'{e}; the finished part of each clip is in {scratch}', e.signum) from None
   except BaseException:
     if not writer.written:
       shutil.rmtree(scratch, ignore_errors=True)  # Only empty headers: nothing to keep.

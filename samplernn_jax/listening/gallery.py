@@ -20,6 +20,7 @@ so a rebuild only looks at new clips.
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -213,6 +214,15 @@ def plot_curves(records: list, clip_steps: list, path: str) -> bool:
     ax.tick_params(labelsize=8)
   if bits.get_legend_handles_labels()[0]:  # Only the learning rate: nothing to name.
     bits.legend(fontsize=8)
+  if train:
+    # The jumps are real, not a plotting artefact: the loop zeroes the RNN state on each
+    # batch of new files (input_pipeline's 'reset'), and the first windows lack context.
+    bits.set_title(
+      'Train loss rises where a batch of new files starts (each epoch start is one): '
+      'the RNN state starts from zero there.',
+      fontsize=7,
+      loc='left',
+    )
   fig.tight_layout(pad=0.4)
   _save(fig, path)
   return True
@@ -226,6 +236,16 @@ def _save(fig, path: str) -> None:
 # ---------------------------------------------------------------------------------------
 # Scores and pictures, cached
 # ---------------------------------------------------------------------------------------
+
+
+def picture_name(key: str) -> str:
+  """The picture file of the clip at ``key`` (a path relative to the workdir).
+
+  Readable, and one per path: the file name's safe characters, then a short hash of the
+  whole path, so ``out/x/y.wav``, ``out/x_y.wav`` and ``out_x_y.wav`` get three pictures.
+  """
+  readable = re.sub(r'[^A-Za-z0-9_.-]', '_', os.path.basename(key))[:60]
+  return f'{readable}-{hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]}.png'
 
 
 class _Cache:
@@ -246,7 +266,7 @@ class _Cache:
     """(score parts, picture file name) of ``file_path``; computed if missing or stale."""
     st = os.stat(file_path)
     stamp = [st.st_size, st.st_mtime_ns, self.profile_stamp]
-    image = re.sub(r'[^A-Za-z0-9_.-]', '_', key) + '.png'
+    image = picture_name(key)
     entry = self.entries.get(key)
     picture_lost = (
       entry is not None
@@ -276,19 +296,31 @@ def _url(path: str, start: str) -> str:
 
 
 def _training_chunks(workdir: str, profile, gallery_dir: str) -> list:
-  """A few training files copied into the gallery, so the page works wherever data lives."""
-  sources = list(profile.examples) if profile else []
-  demo = os.path.join(workdir, workdir_lib.DEMO_CORPUS)
+  """A few training files copied into the gallery, so the page works wherever data lives.
+
+  The gallery is meant to be shared, and the profile naming the files is untrusted: only
+  files inside the run's data (``clip_score.example_paths``, or the workdir's demo corpus)
+  that decode as audio are copied, and what is copied is the decoded audio, written anew.
+  """
+  sources = clip_score.example_paths(profile) if profile else []
+  demo = os.path.realpath(os.path.join(workdir, workdir_lib.DEMO_CORPUS))
   if not sources and os.path.isdir(demo):
-    sources = audio_io.find_audio(demo, ('.wav',))
+    found = (os.path.realpath(p) for p in audio_io.find_audio(demo, ('.wav',)))
+    sources = [p for p in found if os.path.commonpath([p, demo]) == demo]
   chunks_dir = os.path.join(gallery_dir, 'chunks')
   os.makedirs(chunks_dir, exist_ok=True)
   copies = []
-  for source in [s for s in sources if os.path.isfile(s)][:NUM_TRAINING_CHUNKS]:
-    copy = os.path.join(chunks_dir, os.path.basename(source))
+  for source in sources:
+    if len(copies) == NUM_TRAINING_CHUNKS:
+      break
+    copy = os.path.join(chunks_dir, os.path.splitext(os.path.basename(source))[0] + '.wav')
     if not os.path.exists(copy) or os.path.getmtime(copy) < os.path.getmtime(source):
-      with open(source, 'rb') as src, files.atomic_write(copy, 'wb') as dst:
-        shutil.copyfileobj(src, dst)
+      try:
+        samples_NxC, rate = audio_io.read_audio(source)
+      except (audio_io.AudioError, OSError) as e:
+        logging.warning('%s: not copied onto the page, not readable audio (%s).', source, e)
+        continue
+      audio_io.write_wav_atomic(copy, audio_io.to_mono(samples_NxC), rate)
       shutil.copystat(source, copy)  # Its time says when the source changes again.
     copies.append(copy)
   return copies
@@ -310,7 +342,9 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
     raise FileNotFoundError(f'{workdir}: no such workdir; pass --workdir of a training run.')
   workdir = os.path.abspath(workdir)
   gallery_dir = os.path.join(workdir, workdir_lib.GALLERY)
-  os.makedirs(gallery_dir, exist_ok=True)
+  # Before any work: a read-only workdir (someone else's run, a shared mount) fails in one
+  # line naming the folder, not on the first picture's temporary file.
+  files.check_writable(gallery_dir, '--workdir')
   profile = clip_score.load_profile(workdir)
   if profile is None and reference:
     profile = clip_score.reference_profile(reference)

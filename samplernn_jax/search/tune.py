@@ -30,6 +30,7 @@ from absl import logging
 import optuna
 import sqlalchemy
 
+from samplernn_jax import processes
 from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.search import space as search_space
 
@@ -90,6 +91,11 @@ def _storage_error(url: str, error: Exception) -> str:
   if isinstance(error, sqlalchemy.exc.NoSuchModuleError):
     return f'--storage={shown}: SQLAlchemy knows no database {parsed.drivername}://.'
   reason = str(getattr(error, 'orig', None) or error).strip().splitlines()[0]
+  if parsed.drivername.startswith('sqlite') and parsed.database:
+    return (
+      f'{parsed.database}: cannot open the study database: {reason}; restore it from a copy, '
+      'or start the study in a new --study_dir.'
+    )
   return f'--storage={shown}: cannot open the database: {reason}'
 
 
@@ -116,7 +122,8 @@ def make_storage(
         grace_period=grace_seconds,
         heartbeat_stale_trial_callback=Retry(max_retry=None, inherit_intermediate_values=True),
       )
-  except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as e:
+  # DatabaseError, not only OperationalError: a damaged SQLite file is 'not a database'.
+  except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.DatabaseError) as e:
     raise TuneError(_storage_error(url, e)) from None
   if sqlite:
     _begin_immediate(storage.engine)
@@ -522,9 +529,10 @@ def spawn_workers(count: int, worker_argv: list, seed: Optional[int], sampler: s
   """Runs ``count`` processes of ``worker_argv`` (this command, less ``--workers`` and
   ``--seed``) as single workers; returns the worst exit status.
 
-  With ``seed``, worker i samples with ``seed + i``: one seed in every worker would have them
-  all propose the same parameters. Not for the grid, whose seed fixes the order of the
-  combinations that all workers number alike.
+  Each worker ends when this process does, even by kill -9 (``processes``), so a restart
+  never runs beside orphans. With ``seed``, worker i samples with ``seed + i``: one seed in
+  every worker would have them all propose the same parameters. Not for the grid, whose seed
+  fixes the order of the combinations that all workers number alike.
   """
   env = dict(os.environ)
   # Workers sharing one accelerator must not each reserve most of its memory up front.
@@ -532,7 +540,9 @@ def spawn_workers(count: int, worker_argv: list, seed: Optional[int], sampler: s
   procs = []
   for i in range(count):
     seed_arg = [] if seed is None else [f'--seed={seed if sampler == "grid" else seed + i}']
-    procs.append(subprocess.Popen([*worker_argv, *seed_arg, '--workers=1'], env=env))
+    procs.append(
+      subprocess.Popen([*worker_argv, *seed_arg, '--workers=1'], env=processes.child_env(env))
+    )
 
   def forward(signum, frame):
     for p in procs:

@@ -60,6 +60,7 @@ class Checkpointed:
 
   config: ml_collections.ConfigDict
   workdir: str
+  data_dir: str  # The training data, as the command named it (trusted, unlike workdir files).
   step: int
   epoch: int  # Epochs done.
   improved: bool  # Whether the monitored metric improved this epoch (the 'Best' policy).
@@ -141,7 +142,14 @@ def train_and_evaluate(
 
     # ----- Monitoring and reporting ---------------------------------------------------------
     loop = _make_loop(
-      config, workdir, manager, programs, datasets, hooks, resumed_step=restore_step or 0
+      config,
+      workdir,
+      data_dir,
+      manager,
+      programs,
+      datasets,
+      hooks,
+      resumed_step=restore_step or 0,
     )
   finished = (
     _finished(run.progress, loop.num_epochs, config.train) if restore_step is not None else None
@@ -232,6 +240,7 @@ class _Loop:
 
   config: ml_collections.ConfigDict
   workdir: str
+  data_dir: str
   manager: Any  # The run's ``ocp.CheckpointManager``.
   steps: _Steps
   val_data: Any  # The validation dataset, or None.
@@ -447,6 +456,7 @@ def _end_epoch(loop: _Loop, run: _Run, epoch: int, val_metrics: dict) -> tuple[d
           Checkpointed(
             config=loop.config,
             workdir=loop.workdir,
+            data_dir=loop.data_dir,
             step=run.step,
             epoch=epochs_done,
             improved=improved,
@@ -672,6 +682,7 @@ def _restore(manager, step: int, abstract_state, abstract_carry, data):
 def _make_loop(
   config: ml_collections.ConfigDict,
   workdir: str,
+  data_dir: str,
   manager,
   programs: _Steps,
   datasets,
@@ -695,6 +706,7 @@ def _make_loop(
   return _Loop(
     config=config,
     workdir=workdir,
+    data_dir=data_dir,
     manager=manager,
     steps=programs,
     val_data=datasets.val,

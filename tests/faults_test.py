@@ -91,9 +91,32 @@ def test_the_gallery_copies_nothing_the_profile_names_outside_the_data(corpus, t
   ]
   clip_score.save_profile(str(workdir), profile)
 
-  gallery.build(str(workdir))
+  gallery.build(str(workdir), data_dir=str(corpus))  # Even given the data folder.
   assert os.listdir(workdir / workdir_lib.GALLERY / 'chunks') == []
   fake_audio.unlink()
+
+
+def test_the_gallery_copies_audio_only_from_data_it_was_given(corpus, tmp_path):
+  """The profile's ``source`` is a workdir file too: a crafted one naming a folder of
+  private audio copies nothing, unless this command was given that folder as the data."""
+  private = tmp_path / 'private'
+  private.mkdir()
+  (private / 'voice.wav').write_bytes((corpus / os.listdir(corpus)[0]).read_bytes())
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  profile = clip_score.make_profile(clip_score.audio_files([str(corpus)]), 8000, source=str(corpus))
+  profile.source, profile.examples = str(private), ['voice.wav']
+  clip_score.save_profile(str(workdir), profile)
+  chunks = workdir / workdir_lib.GALLERY / 'chunks'
+
+  gallery.build(str(workdir))  # samplernn-generate's refresh: no data folder given.
+  assert not chunks.exists() or os.listdir(chunks) == []
+  gallery.build(str(workdir), data_dir=str(corpus))  # Training's, on other data.
+  assert not chunks.exists() or os.listdir(chunks) == []
+  gallery.build(str(workdir), data_dir=str(private))  # The run's own data: shown.
+  assert os.listdir(chunks) == ['voice.wav']
+  gallery.build(str(workdir))  # A later build without it keeps what is on the page.
+  assert os.listdir(chunks) == ['voice.wav']
 
 
 # ---------------------------------------------------------------------------------------

@@ -295,19 +295,28 @@ def _url(path: str, start: str) -> str:
   return urllib.parse.quote(os.path.relpath(path, start).replace(os.sep, '/'))
 
 
-def _training_chunks(workdir: str, profile, gallery_dir: str) -> list:
+def _training_chunks(workdir: str, profile, gallery_dir: str, trusted: list) -> list:
   """A few training files copied into the gallery, so the page works wherever data lives.
 
-  The gallery is meant to be shared, and the profile naming the files is untrusted: only
-  files inside the run's data (``clip_score.example_paths``, or the workdir's demo corpus)
-  that decode as audio are copied, and what is copied is the decoded audio, written anew.
+  The gallery is meant to be shared, and every file of a workdir is untrusted, the profile
+  naming the examples included, its ``source`` too. So examples are copied only from a data
+  folder this process was given (``trusted``: training's ``--data_dir``, the gallery's
+  ``--reference``) or the workdir's own demo corpus, only files inside it
+  (``clip_score.example_paths``) that decode as audio, and what is copied is the decoded
+  audio, written anew. Without such a folder the copies already on the page stay as they are.
   """
-  sources = clip_score.example_paths(profile) if profile else []
+  chunks_dir = os.path.join(gallery_dir, 'chunks')
   demo = os.path.realpath(os.path.join(workdir, workdir_lib.DEMO_CORPUS))
+  folders = {os.path.realpath(d) for d in trusted if d} | {demo}
+  sources = []
+  if profile and profile.source:
+    if os.path.realpath(profile.source) in folders:
+      sources = clip_score.example_paths(profile)
+    elif os.path.isdir(chunks_dir):  # Kept from a build that was given the data.
+      return sorted(audio_io.find_audio(chunks_dir, ('.wav',)))[:NUM_TRAINING_CHUNKS]
   if not sources and os.path.isdir(demo):
     found = (os.path.realpath(p) for p in audio_io.find_audio(demo, ('.wav',)))
     sources = [p for p in found if os.path.commonpath([p, demo]) == demo]
-  chunks_dir = os.path.join(gallery_dir, 'chunks')
   os.makedirs(chunks_dir, exist_ok=True)
   copies = []
   for source in sources:
@@ -331,11 +340,13 @@ def _training_chunks(workdir: str, profile, gallery_dir: str) -> list:
 # ---------------------------------------------------------------------------------------
 
 
-def build(workdir: str, reference: Optional[str] = None) -> str:
+def build(workdir: str, reference: Optional[str] = None, data_dir: Optional[str] = None) -> str:
   """Writes ``WORKDIR/gallery/index.html`` and the pictures beside it; returns its path.
 
   ``reference``: a folder of training audio to profile (stored in the workdir) when the
   workdir has no profile yet, e.g. a run trained before profiles or an imported model.
+  ``reference`` and ``data_dir`` (the run's training data) are folders the caller was given:
+  training chunks are copied onto the page only from one of them (see ``_training_chunks``).
   Raises FileNotFoundError if ``workdir`` is not a directory.
   """
   if not os.path.isdir(workdir):
@@ -368,7 +379,7 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
       )
     )
   chunks = []
-  for copy in _training_chunks(workdir, profile, gallery_dir):
+  for copy in _training_chunks(workdir, profile, gallery_dir, [reference, data_dir]):
     key = os.path.relpath(copy, workdir)
     score, image = cache.get(key, copy, profile)
     chunks.append(
@@ -413,14 +424,14 @@ def build(workdir: str, reference: Optional[str] = None) -> str:
   return index
 
 
-def refresh(workdir: str) -> Optional[str]:
+def refresh(workdir: str, data_dir: Optional[str] = None) -> Optional[str]:
   """``build`` for training and generation: a failure is logged, never raised.
 
   The page is a convenience; a broken picture or an odd file must not stop a run that
   already wrote its clips.
   """
   try:
-    return build(workdir)
+    return build(workdir, data_dir=data_dir)
   except Exception as e:  # pylint: disable=broad-except
     logging.warning('Could not rebuild the gallery of %s: %s: %s', workdir, type(e).__name__, e)
     return None

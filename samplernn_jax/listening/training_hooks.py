@@ -94,7 +94,7 @@ def clips_after_checkpoint(saved: train.Checkpointed) -> None:
     logging.info('Generated %s', path)
     saved.reporter.audio(f'generated/{os.path.basename(path)}', audio, saved.step)
   if made:
-    gallery.refresh(saved.workdir)  # The run's page lists the new clips.
+    gallery.refresh(saved.workdir, data_dir=saved.data_dir)  # The page lists the new clips.
 
 
 def _makes_clips(config) -> bool:

@@ -41,6 +41,9 @@ from tests.conftest import random_params
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DURATION = 0.012  # tiny: 96 samples at 8 kHz.
 
+# The fault runs (kill -9, full disks, races, subprocesses): minutes between them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):

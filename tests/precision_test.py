@@ -177,6 +177,7 @@ def runs(tmp_path_factory, corpus, module_compilation_cache):
   return out
 
 
+@pytest.mark.slow
 def test_bf16_training_tracks_float32(runs):
   f32, bf16 = runs['float32'][1], runs['bfloat16'][1]
   assert f32['loss'] < np.log(256) - 0.5  # It learned: the bound below is not idle.
@@ -184,6 +185,7 @@ def test_bf16_training_tracks_float32(runs):
     assert abs(bf16[key] - f32[key]) < 0.02 * f32[key], (key, bf16[key], f32[key])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('first,then', [('float32', 'bfloat16'), ('bfloat16', 'float32')])
 def test_resume_in_the_other_dtype(runs, tmp_path, corpus, first, then):
   workdir = tmp_path / 'run'

@@ -147,6 +147,7 @@ def test_more_epochs_resume_like_one_run(two_epochs, one_epoch, tmp_path, corpus
   chex.assert_trees_all_close(params_of(workdir), params_of(two_epochs[0]), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_resumes_exactly(two_epochs, tmp_path, corpus):
   """A run killed mid-epoch (carry and data position saved) ends like an uninterrupted one."""
   workdir = tmp_path / 'run'
@@ -276,6 +277,7 @@ print('METRICS ' + json.dumps(metrics))
 """
 
 
+@pytest.mark.slow
 def test_the_loop_on_two_devices_matches_one(tmp_path, corpus):
   """The loop around the step (data_parallel_test checks the step itself on 1, 2, 4)."""
   # A cache of its own: both processes compile at once (no concurrent writers to one dir).

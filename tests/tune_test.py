@@ -159,6 +159,7 @@ def test_killed_worker_trial_is_retried_from_its_checkpoint(tmp_path, corpus, mo
   assert checkpoint_lib.latest_step(workdir) == 200
 
 
+@pytest.mark.slow
 def test_study_survives_a_bad_trial_and_reports(tmp_path, corpus, monkeypatch):
   """Three trials; lr 10 is pruned (after a checkpoint) or fails, the study goes on."""
   profiled = []
@@ -466,7 +467,7 @@ def database_url(database: str, tmp_path, request) -> str:
   return tune.default_storage(str(tmp_path))
 
 
-@pytest.mark.parametrize('database', ['sqlite', 'postgres'])
+@pytest.mark.parametrize('database', ['sqlite', pytest.param('postgres', marks=pytest.mark.slow)])
 def test_trials_cap_is_kept_by_the_database(tmp_path, database, request):
   """Four processes that share no lock ask at once under a cap of two: two trials run."""
   study = race(tmp_path, database_url(database, tmp_path, request), 'capped')
@@ -476,7 +477,7 @@ def test_trials_cap_is_kept_by_the_database(tmp_path, database, request):
   assert tune.trial_counts(study) == {'finished': 2, 'running': 0, 'waiting': 0}
 
 
-@pytest.mark.parametrize('database', ['sqlite', 'postgres'])
+@pytest.mark.parametrize('database', ['sqlite', pytest.param('postgres', marks=pytest.mark.slow)])
 def test_a_stale_trial_is_requeued_once(tmp_path, database, request):
   """Four workers find one stale trial at once: one retry (SQLite: see make_storage)."""
   study = race(tmp_path, database_url(database, tmp_path, request), 'fail_stale')

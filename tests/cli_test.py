@@ -154,18 +154,18 @@ def misuses(t: dict) -> dict:
     'fetch-batch-file': ('samplernn-fetch', ['--batch_file=/missing'], '--batch_file=/missing'),
     'generate-infinite': (
       'samplernn-generate',
-      [f'--workdir={run}', '--duration=inf', f'--output={tmp}/g/a.wav'],
+      [f'--workdir={run}', '--duration=inf', f'--output={tmp}/g/infinite.wav'],
       '--duration',
     ),
     'generate-readonly': ('samplernn-generate', [f'--workdir={run}', f'--output={ro}/a.wav'], ro),
     'generate-open-files': (
       'samplernn-generate',
-      [f'--workdir={run}', '--num_seqs=100000', f'--output={tmp}/g/a.wav'],
+      [f'--workdir={run}', '--num_seqs=100000', f'--output={tmp}/g/files.wav'],
       'ulimit -n',
     ),
     'generate-memory': (
       'samplernn-generate',
-      [f'--workdir={run}', '--duration=1e12', f'--output={tmp}/g/a.wav'],
+      [f'--workdir={run}', '--duration=1e12', f'--output={tmp}/g/memory.wav'],
       '--duration',
     ),
     'generate-existing': (
@@ -175,7 +175,7 @@ def misuses(t: dict) -> dict:
     ),
     'generate-damaged': (
       'samplernn-generate',
-      [f'--workdir={t["damaged"]}', f'--output={tmp}/g/a.wav'],
+      [f'--workdir={t["damaged"]}', f'--output={tmp}/g/damaged.wav'],
       '--step=1',
     ),
     'import-missing': (
@@ -289,6 +289,8 @@ def test_misuse_leaves_nothing_behind(results, tree):
   assert not os.path.exists(tree['tmp'] / 't3')
   assert tree['existing'].read_bytes() == b'an earlier clip'
   assert not [n for n in os.listdir(tree['tmp'] / 'out') if n.startswith('.generating')]
+  # The generate misuses run side by side, so each has its own clip names (a shared name
+  # would be claimed by whichever starts first).
   assert not os.path.exists(tree['tmp'] / 'g') or not [
     n for n in os.listdir(tree['tmp'] / 'g') if n.endswith('.wav')
   ]

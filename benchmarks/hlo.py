@@ -93,6 +93,20 @@ def loop_computations(hlo: str) -> set:
   return inside
 
 
+def _computations(hlo: str):
+  """``({computation name: its instruction lines}, the entry computation's name)``."""
+  lines = collections.defaultdict(list)
+  entry = None
+  for current, line in instructions(hlo):
+    lines[current].append(line)
+  for line in hlo.splitlines():
+    if line.startswith('ENTRY'):
+      entry = _COMPUTATION.match(line).group(1)
+  if entry is None:
+    raise ValueError('No ENTRY computation in the HLO text.')
+  return lines, entry
+
+
 def loop_depth(hlo: str, exclude_scopes: Sequence[str] = ()) -> Dict[str, int]:
   """The dependent loop iterations of a compiled program, following calls.
 
@@ -106,15 +120,7 @@ def loop_depth(hlo: str, exclude_scopes: Sequence[str] = ()) -> Dict[str, int]:
   loops were counted. A loop without a known trip count raises ValueError: its depth is
   unknown, and a guess would be no figure.
   """
-  lines = collections.defaultdict(list)
-  entry = None
-  for current, line in instructions(hlo):
-    lines[current].append(line)
-  for line in hlo.splitlines():
-    if line.startswith('ENTRY'):
-      entry = _COMPUTATION.match(line).group(1)
-  if entry is None:
-    raise ValueError('No ENTRY computation in the HLO text.')
+  lines, entry = _computations(hlo)
   memo = {}
   loops = [0]
 
@@ -251,15 +257,7 @@ def matmul_flops(hlo: str) -> float:
   once (an upper bound). Elementwise work is not counted. A loop without a known trip count
   raises ValueError, as in ``loop_depth``.
   """
-  lines = collections.defaultdict(list)
-  entry = None
-  for current, line in instructions(hlo):
-    lines[current].append(line)
-  for line in hlo.splitlines():
-    if line.startswith('ENTRY'):
-      entry = _COMPUTATION.match(line).group(1)
-  if entry is None:
-    raise ValueError('No ENTRY computation in the HLO text.')
+  lines, entry = _computations(hlo)
   memo = {}
 
   def flops(name: str) -> float:

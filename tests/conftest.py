@@ -131,3 +131,26 @@ def make_model(config: ml_collections.ConfigDict, *, init: bool = False, **model
   model = model_lib.from_config(config.model)
   params = model_lib.init_params(model, jax.random.key(0)) if init else random_params(model)
   return model, params, config
+
+
+def children(pid: int) -> list:
+  """The processes whose parent is ``pid`` (read from /proc)."""
+  kids = []
+  for entry in os.listdir('/proc'):
+    if entry.isdigit():
+      try:
+        with open(f'/proc/{entry}/stat') as f:
+          if int(f.read().rsplit(')', 1)[1].split()[1]) == pid:
+            kids.append(int(entry))
+      except (OSError, IndexError, ValueError):
+        pass
+  return kids
+
+
+def alive(pid: int) -> bool:
+  """Whether ``pid`` runs (a zombie does not)."""
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False

@@ -25,6 +25,8 @@ from samplernn_jax import workdir as workdir_lib
 from samplernn_jax.corpus import demo_corpus
 from samplernn_jax.corpus import prepare
 from samplernn_jax.listening import clips
+from tests.conftest import alive
+from tests.conftest import children
 from tests.conftest import load_config
 from tests.conftest import random_params
 
@@ -294,27 +296,6 @@ def test_exit_reasons_and_clipping(tmp_path):
   assert '1 of 2 files failed' in prepare.problem(failed)
 
 
-def _children(pid: int) -> list:
-  kids = []
-  for entry in os.listdir('/proc'):
-    if entry.isdigit():
-      try:
-        with open(f'/proc/{entry}/stat') as f:
-          if int(f.read().rsplit(')', 1)[1].split()[1]) == pid:
-            kids.append(int(entry))
-      except (OSError, IndexError, ValueError):
-        pass
-  return kids
-
-
-def _alive(pid: int) -> bool:
-  try:
-    with open(f'/proc/{pid}/stat') as f:
-      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-  except OSError:
-    return False
-
-
 @pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads /proc')
 def test_killed_prepare_leaves_no_workers_and_its_temporary_files_are_cleaned(tmp_path):
   src = tmp_path / 'src'
@@ -341,14 +322,14 @@ def test_killed_prepare_leaves_no_workers_and_its_temporary_files_are_cleaned(tm
   workers = []
   while time.time() < deadline and len(workers) < 2 and parent.poll() is None:
     time.sleep(0.1)
-    workers = [p for p in _children(parent.pid) if _alive(p)]
+    workers = [p for p in children(parent.pid) if alive(p)]
   assert workers, 'prepare never started its workers'
   os.kill(parent.pid, signal.SIGKILL)
   parent.wait()
   deadline = time.time() + 10
-  while time.time() < deadline and any(_alive(p) for p in workers):
+  while time.time() < deadline and any(alive(p) for p in workers):
     time.sleep(0.1)
-  assert not [p for p in workers if _alive(p)]
+  assert not [p for p in workers if alive(p)]
 
   # A temporary file of a dead writer goes on the next run; a live writer's stays.
   out.mkdir(exist_ok=True)

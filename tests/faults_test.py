@@ -34,6 +34,8 @@ from samplernn_jax.corpus import prepare
 from samplernn_jax.listening import clip_score
 from samplernn_jax.listening import clips
 from samplernn_jax.listening import gallery
+from tests.conftest import alive
+from tests.conftest import children
 from tests.conftest import load_config
 from tests.conftest import quiet_tiny
 from tests.conftest import random_params
@@ -229,27 +231,6 @@ def test_a_failed_move_names_where_the_finished_clips_are(run_dir, tmp_path, mon
 # ---------------------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list:
-  kids = []
-  for entry in os.listdir('/proc'):
-    if entry.isdigit():
-      try:
-        with open(f'/proc/{entry}/stat') as f:
-          if int(f.read().rsplit(')', 1)[1].split()[1]) == pid:
-            kids.append(int(entry))
-      except (OSError, IndexError, ValueError):
-        pass
-  return kids
-
-
-def _alive(pid: int) -> bool:
-  try:
-    with open(f'/proc/{pid}/stat') as f:
-      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-  except OSError:
-    return False
-
-
 @pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads /proc')
 def test_killed_tune_leaves_no_workers(tmp_path):
   space = tmp_path / 'space.py'
@@ -275,18 +256,18 @@ def test_killed_tune_leaves_no_workers(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and len(workers) < 2 and parent.poll() is None:
       time.sleep(0.1)
-      workers = [p for p in _children(parent.pid) if _alive(p)]
+      workers = [p for p in children(parent.pid) if alive(p)]
     assert len(workers) == 2, 'tune never started its workers'
     time.sleep(3)  # Into their start-up: both before and after it, they must follow.
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     deadline = time.time() + 60
-    while time.time() < deadline and any(_alive(p) for p in workers):
+    while time.time() < deadline and any(alive(p) for p in workers):
       time.sleep(0.2)
-    assert not [p for p in workers if _alive(p)]
+    assert not [p for p in workers if alive(p)]
   finally:
     for p in workers:  # Only on failure: the workers this test started.
-      if _alive(p):
+      if alive(p):
         os.kill(p, signal.SIGKILL)
 
 

@@ -63,4 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
   generate.output_file_dur = 3.0  # Seconds per clip generated while training.
   generate.temperatures = (0.95,)  # Sampling temperatures, one per clip (last one repeats).
   generate.chunk_size = 16384  # Samples generated per compiled call (a multiple of the top frame).
+  generate.max_silence = 2.0  # Seconds of silence before the guard revives a sequence; 0: off.
+  generate.silence_dbfs = -60.0  # Frame level (dBFS) below which the guard counts silence.
+  generate.guard_prime_seconds = 2.0  # A revived sequence is re-primed on this much of its audio.
   return config

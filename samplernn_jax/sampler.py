@@ -16,6 +16,7 @@ so the output does not depend on how a run is cut into chunks.
 """
 
 import functools
+import time
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import flax
@@ -28,6 +29,7 @@ from samplernn_jax import backend
 from samplernn_jax import default_config
 from samplernn_jax import model as model_lib
 from samplernn_jax import quantization
+from samplernn_jax import silence_guard
 
 # Samples per compiled call when none is given: config.generate.chunk_size's default.
 DEFAULT_CHUNK_SIZE = default_config.get_config().generate.chunk_size
@@ -40,6 +42,7 @@ class Spec(NamedTuple):
   sample_unroll: int  # Per-sample loop steps per scan iteration.
   frame_unroll: int  # Frame loop steps per scan iteration.
   fold_upper_upsampling: bool  # See ``SampleRNN.fold``.
+  guard: Optional[silence_guard.Guard] = None  # The silence guard; None: off.
 
 
 @flax.struct.dataclass
@@ -50,6 +53,7 @@ class GenerationState:
   history_BxS: jax.Array  # int32: the last big frame of samples (S = big_frame_size).
   log_likelihood_B: jax.Array  # Sum of log p(x_t | x_<t) over the generated samples (nats).
   position: jax.Array  # int32 scalar: samples generated so far.
+  guard: Optional[silence_guard.GuardState] = None  # With the silence guard only.
 
 
 # ---------------------------------------------------------------------------------------
@@ -105,6 +109,8 @@ def _run_tier(
   frame_inputs: Callable,
   *,
   keep_logits: bool,
+  after_frame: Optional[Callable] = None,
+  after_frame_state=None,
 ):
   """Runs ``num_frames`` consecutive frames of tier ``j`` and every tier below.
 
@@ -112,14 +118,20 @@ def _run_tier(
   ``cond_RxBxG`` is the folded conditioning from the tier above (None for the top tier).
   ``frame_inputs(p)`` gives the lowest-tier frame that starts at absolute sample ``p`` its
   per-sample scan inputs and their ``choose`` (see ``_sample_frame``). Returns ``(carry, ll,
-  samples_Bx(num_frames*f_j), logits_Bx(num_frames*f_j)xQ if keep_logits else None)``.
+  samples_Bx(num_frames*f_j), logits_Bx(num_frames*f_j)xQ if keep_logits else None,
+  (context_Bxf, after_frame_state, after_frame outputs))``.
+
+  ``after_frame(carry, frame_Bxf, after_frame_state)`` (the top tier's silence guard), run
+  after each frame, returns ``(carry, context_Bxf, after_frame_state, output)``: the carry and
+  context the next frame starts from, and what to stack per frame. None leaves the loop as it
+  is without one.
   """
   tier = spec.model.step_modules()[0][j]
   f, ratio = tier.frame_size, tier.upsample_ratio
   batch = context_BxC.shape[0]
 
   def frame_step(c, xs):
-    carry, context_Bxf, ll = c
+    carry, context_Bxf, ll, hook_state = c
     cond, r = xs
     frame_position = position + r * f
     tier_carry, out = tier.step(folded['frame_tiers'][j], context_Bxf, cond, carry[j])
@@ -131,7 +143,7 @@ def _run_tier(
       )
       logits = logits if keep_logits else None
     else:
-      carry, ll, new_Bxf, logits = _run_tier(
+      carry, ll, new_Bxf, logits, _ = _run_tier(
         folded,
         spec,
         j - 1,
@@ -144,18 +156,41 @@ def _run_tier(
         frame_inputs,
         keep_logits=keep_logits,
       )
-    return (carry, new_Bxf, ll), (new_Bxf, logits)
+    next_context, hook_output = new_Bxf, None
+    if after_frame is not None:
+      carry, next_context, hook_state, hook_output = after_frame(carry, new_Bxf, hook_state)
+    return (carry, next_context, ll, hook_state), (new_Bxf, logits, hook_output)
 
-  (carry, _, ll_B), (new_RxBxf, logits) = jax.lax.scan(
+  (carry, context, ll_B, hook_state), (new_RxBxf, logits, hook_outputs) = jax.lax.scan(
     frame_step,
-    (carry, context_BxC[:, -f:], ll_B),
+    (carry, context_BxC[:, -f:], ll_B, after_frame_state),
     (cond_RxBxG, jnp.arange(num_frames, dtype=jnp.int32)),
     unroll=min(num_frames, spec.frame_unroll),
   )
   samples = jnp.swapaxes(new_RxBxf, 0, 1).reshape(batch, num_frames * f)
   if logits is not None:
     logits = jnp.swapaxes(logits, 0, 1).reshape(batch, num_frames * f, -1)
-  return carry, ll_B, samples, logits
+  return carry, ll_B, samples, logits, (context, hook_state, hook_outputs)
+
+
+def _guard_step(spec: Spec, params, carry, frame_BxS, guard_state):
+  """The silence guard after one top frame (``silence_guard``): ``(carry, context, state,
+  revived_B)``. A revival re-primes the frame tiers of the sequences that are due, from their
+  initial state, on their last sounding stretch; the frame loop continues after it."""
+  model, guard = spec.model, spec.guard
+  rms_B = silence_guard.frame_rms(guard, frame_BxS, model.q_levels)
+  guard_state, due_B = silence_guard.observe(guard, guard_state, frame_BxS, rms_B)
+
+  def revive(current):
+    x_BxL = silence_guard.priming_stretch(guard, guard_state)
+    variables = {'params': params}
+    fresh = model.apply(variables, x_BxL.shape[0], method=model_lib.SampleRNN.initial_carry)
+    primed = model.apply(variables, x_BxL, fresh, method=model_lib.SampleRNN.frame_tiers_forward)[0]
+    return silence_guard.select(due_B, (primed, x_BxL[:, -frame_BxS.shape[1] :]), current)
+
+  # A conditional, so the priming costs nothing in the frames where no sequence is due.
+  carry, context = jax.lax.cond(due_B.any(), revive, lambda current: current, (carry, frame_BxS))
+  return carry, context, guard_state, due_B
 
 
 def _run(
@@ -166,10 +201,16 @@ def _run(
   frame_inputs: Callable,
   *,
   keep_logits: bool = False,
+  params=None,
 ):
-  """``num_samples`` (whole big frames) after ``state``: ``(state, samples_BxT, logits)``."""
+  """``num_samples`` (whole big frames) after ``state``: ``(state, samples_BxT, logits,
+  revived_BxN)``; ``revived_BxN`` (one column per top frame: the guard revived the sequence
+  after it) is None without the guard, which needs ``params``."""
   big = spec.model.big_frame_size
-  carry, ll, samples, logits = _run_tier(
+  guard = None
+  if spec.guard is not None:
+    guard = functools.partial(_guard_step, spec, params)
+  carry, ll, samples, logits, (context, guard_state, revived_NxB) = _run_tier(
     folded,
     spec,
     len(spec.model.frame_sizes) - 1,
@@ -181,21 +222,26 @@ def _run(
     state.position,
     frame_inputs,
     keep_logits=keep_logits,
+    after_frame=guard,
+    after_frame_state=state.guard,
   )
   state = GenerationState(
     rnn_carry=carry,
-    history_BxS=samples[:, -big:],
+    # The last frame's context: its samples, unless the guard revived the sequence after it.
+    history_BxS=samples[:, -big:] if guard is None else context,
     log_likelihood_B=ll,
     position=state.position + num_samples,
+    guard=guard_state,
   )
-  return state, samples, logits
+  return state, samples, logits, None if guard is None else revived_NxB.T
 
 
 @functools.partial(jax.jit, static_argnames=('spec', 'num_samples'), donate_argnames='state')
 def _generate_chunk(
-  folded, state: GenerationState, temperatures_B, rng, spec: Spec, num_samples: int
+  folded, state: GenerationState, temperatures_B, rng, spec: Spec, num_samples: int, params=None
 ):
-  """``num_samples`` (a multiple of the big frame) new samples: ``(state, samples_BxT)``."""
+  """``num_samples`` (a multiple of the big frame) new samples: ``(state, samples_BxT,
+  revived_BxN or None)``; ``params`` only with the silence guard."""
   shape = (spec.model.frame_sizes[0], temperatures_B.shape[0], spec.model.q_levels)
   temperatures_B = temperatures_B.astype(jnp.float32)
 
@@ -203,7 +249,8 @@ def _generate_chunk(
     gumbel = jax.random.gumbel(jax.random.fold_in(rng, position), shape)
     return gumbel * temperatures_B[None, :, None], _sampled
 
-  return _run(folded, spec, state, num_samples, noise)[:2]
+  state, samples, _, revived = _run(folded, spec, state, num_samples, noise, params=params)
+  return state, samples, revived
 
 
 @functools.partial(jax.jit, static_argnames='spec')
@@ -214,7 +261,7 @@ def _teacher_forced(folded, state: GenerationState, levels_BxT, spec: Spec):
     start = position - state.position
     return jax.lax.dynamic_slice_in_dim(levels_BxT, start, f0, axis=1).T, _forced
 
-  _, _, logits = _run(folded, spec, state, levels_BxT.shape[1], given, keep_logits=True)
+  _, _, logits, _ = _run(folded, spec, state, levels_BxT.shape[1], given, keep_logits=True)
   return logits
 
 
@@ -258,11 +305,13 @@ class Sampler:
     batch_size: int,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     dtype: Optional[str] = None,
+    guard: Optional[silence_guard.Guard] = None,
     **options,
   ):
     """``dtype``: the matmul dtype; default: ``model_config.dtype`` as this backend runs it
-    fastest at this batch size (``backend.generation_dtype``). ``options``: ``Spec`` fields
-    that change speed, not results (default: the backend's)."""
+    fastest at this batch size (``backend.generation_dtype``). ``guard``: the silence guard
+    (``silence_guard.from_config``); None: off. ``options``: ``Spec`` fields that change
+    speed, not results (default: the backend's)."""
     loops = backend.sampler_options()
     spec = dict(
       sample_unroll=loops['sample_unroll'],
@@ -271,7 +320,7 @@ class Sampler:
     )
     dtype = dtype or backend.generation_dtype(model_config.dtype, batch_size)
     model = model_lib.from_config(model_config).clone(dtype=model_lib.DTYPES[dtype])
-    self.spec = Spec(model, **{**spec, **options})
+    self.spec = Spec(model, **{**spec, **options}, guard=guard)
     self.model = self.spec.model
     self.batch_size = int(batch_size)
     if chunk_size < 1:
@@ -309,11 +358,15 @@ class Sampler:
     for start in range(0, seed.shape[1] - big, window):
       x = jnp.asarray(seed[:, start : min(start + window, seed.shape[1] - big) + big])
       carry = _prime_window(params, x, carry, self.model)
+    guard = None
+    if self.spec.guard is not None:
+      guard = silence_guard.initial_state(self.spec.guard, seed, big, silence)
     return GenerationState(
       rnn_carry=carry,
       history_BxS=jnp.asarray(seed[:, -big:]),
       log_likelihood_B=jnp.zeros((batch,), jnp.float32),
       position=jnp.zeros((), jnp.int32),
+      guard=guard,
     )
 
   def generate(
@@ -327,6 +380,9 @@ class Sampler:
     callback: Optional[Callable[[np.ndarray, int], Any]] = None,
     folded=None,
     return_log_likelihood: bool = False,
+    on_revival: Optional[Callable[[int, int], Any]] = None,
+    keep_output: bool = True,
+    on_speed: Optional[Callable[[float], Any]] = None,
   ):
     """``batch_size`` sequences of ``num_samples`` new levels: int32 ``[B, num_samples]``.
 
@@ -340,6 +396,14 @@ class Sampler:
         (trimmed to ``num_samples``) while the next chunk is already running.
       folded: ``self.fold(params)`` if already computed (saves the folding matmuls).
       return_log_likelihood: also return each sequence's mean log p(x_t | x_<t) (nats).
+      on_revival: with the silence guard, called as ``on_revival(sequence, sample)`` for each
+        revival, ``sample`` being where the revived audio starts in the output.
+      keep_output: False returns None for the levels: a ``callback`` that writes each chunk
+        away keeps host memory flat however long the sequences are.
+      on_speed: called once, early, with the measured samples per second per sequence: a
+        long run starts with two short probe chunks (the second timed once compiled), so
+        how long the whole will take is known in seconds. Chunk lengths do not change the
+        output.
     """
     if num_samples < 1:
       raise ValueError(f'num_samples={num_samples} must be positive.')
@@ -353,25 +417,58 @@ class Sampler:
     folded = self.fold(params) if folded is None else folded
     state = self.initial_state(params, seed_levels)
     temps = jnp.asarray(temps)
-    out = np.empty((self.batch_size, num_samples), np.int32)
-    # Equal chunks of whole big frames, at most chunk_size, covering num_samples.
-    big, num_chunks = self.model.big_frame_size, -(-num_samples // self.chunk_size)
-    length = -(-num_samples // num_chunks // big) * big
+    out = np.empty((self.batch_size, num_samples), np.int32) if keep_output else None
+    params_for_guard = params if self.spec.guard is not None else None
     done, pending = 0, None
-    for _ in range(num_chunks):
-      state, samples = _generate_chunk(folded, state, temps, rng, self.spec, length)
+    for length, timed in self._chunk_lengths(num_samples, probe=on_speed is not None):
+      if timed:  # Time this chunk alone: the one before may still be running.
+        jax.block_until_ready(state)
+        start = time.perf_counter()
+      state, samples, revived = _generate_chunk(
+        folded, state, temps, rng, self.spec, length, params_for_guard
+      )
       if pending is not None:  # Copy out the previous chunk while this one runs.
-        done = self._deliver(pending, out, done, callback)
-      pending = samples
-    done = self._deliver(pending, out, done, callback)
+        done = self._deliver(pending, num_samples, out, done, callback, on_revival)
+      pending = samples, revived
+      if timed:
+        samples.block_until_ready()
+        on_speed(length / (time.perf_counter() - start))
+    done = self._deliver(pending, num_samples, out, done, callback, on_revival)
     if return_log_likelihood:
       return out, np.asarray(state.log_likelihood_B) / max(1, state.position.item())
     return out
 
-  @staticmethod
-  def _deliver(samples, out, done, callback):
-    chunk = np.asarray(samples)[:, : out.shape[1] - done]
-    out[:, done : done + chunk.shape[1]] = chunk
+  # A probe chunk is this fraction of chunk_size (whole big frames).
+  PROBE_FRACTION = 16
+
+  def _chunk_lengths(self, num_samples: int, *, probe: bool):
+    """``(length, timed)`` per chunk, covering ``num_samples`` in whole big frames.
+
+    Equal chunks of at most ``chunk_size``; with ``probe``, when the run is long enough, two
+    short ones first, the second ``timed``.
+    """
+    big = self.model.big_frame_size
+    short = max(big, self.chunk_size // self.PROBE_FRACTION // big * big)
+    if probe and num_samples > 2 * short + self.chunk_size:
+      yield short, False
+      yield short, True
+      num_samples -= 2 * short
+    num_chunks = -(-num_samples // self.chunk_size)
+    length = -(-num_samples // num_chunks // big) * big
+    for _ in range(num_chunks):
+      yield length, False
+
+  def _deliver(self, pending, num_samples, out, done, callback, on_revival):
+    samples, revived = pending
+    chunk = np.asarray(samples)[:, : num_samples - done]
+    if out is not None:
+      out[:, done : done + chunk.shape[1]] = chunk
+    if revived is not None and on_revival is not None:
+      big = self.model.big_frame_size
+      for sequence, frame in zip(*np.nonzero(np.asarray(revived))):
+        start = done + (int(frame) + 1) * big  # The revived audio starts with the next frame.
+        if start < num_samples:
+          on_revival(int(sequence), start)
     if callback is not None:
       callback(chunk, done)
     return done + chunk.shape[1]
@@ -384,8 +481,9 @@ class Sampler:
     """
     levels = jnp.asarray(levels_BxL, jnp.int32)
     big = self.model.big_frame_size
-    state = self.initial_state(params).replace(history_BxS=levels[:, :big])
-    return _teacher_forced(self.fold(params), state, levels[:, big:], self.spec)
+    state = self.initial_state(params).replace(history_BxS=levels[:, :big], guard=None)
+    spec = self.spec._replace(guard=None)  # The guard acts on sampled output only.
+    return _teacher_forced(self.fold(params), state, levels[:, big:], spec)
 
 
 def generate(
@@ -397,9 +495,17 @@ def generate(
   seed_levels=None,
   chunk_size: int = DEFAULT_CHUNK_SIZE,
   callback: Optional[Callable[[np.ndarray, int], Any]] = None,
+  guard: Optional[silence_guard.Guard] = None,
+  on_revival: Optional[Callable[[int, int], Any]] = None,
 ) -> np.ndarray:
   """``len(temperatures)`` sequences of ``num_samples`` int32 levels (see ``Sampler``)."""
-  sampler = Sampler(model_config, len(temperatures), chunk_size)
+  sampler = Sampler(model_config, len(temperatures), chunk_size, guard=guard)
   return sampler.generate(
-    params, num_samples, temperatures, rng, seed_levels=seed_levels, callback=callback
+    params,
+    num_samples,
+    temperatures,
+    rng,
+    seed_levels=seed_levels,
+    callback=callback,
+    on_revival=on_revival,
   )

@@ -631,14 +631,26 @@ def test_the_curve_says_why_the_loss_jumps_at_new_files(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------
 
 
-def test_a_generation_of_over_an_hour_says_how_long_after_its_second_chunk(
+def test_a_generation_of_over_an_hour_says_how_long_up_front(
   run_dir, tmp_path, monkeypatch, capsys
 ):
   clock = iter(range(0, 10**9, 1000))  # 1000 s pass between any two readings of the clock.
-  monkeypatch.setattr(clips.time, 'perf_counter', lambda: float(next(clock)))
+  monkeypatch.setattr(sampler_lib.time, 'perf_counter', lambda: float(next(clock)))
+  delivered, said_after = [], []
+  write, on_speed = clips._ChunkWriter.__call__, clips._ChunkWriter.on_speed
+  monkeypatch.setattr(
+    clips._ChunkWriter, '__call__', lambda self, *a: (delivered.append(1), write(self, *a))
+  )
+  monkeypatch.setattr(
+    clips._ChunkWriter,
+    'on_speed',
+    lambda self, rate: (said_after.append(len(delivered)), on_speed(self, rate)),
+  )
   clips.generate_files(str(run_dir), str(tmp_path / 'c.wav'), duration=0.05, progress=False)
-  said = [line for line in capsys.readouterr().err.splitlines() if ' h more for ' in line]
+  said = [line for line in capsys.readouterr().err.splitlines() if ' h for 1 clip of ' in line]
   assert len(said) == 1 and said[0].startswith('About ') and 'Ctrl-C stops the run' in said[0]
+  # Once the compiled probe chunk is timed: after one short chunk of a run of several.
+  assert said_after == [1] and len(delivered) > 3
 
 
 # ---------------------------------------------------------------------------------------

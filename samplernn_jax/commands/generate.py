@@ -85,6 +85,13 @@ flags.DEFINE_enum(
   'checkpoint\'s config.model.dtype. bfloat16 is used at batch sizes where this '
   'device runs it faster than float32 (docs/precision.md).',
 )
+flags.DEFINE_float(
+  'max_silence',
+  None,
+  'Silence guard: a sequence silent (under config.generate.silence_dbfs) this many seconds is '
+  're-primed on its own last sounding stretch and plays on; 0 turns it off (output as without '
+  'it, bit for bit). Default: the run\'s config.generate.max_silence.',
+)
 flags.DEFINE_string(
   'compilation_cache_dir',
   None,
@@ -122,6 +129,7 @@ def _generate() -> dict:
     chunk_size=FLAGS.chunk_size,
     overwrite=FLAGS.overwrite,
     dtype=FLAGS.dtype,
+    max_silence=FLAGS.max_silence,
   )
 
 

@@ -33,6 +33,7 @@ from samplernn_jax import files
 from samplernn_jax import metrics
 from samplernn_jax import quantization
 from samplernn_jax import sampler as sampler_lib
+from samplernn_jax import silence_guard
 from samplernn_jax.listening import clip_score
 from samplernn_jax.listening import gallery
 
@@ -79,7 +80,13 @@ def epoch_clips(
   temps = pad_temperatures(list(g.temperatures), count)
   num_samples = max(1, int(round(float(g.output_file_dur) * int(config.data.sample_rate))))
   levels_BxN = sampler_lib.generate(
-    params, config.model, num_samples, temps, rng, chunk_size=int(g.chunk_size)
+    params,
+    config.model,
+    num_samples,
+    temps,
+    rng,
+    chunk_size=int(g.chunk_size),
+    guard=silence_guard.from_config(config),
   )
   os.makedirs(out_dir, exist_ok=True)
   paths = output_paths(os.path.join(out_dir, f'{run_id}.wav'), epoch, temps)
@@ -188,25 +195,25 @@ def check_sizes(num_seqs: int, num_samples: int, out_dir: str) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def score_sequences(
-  levels_BxT: np.ndarray,
+def score_clips(
+  paths: Sequence[str],
   mean_log_likelihood_B: np.ndarray,
-  model_config,
-  sample_rate: int,
   profile: Optional[clip_score.Profile] = None,
 ) -> list:
-  """One dict per sequence: ``clip_score``'s score and parts; higher is better.
+  """One dict per clip file: ``clip_score``'s score and parts; higher is better.
 
+  Read back from the files, one at a time, so memory does not grow with the batch.
   ``profile``: the run's profile of its training audio (``clip_score.load_profile``);
   without one only the penalties count. ``log_likelihood``, the model's mean
   log p(x_t | x_<t) of its own output (nats), is reported but not scored: it is highest
   for silence and stuck levels, and files scored later have none.
   """
-  audio_BxT = quantization.decode(levels_BxT, model_config.q_type, model_config.q_levels)
-  return [
-    dict(clip_score.score_audio(audio_T, sample_rate, profile), log_likelihood=float(ll))
-    for audio_T, ll in zip(audio_BxT, mean_log_likelihood_B)
-  ]
+  scores = []
+  for path, ll in zip(paths, mean_log_likelihood_B):
+    score = clip_score.score_file(path, profile)
+    del score['path']  # The scratch path; the clip's own name is added by _curate.
+    scores.append(dict(score, log_likelihood=float(ll)))
+  return scores
 
 
 # ---------------------------------------------------------------------------------------
@@ -232,11 +239,15 @@ def generate_files(
   progress: bool = True,
   overwrite: bool = False,
   dtype: Optional[str] = None,
+  max_silence: Optional[float] = None,
 ) -> dict:
   """Generates ``num_seqs`` clips of ``duration`` seconds into WAV files.
 
   ``temperatures=None`` takes the run's ``config.generate.temperatures``; ``dtype`` (the
-  matmul dtype, 'float32' or 'bfloat16') replaces the checkpoint's ``config.model.dtype``.
+  matmul dtype, 'float32' or 'bfloat16') replaces the checkpoint's ``config.model.dtype``;
+  ``max_silence`` (seconds; 0: off) the run's ``config.generate.max_silence``: the silence
+  guard (``silence_guard``) revives a sequence silent that long, and the scores file lists
+  each revival under its sequence.
   Everything that can fail on the inputs (flags, checkpoint, seed file, an existing clip
   without ``overwrite``, sizes that do not fit) fails before any generation starts, with a
   message naming the file or flag and the reason. Clips are written into a scratch folder
@@ -256,6 +267,7 @@ def generate_files(
     keep=keep,
     temperatures=temperatures,
     seed_audio=seed_audio,
+    max_silence=max_silence,
   )
   out_dir = os.path.dirname(output)
   with _claim(output):
@@ -277,6 +289,7 @@ def generate_files(
       progress=progress,
       overwrite=overwrite,
       dtype=dtype,
+      max_silence=max_silence,
     )
 
 
@@ -333,6 +346,7 @@ def _generate(
   progress,
   overwrite,
   dtype,
+  max_silence,
 ) -> dict:
   """``generate_files`` once the request is checked and its names are claimed."""
   plan = _plan(
@@ -351,16 +365,18 @@ def _generate(
   )
   # Read before sampling: a damaged profile is named now (and ignored), not after the work.
   profile = clip_score.load_profile(workdir)
-  sampler = sampler_lib.Sampler(plan.config.model, num_seqs, plan.chunk_size)
+  guard = silence_guard.from_config(plan.config, max_silence)
+  sampler = sampler_lib.Sampler(plan.config.model, num_seqs, plan.chunk_size, guard=guard)
   # Nothing is final until complete (and, with keep, scored): write to a scratch folder.
   scratch = tempfile.mkdtemp(prefix='.generating-', dir=out_dir)
   scratch_paths = [os.path.join(scratch, os.path.basename(p)) for p in plan.paths]
   with _stop_on_signals() as signals:
-    levels_BxT, mean_ll_B, elapsed = _sample_into(
+    mean_ll_B, revivals, elapsed = _sample_into(
       scratch,
       scratch_paths,
       sampler,
       plan,
+      guard=guard,
       rng_seed=rng_seed,
       profile_dir=profile_dir,
       progress=progress,
@@ -368,7 +384,9 @@ def _generate(
       signals=signals,
     )
 
-  scores = score_sequences(levels_BxT, mean_ll_B, plan.config.model, plan.sample_rate, profile)
+  scores = score_clips(scratch_paths, mean_ll_B, profile)
+  for score, revived in zip(scores, revivals):
+    score['revivals'] = revived
   order, kept = _curate(scores, plan, keep)
   # A move, not files.atomic_write: the clips were streamed into the scratch folder chunk by
   # chunk (a stopped run keeps them there), and each is complete before it moves.
@@ -383,7 +401,7 @@ def _generate(
   scores_path = f'{_stem(output)}_e={plan.step}_scores.json'
   try:
     if plot:
-      _plot(levels_BxT, kept, plan)
+      _plot(kept, plan)
     with files.atomic_write(scores_path) as f:
       json.dump(
         {
@@ -392,6 +410,7 @@ def _generate(
           'rng_seed': rng_seed,
           'seed_audio': seed_audio,
           'duration': duration,
+          'silence_guard': None if guard is None else _describe(guard, plan.sample_rate),
           'ranking': order,
           'sequences': scores,
         },
@@ -417,6 +436,14 @@ def _generate(
   }
 
 
+def _describe(guard: silence_guard.Guard, sample_rate: int) -> dict:
+  return {
+    'max_silence': guard.max_silent_samples / sample_rate,
+    'silence_rms': guard.silence_rms,
+    'how': guard.describe(sample_rate),
+  }
+
+
 def _check_request(
   workdir: str,
   output: str,
@@ -426,8 +453,11 @@ def _check_request(
   keep: Optional[int],
   temperatures: Optional[Sequence[float]],
   seed_audio: Optional[str],
+  max_silence: Optional[float] = None,
 ) -> str:
   """The checks that need no checkpoint; returns ``output`` resolved, its folder writable."""
+  if max_silence is not None:
+    silence_guard.from_seconds(max_silence, 16000, 1, 'mu-law')  # Raises on a bad value.
   if num_seqs < 1:
     raise ValueError(f'--num_seqs={num_seqs} must be at least 1.')
   if not 0 < duration < float('inf'):
@@ -567,28 +597,28 @@ def _stop_on_signals():
       signal.signal(s, h)
 
 
-# A run expected to take longer than this says so, once its speed is known.
+# A run expected to take longer than this says so as soon as its speed is measured.
 LONG_RUN_SECONDS = 3600
 
 
 class _ChunkWriter:
-  """The sampler's callback: appends every chunk to the clips' files, shows the speed, and
-  stops the run after a chunk once a signal arrived."""
+  """The sampler's callbacks: appends every chunk to the clips' files, shows progress in
+  audio seconds against wall seconds, says early when the run will be long, and stops the
+  run after a chunk once a signal arrived."""
 
   def __init__(self, files: list, plan: _Plan, *, progress: bool, desc: str, signals=()):
     self._files, self._plan, self._signals = files, plan, signals
+    rate = plan.sample_rate
     self._bar = tqdm.tqdm(
-      total=plan.num_samples,
-      unit='sample',
-      unit_scale=True,
+      total=plan.num_samples / rate,
+      unit='s',
       disable=not progress,
       desc=desc,
       dynamic_ncols=True,
-      # tqdm's own rate would be a second speed; the postfix is the one.
-      bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]',
+      # Audio seconds made against wall seconds; the postfix is the speed.
+      bar_format='{l_bar}{bar}| {n:.1f}/{total:.1f} s of audio [{elapsed}<{remaining}{postfix}]',
     )
     self._start = time.perf_counter()
-    self._first_chunk_end = None  # (time, samples): the speed is timed after compiling.
     self.written = 0  # Samples per sequence in the files.
     self.elapsed = 0.0  # Seconds from the start to close().
 
@@ -599,12 +629,11 @@ class _ChunkWriter:
       f.write(audio_C)
       f.flush()
     self.written = done + levels_BxC.shape[1]
-    self._bar.update(levels_BxC.shape[1])
+    self._bar.update(levels_BxC.shape[1] / self._plan.sample_rate)
     speed = metrics.x_real_time(
       self.written, time.perf_counter() - self._start, self._plan.sample_rate
     )
     self._bar.set_postfix_str(f'{speed:.2f}x real time')
-    self._say_if_long(levels_BxC.shape[0])
     if self._signals and self.written < self._plan.num_samples:
       name = signal.Signals(self._signals[0]).name
       raise Stopped(
@@ -612,22 +641,14 @@ class _ChunkWriter:
         self._signals[0],
       )
 
-  def _say_if_long(self, num_seqs: int) -> None:
-    """After the second chunk (the first one compiles), one line if over LONG_RUN_SECONDS
-    remain: how long, and that Ctrl-C keeps what is done. The speed is not known earlier."""
-    now = time.perf_counter()
-    if self._first_chunk_end is None:
-      self._first_chunk_end = (now, self.written)
-      return
-    start, start_samples = self._first_chunk_end
-    if start_samples < 0 or now <= start:
-      return
-    self._first_chunk_end = (start, -1)  # Said once.
-    rate = (self.written - start_samples) / (now - start)
-    left = (self._plan.num_samples - self.written) / rate if rate > 0 else 0.0
-    if left > LONG_RUN_SECONDS:
+  def on_speed(self, samples_per_second: float) -> None:
+    """The sampler's first timed chunk: one line if the run will take over LONG_RUN_SECONDS,
+    saying how long, and that Ctrl-C keeps what is done."""
+    total = self._plan.num_samples / max(samples_per_second, 1e-9)
+    if total > LONG_RUN_SECONDS:
       self._bar.write(
-        f'About {left / 3600:.1f} h more for {num_seqs} clips of '
+        f'About {total / 3600:.1f} h for {len(self._files)} '
+        f'clip{"s" if len(self._files) != 1 else ""} of '
         f'{self._plan.num_samples / self._plan.sample_rate:g} s at this speed; Ctrl-C stops '
         'the run and keeps the finished part of each clip. Fewer --num_seqs or a shorter '
         '--duration take less.',
@@ -660,18 +681,21 @@ def _sample_into(
   sampler: sampler_lib.Sampler,
   plan: _Plan,
   *,
+  guard: Optional[silence_guard.Guard],
   rng_seed: int,
   profile_dir: Optional[str],
   progress: bool,
   desc: str,
   signals=(),
 ) -> tuple:
-  """Samples the clips into ``paths`` (in ``scratch``) chunk by chunk.
+  """Samples the clips into ``paths`` (in ``scratch``) chunk by chunk; no clip is held in
+  memory, however long.
 
-  Returns ``(levels_BxT, mean_log_likelihood_B, seconds)``. A failure removes ``scratch``
-  when nothing was written yet, and otherwise leaves the partial clips there. A signal in
-  ``signals`` (``_stop_on_signals``) raises Stopped after the chunk in flight, naming
-  ``scratch``.
+  Returns ``(mean_log_likelihood_B, revivals, seconds)``: ``revivals[i]`` lists the silence
+  guard's revivals of sequence ``i`` (``{'sequence', 'time', 'how'}``, time in seconds). A
+  failure removes ``scratch`` when nothing was written yet, and otherwise leaves the partial
+  clips there. A signal in ``signals`` (``_stop_on_signals``) raises Stopped after the chunk
+  in flight, naming ``scratch``.
   """
   try:
     writer = _ChunkWriter(
@@ -680,10 +704,17 @@ def _sample_into(
   except BaseException:
     shutil.rmtree(scratch, ignore_errors=True)
     raise
+  revivals = [[] for _ in paths]
+
+  def revived(sequence: int, sample: int) -> None:
+    how = guard.describe(plan.sample_rate)
+    time_s = round(sample / plan.sample_rate, 3)
+    revivals[sequence].append({'sequence': sequence, 'time': time_s, 'how': how})
+
   try:
     if profile_dir:
       jax.profiler.start_trace(profile_dir)
-    levels_BxT, mean_ll_B = sampler.generate(
+    _, mean_ll_B = sampler.generate(
       plan.params,
       plan.num_samples,
       plan.temperatures,
@@ -691,6 +722,9 @@ def _sample_into(
       seed_levels=plan.seed_levels,
       callback=writer,
       return_log_likelihood=True,
+      on_revival=revived,
+      keep_output=False,
+      on_speed=writer.on_speed,
     )
   except Stopped as e:
     writer.close()  # The headers then say how long the partial clips are.
@@ -706,7 +740,7 @@ def _sample_into(
     if profile_dir:
       print(f'Writing the profile to {profile_dir} ...', file=sys.stderr)
       jax.profiler.stop_trace()
-  return levels_BxT, mean_ll_B, writer.elapsed
+  return mean_ll_B, revivals, writer.elapsed
 
 
 def _curate(scores: list, plan: _Plan, keep: Optional[int]) -> tuple:
@@ -724,11 +758,10 @@ def _curate(scores: list, plan: _Plan, keep: Optional[int]) -> tuple:
   return order, kept
 
 
-def _plot(levels_BxT: np.ndarray, kept: Sequence[int], plan: _Plan) -> None:
+def _plot(kept: Sequence[int], plan: _Plan) -> None:
   """A waveform-over-spectrogram PNG beside each kept clip (the gallery's picture, larger)."""
-  m = plan.config.model
   for i in kept:
-    audio_T = quantization.decode(levels_BxT[i], m.q_type, m.q_levels)
+    audio_T = audio_io.read_mono(plan.paths[i], plan.sample_rate)
     gallery.plot_clip(
       audio_T,
       plan.sample_rate,

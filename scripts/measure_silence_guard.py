@@ -36,7 +36,9 @@ flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest.')
 flags.DEFINE_integer('num_seqs', 32, 'Clips per setting (one batch).')
 flags.DEFINE_float('duration', 60.0, 'Seconds per clip.')
 flags.DEFINE_list('max_silence', ['0', '2'], 'Guard settings to compare, seconds (0: off).')
-flags.DEFINE_float('temperature', 0.95, 'Sampling temperature of every clip.')
+flags.DEFINE_list(
+  'temperature', ['0.95'], 'Sampling temperatures, one per clip (the last one repeats).'
+)
 flags.DEFINE_integer('rng_seed', 0, 'The same seed for every setting.')
 flags.DEFINE_string('out_dir', None, 'Folder for the clips (one subfolder per setting).')
 flags.DEFINE_string('table', None, 'Markdown table to write; the JSON goes beside it.')
@@ -75,7 +77,7 @@ def measure(max_silence: float) -> dict:
     step=FLAGS.step,
     num_seqs=FLAGS.num_seqs,
     duration=FLAGS.duration,
-    temperatures=[FLAGS.temperature],
+    temperatures=[float(t) for t in FLAGS.temperature],
     rng_seed=FLAGS.rng_seed,
     max_silence=max_silence,
     overwrite=True,
@@ -118,6 +120,17 @@ def table(rows: list) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def _cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def main(argv):
   del argv
   if not FLAGS.out_dir or not FLAGS.table:
@@ -125,9 +138,8 @@ def main(argv):
   rows = [measure(float(m)) for m in FLAGS.max_silence]
   header = (
     f'{FLAGS.num_seqs} clips of {FLAGS.duration:g} s per setting, temperature '
-    f'{FLAGS.temperature:g}, rng seed {FLAGS.rng_seed}, checkpoint step {rows[0]["step"]} of '
-    f'{FLAGS.workdir}; {platform.processor() or platform.machine()}, '
-    f'{os.cpu_count()} cores.\n\n'
+    f'{",".join(FLAGS.temperature)}, rng seed {FLAGS.rng_seed}, checkpoint step '
+    f'{rows[0]["step"]} of {FLAGS.workdir}; {_cpu_model()}, {os.cpu_count()} cores.\n\n'
   )
   with open(FLAGS.table, 'w') as f:
     f.write(header + table(rows))

@@ -130,9 +130,11 @@ def load_seed_levels(path: str, model_config, sample_rate: int, offset: int = 0)
 # Sizes, checked before anything starts
 # ---------------------------------------------------------------------------------------
 
-# Host bytes per generated sample of one sequence: the int32 levels, their float64 decode
-# for scoring, and the device's int32 copy of a chunk (an upper bound).
+# Host bytes per sample of a chunk in flight, per sequence: the int32 levels, their decode and
+# the device's int32 copy (an upper bound). Finished chunks are on disk, not in memory.
 _BYTES_PER_SAMPLE = 16
+# Bytes per sample of the one clip being scored at a time (read back, float64 features).
+_SCORING_BYTES_PER_SAMPLE = 32
 # File descriptors the process holds besides the clips (libraries, logs, the checkpoint).
 _SPARE_FILES = 64
 
@@ -155,7 +157,9 @@ def _gb(num_bytes: float) -> str:
   return f'{num_bytes / 1e9:.3g} GB'
 
 
-def check_sizes(num_seqs: int, num_samples: int, out_dir: str) -> None:
+def check_sizes(
+  num_seqs: int, num_samples: int, out_dir: str, chunk_size: int = sampler_lib.DEFAULT_CHUNK_SIZE
+) -> None:
   """Raises ValueError when the clips cannot fit: open files, memory or disk.
 
   The message says the limit and what to lower.
@@ -173,7 +177,8 @@ def check_sizes(num_seqs: int, num_samples: int, out_dir: str) -> None:
       f'{max(1, open_limit - _SPARE_FILES)} sequences per run, or raise the '
       'limit.'
     )
-  memory = num_seqs * num_samples * _BYTES_PER_SAMPLE
+  chunk = min(chunk_size, num_samples)
+  memory = 2 * num_seqs * chunk * _BYTES_PER_SAMPLE + num_samples * _SCORING_BYTES_PER_SAMPLE
   available = _available_memory()
   if available is not None and memory > available:
     raise ValueError(
@@ -537,7 +542,8 @@ def _plan(
   temps = pad_temperatures(temperatures, num_seqs)
   sample_rate = int(config.data.sample_rate)
   num_samples = max(1, int(round(duration * sample_rate)))
-  check_sizes(num_seqs, num_samples, out_dir)
+  chunk_size = int(chunk_size or config.generate.chunk_size)
+  check_sizes(num_seqs, num_samples, out_dir, chunk_size)
   paths = output_paths(output, step, temps)
   existing = [p for p in paths if os.path.exists(p)]
   if existing and not overwrite:
@@ -557,7 +563,7 @@ def _plan(
     num_samples=num_samples,
     paths=paths,
     seed_levels=seed_levels,
-    chunk_size=int(chunk_size or config.generate.chunk_size),
+    chunk_size=chunk_size,
   )
 
 

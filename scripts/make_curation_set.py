@@ -62,6 +62,11 @@ flags.DEFINE_float('cold_temperature', 0.5, 'A low temperature: models fall sile
 flags.DEFINE_integer('num_real', 20, 'Held-out chunks, picked evenly.')
 flags.DEFINE_integer('per_failure', 6, 'Clips of each failure kind.')
 flags.DEFINE_float('seconds', 4.0, 'Clip length (the score\'s segment).')
+flags.DEFINE_string(
+  'fixtures', None, 'Also write tests/testdata/curation: a few of the clips as FLAC and a profile.'
+)
+flags.DEFINE_string('reference', None, 'With --fixtures: the run\'s training audio to profile.')
+flags.DEFINE_string('demo', None, 'With --fixtures: the demo run whose clips to add.')
 flags.DEFINE_integer('seed', 0, 'Seed of the sampling and of the failures\' parameters.')
 
 FAILURES = ('dc_drift', 'steady_tone', 'stuck_loop', 'clicks', 'buzz')
@@ -212,7 +217,7 @@ def main(argv):
         how='generated',
       )
 
-  # Failures: DC, tones and silence from the earliest clips, loops and buzz from all stages.
+  # Each failure is made from a stage clip picked at random.
   sources = [(s, i) for s in steps for i in range(FLAGS.clips_per_stage)]
   for kind in FAILURES:
     for j in range(FLAGS.per_failure):
@@ -233,6 +238,49 @@ def main(argv):
       {'run': os.path.abspath(FLAGS.run), 'sample_rate': rate, 'clips': labels}, f, indent=1
     )
   print(f'{len(labels)} clips in {FLAGS.output}')
+  if FLAGS.fixtures:
+    write_fixtures(FLAGS.fixtures, labels, FLAGS.output, rate)
+
+
+# The set's clips the tests keep: real audio, the best checkpoint's, and a failure of each kind.
+FIXTURE_CLIPS = ('real', 'real', 'stage', 'dc_drift', 'steady_tone', 'stuck_loop', 'buzz')
+DEMO_TEMPERATURE = 0.75  # Where the demo model's clips are clearly pitched.
+
+
+def write_fixtures(folder: str, labels: list, set_folder: str, rate: int) -> None:
+  """The clips of FIXTURE_CLIPS as FLAC, the reference's profile, two demo clips."""
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+
+  from samplernn_jax.listening import clip_score  # pylint: disable=g-import-not-at-top
+
+  os.makedirs(folder, exist_ok=True)
+  last = max(c['step'] for c in labels if c['kind'] == 'stage')
+  reals = [c for c in labels if c['kind'] == 'real']
+  picked = {'real': [reals[0], reals[-1]]}  # Two tracks: the first and last held out.
+  picked['stage'] = [next(c for c in labels if c['kind'] == 'stage' and c['step'] == last)]
+  for kind in FIXTURE_CLIPS[3:]:
+    picked[kind] = [next(c for c in labels if c['kind'] == kind)]
+  written = []
+  for kind, chosen in picked.items():
+    for j, clip in enumerate(chosen):
+      name = f'{kind}_{j}.flac'
+      audio_N = audio_io.read_mono(os.path.join(set_folder, clip['file']), rate)
+      sf.write(os.path.join(folder, name), audio_N, rate, subtype='PCM_16', format='FLAC')
+      written.append({**clip, 'file': name, 'from': clip['file']})
+  profile = clip_score.make_profile(
+    clip_score.audio_files([FLAGS.reference]), rate, 'the run\'s training chunks'
+  )
+  with open(os.path.join(folder, 'profile.json'), 'w', encoding='utf-8') as f:
+    json.dump(profile.to_json(), f)
+  demo_rate = clips_rate(FLAGS.demo)
+  for j, audio_N in enumerate(
+    generate(FLAGS.demo, None, [DEMO_TEMPERATURE] * 2, FLAGS.seconds, FLAGS.seed)
+  ):
+    name = f'demo_{j}.flac'
+    sf.write(os.path.join(folder, name), audio_N, demo_rate, subtype='PCM_16', format='FLAC')
+    written.append({'file': name, 'kind': 'demo', 'temperature': DEMO_TEMPERATURE})
+  with open(os.path.join(folder, 'labels.json'), 'w', encoding='utf-8') as f:
+    json.dump({'sample_rate': rate, 'clips': written}, f, indent=1)
 
 
 if __name__ == '__main__':

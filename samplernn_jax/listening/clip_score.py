@@ -2,29 +2,37 @@
 
 A *profile* of reference audio (the training files, stored in the workdir when training
 starts, or any folder of audio) holds, over segments of a few seconds, the mean and spread
-of six groups of features computed with librosa and NumPy:
+of five groups of features computed with librosa and NumPy on the audio less its DC (a
+20 Hz high-pass), the spectrum looked at 40 dB deep under each frame's peak (a model's
+noise floor under its notes does not count):
 
 * ``timbre``: the log-mel spectrum's shape (band means less their average, so loudness
   does not count twice) and each band's spread over time;
 * ``loudness``: the frame level in dBFS (mean, spread, 10th, 50th and 90th percentiles);
 * ``flatness``: spectral flatness (log10; white noise is near 0, a tone far below);
-* ``tonality``: whether spectral peaks persist from one window to the next (noise of any
-  colour: no);
-* ``periodicity``: how pitched frames are (autocorrelation peak at a 60-1000 Hz period);
+* ``periodicity``: how pitched frames are (autocorrelation peak at a 60-1000 Hz period,
+  past the first zero, so noise of any colour is not pitched);
 * ``rhythm``: onset rate, the onset envelope's mean and peakiness, and how regularly it
   repeats (the autocorrelation peak between 0.1 and 2 s).
 
 A clip's *closeness* in a group is 1 while its distance to the profile (RMS of z-scores,
-spreads floored so a very uniform corpus does not blow small differences up) is within
-what 90% of the reference segments show, and ``1 / (1 + excess)`` beyond, where excess
-counts those typical distances: the slow fall keeps far clips (a half-trained model's)
-apart. ``closeness`` is the weighted geometric mean over groups, so one group far off is
-enough to sink a clip. *Penalties* are hard defects counted on the raw samples:
-``silent`` (share of 20 ms frames under -60 dBFS), ``stuck`` (share of sounding frames
-that are nearly all DC: a level the model got stuck at) and ``clipped`` (share of samples
-at full scale); silence and clipping count only beyond what the reference itself has.
+spreads floored) is within what 90% of the reference segments show; beyond, with the
+excess counted in those typical distances, it is ``1 / (1 + (excess / noise)^2)``, where
+``noise`` is the excess of white or brown noise at the reference's level (at least 1): a
+clip as far as noise gets 1/2. The reference's own spread says what is typical, noise says
+what is far: a synthetic corpus varies so little that a model's first clear notes are
+dozens of spreads away, yet much nearer than noise. ``closeness`` is the weighted
+geometric mean over groups, so one group far off is enough to sink a clip.
+
+*Penalties* are hard defects counted on the raw samples: ``silent`` (share of 20 ms
+frames under -60 dBFS), ``stuck`` (share of sounding frames that are nearly all DC),
+``clipped`` (share of samples at full scale), ``dc`` (share of the power below 20 Hz: an
+offset or a drift) and ``steady`` (how far the clip's spectral change falls short of the
+steadiest reference segments', squared: a steady tone, a buzz, a loop stuck on a short
+pattern); silence, clipping and DC count only beyond what the reference itself has.
 ``score = closeness - penalty``, floored at -1 (unreadable files get -1).
-``samplernn-score`` prints it for audio files.
+``samplernn-score`` prints it for audio files. docs/listening.md gives the measurements
+on real model output (scripts/make_curation_set.py) that chose these.
 """
 
 import dataclasses
@@ -52,14 +60,16 @@ SILENT_DBFS = -60.0
 _STUCK_STD_OVER_RMS = 0.05
 _FULL_SCALE = 0.999
 # What each defect share costs. Clipping is rare in mastered music and wrecks a clip even
-# when 1% of samples hit full scale, so it costs most.
+# when 1% of samples hit full scale, so it costs most. Power in DC or drift costs as a stuck
+# level does: both are a model holding a level instead of making sound.
 PENALTY_WEIGHTS = {'silent': 1.0, 'stuck': 2.0, 'clipped': 10.0, 'dc': 2.0, 'steady': 1.0}
 # Below this, a wave is offset or drift, not sound: a model stuck near a level drifts.
 HIGH_PASS_HZ = 20.0
 # How far under each frame's loudest bin the spectrum is looked at (see _within_range).
 DYNAMIC_RANGE_DB = 40.0
-# Without a profile, a clip changing less than this is steady (music changes 3 to 6 dB).
-DEFAULT_LEAST_CHANGE_DB = 2.0
+# Without a profile, a clip changing less than this is steady: a soundtrack's 4 s segments
+# change 1.4 to 2.1 dB (5th to 95th percentile), white noise 1.3, a steady sine 0.04.
+DEFAULT_LEAST_CHANGE_DB = 1.4
 # Lags at which a clip is compared with itself for ``steady``: a loop of 30 ms to 1 s.
 _LOOP_SECONDS = (0.03, 1.0)
 GROUP_WEIGHTS = {

@@ -40,6 +40,7 @@ flags.DEFINE_string('demo', None, 'The demo run\'s workdir (its demo_corpus is t
 flags.DEFINE_string('demo_clips', None, 'Folder of the demo model\'s clips to score.')
 flags.DEFINE_string('out', None, 'Writes OUT.json and OUT.md.')
 flags.DEFINE_string('embedding_onnx', None, 'basic-pitch nmp.onnx: score by Frechet distance.')
+flags.DEFINE_enum('embedding_output', 'contour', ['contour', 'all'], 'Which posteriorgrams.')
 flags.DEFINE_string('label', 'hand features', 'What the scores are, for the report.')
 
 GREEN = 0.7  # The gallery shows scores from here up in green.
@@ -135,10 +136,9 @@ def main(argv):
   if FLAGS.embedding_onnx:
     from scripts import frechet_embedding  # pylint: disable=g-import-not-at-top  (onnxruntime)
 
-    scores = frechet_embedding.scores(paths, FLAGS.reference, FLAGS.embedding_onnx)
-    demo = (
-      frechet_embedding.scores(demo_paths, FLAGS.demo, FLAGS.embedding_onnx) if demo_paths else []
-    )
+    embedding = (FLAGS.embedding_onnx, FLAGS.embedding_output)
+    scores = frechet_embedding.scores(paths, FLAGS.reference, *embedding)
+    demo = frechet_embedding.scores(demo_paths, FLAGS.demo, *embedding) if demo_paths else []
   else:
     scores = hand_scores(paths, FLAGS.reference)
     demo = hand_scores(demo_paths, FLAGS.demo) if demo_paths else []

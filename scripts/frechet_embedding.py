@@ -8,9 +8,10 @@ so nothing is downloaded at run time, and onnxruntime runs it without TensorFlow
     pip install onnxruntime
 
 A frame's embedding is the network's pitch-contour posteriorgram (264 bins, a third of a
-semitone each, 86 frames/s). A clip's score is minus the Frechet distance between the
-Gaussian of its frames and the Gaussian of the reference audio's frames, as FAD compares
-two sets of audio (here the set is one clip). Used by scripts/evaluate_curation_set.py.
+semitone each, 86 frames/s), or with ``output='all'`` that and the note and onset ones.
+A clip's score is minus the Frechet distance between the Gaussian of its frames and the
+Gaussian of the reference audio's frames, as FAD compares two sets of audio (here the set
+is one clip). Used by scripts/evaluate_curation_set.py.
 """
 
 import os
@@ -25,7 +26,12 @@ from samplernn_jax.listening import clip_score
 RATE = 22050  # basic-pitch's input rate.
 WINDOW = 43844  # Samples per call: 2 s less one hop, as basic-pitch's inference.py cuts them.
 OVERLAP = 30 * 256  # Samples of overlap; the first and last 15 frames of a window are dropped.
-_CONTOUR = 'StatefulPartitionedCall:0'  # float[batch, 172, 264]
+# The network's outputs, each float[batch, 172 frames, bins]: pitch contour (264 bins),
+# note (88) and onset (88) posteriorgrams.
+OUTPUTS = {
+  'contour': ['StatefulPartitionedCall:0'],
+  'all': ['StatefulPartitionedCall:0', 'StatefulPartitionedCall:1', 'StatefulPartitionedCall:2'],
+}
 MAX_REFERENCE_FILES = 64
 
 
@@ -37,8 +43,8 @@ def _session(onnx_path: str):
   return onnxruntime.InferenceSession(onnx_path, options, providers=['CPUExecutionProvider'])
 
 
-def embed(audio_N: np.ndarray, sample_rate: int, session) -> np.ndarray:
-  """float32[frames, 264]: the contour posteriorgram of mono audio in [-1, 1]."""
+def embed(audio_N: np.ndarray, sample_rate: int, session, output: str = 'contour') -> np.ndarray:
+  """float32[frames, bins]: the ``output`` posteriorgrams (OUTPUTS) of mono audio in [-1, 1]."""
   audio_N = audio_io.resample(np.asarray(audio_N, np.float32), sample_rate, RATE)
   audio_N = np.pad(audio_N, (OVERLAP // 2, 0))
   hop = WINDOW - OVERLAP
@@ -47,8 +53,8 @@ def embed(audio_N: np.ndarray, sample_rate: int, session) -> np.ndarray:
     [np.pad(audio_N[s : s + WINDOW], (0, max(0, s + WINDOW - audio_N.shape[0]))) for s in starts]
   )
   name = session.get_inputs()[0].name
-  (contour_BxTxD,) = session.run([_CONTOUR], {name: windows_BxW[:, :, None].astype(np.float32)})
-  keep = contour_BxTxD[:, 15:-15]  # Drop the overlapping edges as basic-pitch does.
+  outputs = session.run(OUTPUTS[output], {name: windows_BxW[:, :, None].astype(np.float32)})
+  keep = np.concatenate(outputs, axis=-1)[:, 15:-15]  # Drop the overlaps as basic-pitch does.
   return keep.reshape(-1, keep.shape[-1])
 
 
@@ -63,7 +69,7 @@ def frechet(a: tuple, b: tuple) -> float:
   return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * np.real(root)))
 
 
-def reference_gaussian(reference: str, session) -> tuple:
+def reference_gaussian(reference: str, session, output: str) -> tuple:
   """The Gaussian of the frames of up to MAX_REFERENCE_FILES of the reference's audio."""
   demo = os.path.join(reference, workdir_lib.DEMO_CORPUS)
   found = clip_score.audio_files([demo if os.path.isdir(demo) else reference])
@@ -73,16 +79,17 @@ def reference_gaussian(reference: str, session) -> tuple:
   frames = []
   for path in found:
     samples_NxC, rate = audio_io.read_audio(path)
-    frames.append(embed(audio_io.to_mono(samples_NxC), rate, session))
+    frames.append(embed(audio_io.to_mono(samples_NxC), rate, session, output))
   return gaussian(np.concatenate(frames))
 
 
-def scores(paths: list, reference: str, onnx_path: str) -> list:
+def scores(paths: list, reference: str, onnx_path: str, output: str = 'contour') -> list:
   """Minus each clip's Frechet distance to the reference audio (higher is better)."""
   session = _session(onnx_path)
-  ref = reference_gaussian(reference, session)
+  ref = reference_gaussian(reference, session, output)
   out = []
   for path in paths:
     samples_NxC, rate = audio_io.read_audio(path)
-    out.append(-frechet(gaussian(embed(audio_io.to_mono(samples_NxC), rate, session)), ref))
+    frames_TxD = embed(audio_io.to_mono(samples_NxC), rate, session, output)
+    out.append(-frechet(gaussian(frames_TxD), ref))
   return out

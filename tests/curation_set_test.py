@@ -3,8 +3,9 @@
 scripts/make_curation_set.py wrote them from a 3-tier model training on Debian's
 hyperrogue-music soundtrack (16 kHz): held-out music, the last checkpoint's clip, failures
 made from the model's own clips (labels.json says how), the profile of that run's training
-chunks, and two clips of the demo model at temperature 0.75. The old score showed a DC
-offset with a steady tone in the green (0.76) and the demo's pitched clips in the red (0.16).
+chunks, and two clips of the demo model at temperature 0.75. The score before
+PROFILE_VERSION 2 put the tone on a DC offset in the green (0.81), above the last
+checkpoint's clip (0.69), and the demo's pitched clips in the red (0.16).
 """
 
 import json
@@ -50,8 +51,10 @@ def test_each_failure_is_caught_by_its_defect(scores):
   assert scores['steady_tone_0']['dc'] > 0.5 and scores['steady_tone_0']['steady'] > 0.5
   assert scores['stuck_loop_0']['steady'] > 0.3
   assert scores['buzz_0']['steady'] > 0.5
-  for name in ('real_0', 'real_1', 'stage_0'):
+  for name in ('real_0', 'real_1'):
     assert scores[name]['dc'] < 0.05 and scores[name]['steady'] < 0.05
+  # The last checkpoint's clip changes like music, but drifts (as this run's late ones do).
+  assert scores['stage_0']['steady'] < 0.05 and 0.05 < scores['stage_0']['dc'] < 0.3
 
 
 def test_demo_model_clips_are_green_against_the_demo_corpus(tmp_path):

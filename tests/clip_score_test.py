@@ -62,6 +62,22 @@ def test_parts_and_penalties(profile, corpus):
   assert np.isfinite(clip_score.score_audio(melody[:100], RATE, profile)['score'])
 
 
+def test_offsets_tones_and_loops_are_defects(profile, corpus):
+  melody = audio_io.read_mono(corpus[1][0], RATE)
+  t = np.arange(melody.shape[0]) / RATE
+  clean = clip_score.score_audio(melody, RATE, profile)
+  assert clean['dc'] < 0.01 and clean['steady'] < 0.01
+  # The melody on an offset: its features are those of the melody, the offset a penalty.
+  offset = clip_score.score_audio(melody + 0.3, RATE, profile)
+  assert offset['dc'] > 0.5 and offset['closeness'] == pytest.approx(clean['closeness'], abs=0.05)
+  tone = clip_score.score_audio(0.3 * np.sin(2 * np.pi * 220 * t), RATE, profile)
+  loop = clip_score.score_audio(np.resize(melody[1000:1800], melody.shape[0]), RATE, profile)
+  for parts in (tone, loop):
+    assert parts['steady'] > 0.5 and parts['score'] < 0.4
+  # Silence is silent, not also steady.
+  assert clip_score.score_audio(np.zeros(RATE), RATE, profile)['steady'] == 0.0
+
+
 def test_profile_of_the_training_files_is_stored_once(corpus, tmp_path, tiny_config):
   data_dir = os.path.dirname(corpus[0][0])
   workdir = str(tmp_path / 'run')

@@ -129,7 +129,13 @@ def test_the_gallery_copies_audio_only_from_data_it_was_given(corpus, tmp_path):
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('damage', ['{"version": 1, "mean"', '[1, 2]', '{"version": 1}', 'x' * 10])
+_VERSION = clip_score.PROFILE_VERSION  # Damage to a profile of this version, not an old one.
+
+
+@pytest.mark.parametrize(
+  'damage',
+  [f'{{"version": {_VERSION}, "mean"', '[1, 2]', f'{{"version": {_VERSION}}}', 'x' * 10],
+)
 def test_a_damaged_profile_is_ignored_with_a_warning_naming_it(damage, corpus, tmp_path, caplog):
   path = tmp_path / workdir_lib.CLIP_PROFILE
   path.write_text(damage)

@@ -26,7 +26,7 @@ from samplernn_jax.listening import clip_score
 
 KINDS = ('silence', 'clicks', 'white_noise', 'brown_noise', 'stuck_dc', 'clipped', 'untrained')
 # What each part contributes: the AUC of the part alone (penalties negated).
-PARTS = ('closeness', *clip_score.GROUP_WEIGHTS, 'silent', 'stuck', 'clipped')
+PARTS = ('closeness', *clip_score.GROUP_WEIGHTS, *clip_score.PENALTY_WEIGHTS)
 
 
 def auc(positives, negatives) -> float:

@@ -2,29 +2,37 @@
 
 A *profile* of reference audio (the training files, stored in the workdir when training
 starts, or any folder of audio) holds, over segments of a few seconds, the mean and spread
-of six groups of features computed with librosa and NumPy:
+of five groups of features computed with librosa and NumPy on the audio less its DC (a
+20 Hz high-pass), the spectrum looked at 40 dB deep under each frame's peak (a model's
+noise floor under its notes does not count):
 
 * ``timbre``: the log-mel spectrum's shape (band means less their average, so loudness
   does not count twice) and each band's spread over time;
 * ``loudness``: the frame level in dBFS (mean, spread, 10th, 50th and 90th percentiles);
 * ``flatness``: spectral flatness (log10; white noise is near 0, a tone far below);
-* ``tonality``: whether spectral peaks persist from one window to the next (noise of any
-  colour: no);
-* ``periodicity``: how pitched frames are (autocorrelation peak at a 60-1000 Hz period);
+* ``periodicity``: how pitched frames are (autocorrelation peak at a 60-1000 Hz period,
+  past the first zero, so noise of any colour is not pitched);
 * ``rhythm``: onset rate, the onset envelope's mean and peakiness, and how regularly it
   repeats (the autocorrelation peak between 0.1 and 2 s).
 
 A clip's *closeness* in a group is 1 while its distance to the profile (RMS of z-scores,
-spreads floored so a very uniform corpus does not blow small differences up) is within
-what 90% of the reference segments show, and ``1 / (1 + excess)`` beyond, where excess
-counts those typical distances: the slow fall keeps far clips (a half-trained model's)
-apart. ``closeness`` is the weighted geometric mean over groups, so one group far off is
-enough to sink a clip. *Penalties* are hard defects counted on the raw samples:
-``silent`` (share of 20 ms frames under -60 dBFS), ``stuck`` (share of sounding frames
-that are nearly all DC: a level the model got stuck at) and ``clipped`` (share of samples
-at full scale); silence and clipping count only beyond what the reference itself has.
+spreads floored) is within what 90% of the reference segments show; beyond, with the
+excess counted in those typical distances, it is ``1 / (1 + (excess / noise)^2)``, where
+``noise`` is the excess of white or brown noise at the reference's level (at least 1): a
+clip as far as noise gets 1/2. The reference's own spread says what is typical, noise says
+what is far: a synthetic corpus varies so little that a model's first clear notes are
+dozens of spreads away, yet much nearer than noise. ``closeness`` is the weighted
+geometric mean over groups, so one group far off is enough to sink a clip.
+
+*Penalties* are hard defects counted on the raw samples: ``silent`` (share of 20 ms
+frames under -60 dBFS), ``stuck`` (share of sounding frames that are nearly all DC),
+``clipped`` (share of samples at full scale), ``dc`` (share of the power below 20 Hz: an
+offset or a drift) and ``steady`` (how far the clip's spectral change falls short of the
+steadiest reference segments', squared: a steady tone, a buzz, a loop stuck on a short
+pattern); silence, clipping and DC count only beyond what the reference itself has.
 ``score = closeness - penalty``, floored at -1 (unreadable files get -1).
-``samplernn-score`` prints it for audio files.
+``samplernn-score`` prints it for audio files. docs/listening.md gives the measurements
+on real model output (scripts/make_curation_set.py) that chose these.
 """
 
 import dataclasses
@@ -52,15 +60,24 @@ SILENT_DBFS = -60.0
 _STUCK_STD_OVER_RMS = 0.05
 _FULL_SCALE = 0.999
 # What each defect share costs. Clipping is rare in mastered music and wrecks a clip even
-# when 1% of samples hit full scale, so it costs most.
-PENALTY_WEIGHTS = {'silent': 1.0, 'stuck': 2.0, 'clipped': 10.0}
+# when 1% of samples hit full scale, so it costs most. Power in DC or drift costs as a stuck
+# level does: both are a model holding a level instead of making sound.
+PENALTY_WEIGHTS = {'silent': 1.0, 'stuck': 2.0, 'clipped': 10.0, 'dc': 2.0, 'steady': 1.0}
+# Below this, a wave is offset or drift, not sound: a model stuck near a level drifts.
+HIGH_PASS_HZ = 20.0
+# How far under each frame's loudest bin the spectrum is looked at (see _within_range).
+DYNAMIC_RANGE_DB = 40.0
+# Without a profile, a clip changing less than this is steady: a soundtrack's 4 s segments
+# change 1.4 to 2.1 dB (5th to 95th percentile), white noise 1.3, a steady sine 0.04.
+DEFAULT_LEAST_CHANGE_DB = 1.4
+# Lags at which a clip is compared with itself for ``steady``: a loop of 30 ms to 1 s.
+_LOOP_SECONDS = (0.03, 1.0)
 GROUP_WEIGHTS = {
   'timbre': 0.25,
   'loudness': 0.15,
-  'flatness': 0.15,
-  'tonality': 0.15,
-  'periodicity': 0.15,
-  'rhythm': 0.15,
+  'flatness': 0.2,
+  'periodicity': 0.2,
+  'rhythm': 0.2,
 }
 # The smallest spread each feature may have (dB; dB; log10; correlations; per s, dB,
 # ratio, correlation).
@@ -68,13 +85,12 @@ _SPREAD_FLOORS = {
   'timbre': np.full(2 * N_MELS, 1.0),
   'loudness': np.full(5, 1.0),
   'flatness': np.full(4, 0.05),
-  'tonality': np.full(3, 0.05),
   'periodicity': np.full(2, 0.05),
   'rhythm': np.array([0.25, 0.1, 0.05, 0.05]),
 }
 WORST_SCORE = -1.0
 # Bumped whenever features change: a stored profile of another version is recomputed.
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 _EPS = 1e-10
 
 
@@ -88,19 +104,40 @@ def _n_fft(sample_rate: int) -> int:
   return int(2 ** round(np.log2(0.064 * sample_rate)))
 
 
-def features(audio_N: np.ndarray, sample_rate: int) -> dict:
-  """The feature groups of float audio in [-1, 1]: ``{group: float64[dims]}``."""
+def high_pass(audio_N: np.ndarray, sample_rate: int) -> np.ndarray:
+  """The audio less its DC and drift below HIGH_PASS_HZ (zero phase), float64."""
+  from scipy import signal  # pylint: disable=g-import-not-at-top  (comes with librosa)
+
+  audio_N = np.asarray(audio_N, np.float64)
+  if audio_N.shape[0] < 64:
+    return audio_N - audio_N.mean()
+  sos = signal.butter(2, HIGH_PASS_HZ, 'highpass', fs=sample_rate, output='sos')
+  return signal.sosfiltfilt(sos, audio_N, padlen=min(audio_N.shape[0] - 1, 3 * 6))
+
+
+def _within_range(power_FxT: np.ndarray) -> np.ndarray:
+  """Power floored at DYNAMIC_RANGE_DB below each frame's peak bin.
+
+  A model's noise floor sits 30 to 50 dB under its notes; unfloored, that hiss rules the
+  spectral shape and flatness of any generated clip, however clear its pitch.
+  """
+  return np.maximum(power_FxT, power_FxT.max(0, keepdims=True) * 10 ** (-DYNAMIC_RANGE_DB / 10))
+
+
+def features(audio_N, sample_rate: int) -> dict:
+  """The feature groups of float audio in [-1, 1]: ``{group: float64[dims]}``.
+
+  Measured on the audio less its DC (``high_pass``): an offset is a defect of its own
+  (``defects``), not a loudness.
+  """
   import librosa  # pylint: disable=g-import-not-at-top  (numba start-up only when scoring)
 
   n_fft = _n_fft(sample_rate)
   hop = n_fft // 4
-  audio_N = np.asarray(audio_N, np.float32)
+  audio_N = high_pass(audio_N, sample_rate).astype(np.float32)
   if audio_N.shape[0] < n_fft:
     audio_N = np.pad(audio_N, (0, n_fft - audio_N.shape[0]))
   power_FxT = np.abs(librosa.stft(audio_N, n_fft=n_fft, hop_length=hop)) ** 2
-  mel_db_MxT = 10 * np.log10(
-    librosa.feature.melspectrogram(S=power_FxT, sr=sample_rate, n_mels=N_MELS) + _EPS
-  )
   # Frame RMS from the spectrum (Parseval, Hann window): dBFS of a full-scale sine is -3.
   window_power = np.sum(np.hanning(n_fft + 1)[:-1] ** 2)
   rms_T = np.sqrt(np.maximum(2 * power_FxT[1:].sum(0) + power_FxT[0], 0) / (n_fft * window_power))
@@ -108,6 +145,10 @@ def features(audio_N: np.ndarray, sample_rate: int) -> dict:
   sounding = level_db_T > SILENT_DBFS
   if not sounding.any():
     sounding[:] = True  # Silence: describe it as it is; the penalty does the rest.
+  power_FxT = _within_range(power_FxT + _EPS)
+  mel_db_MxT = 10 * np.log10(
+    librosa.feature.melspectrogram(S=power_FxT, sr=sample_rate, n_mels=N_MELS) + _EPS
+  )
 
   band_mean_M = mel_db_MxT[:, sounding].mean(1)
   timbre = np.concatenate([band_mean_M - band_mean_M.mean(), mel_db_MxT[:, sounding].std(1)])
@@ -118,7 +159,6 @@ def features(audio_N: np.ndarray, sample_rate: int) -> dict:
     np.maximum(librosa.feature.spectral_flatness(S=np.sqrt(power_FxT[:, sounding])), _EPS)
   )[0]
   flatness = np.array([log_flat_T.mean(), log_flat_T.std(), *np.percentile(log_flat_T, [10, 90])])
-  tonality = _tonality(power_FxT, sounding, n_fft // hop)
   periodicity = _periodicity(audio_N, sample_rate, n_fft)
 
   onset_env_T = librosa.onset.onset_strength(S=mel_db_MxT, sr=sample_rate, hop_length=hop)
@@ -141,51 +181,35 @@ def features(audio_N: np.ndarray, sample_rate: int) -> dict:
     'timbre': timbre,
     'loudness': loudness,
     'flatness': flatness,
-    'tonality': tonality,
     'periodicity': periodicity,
     'rhythm': rhythm,
   }
 
 
-def _tonality(power_FxT: np.ndarray, sounding_T: np.ndarray, lag: int) -> np.ndarray:
-  """How much a frame's fine spectral structure (peaks over the envelope) persists.
-
-  The correlation of detrended log spectra ``lag`` frames (one window) apart: partials
-  that ring give high values, noise of any colour about 0, whatever its flatness.
-  Returns [mean, 10th and 90th percentiles] over pairs of sounding frames.
-  """
-  from scipy import ndimage  # pylint: disable=g-import-not-at-top  (comes with librosa)
-
-  log_FxT = np.log10(power_FxT + _EPS)
-  fine_FxT = log_FxT - ndimage.uniform_filter1d(log_FxT, 9, axis=0, mode='nearest')
-  pairs = sounding_T[:-lag] & sounding_T[lag:] if sounding_T.shape[0] > lag else []
-  if not np.any(pairs):
-    return np.zeros(3)
-  a, b = fine_FxT[:, :-lag][:, pairs], fine_FxT[:, lag:][:, pairs]
-  corr = (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0) + _EPS)
-  return np.array([corr.mean(), *np.percentile(corr, [10, 90])])
-
-
 def _periodicity(audio_N: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
   """How pitched the sound is: [median, 90th percentile] over sounding frames.
 
-  Per frame, the highest normalized autocorrelation of the first difference at lags of
-  a 60 to 1000 Hz period. Differencing whitens low-passed noise, which would otherwise
-  look periodic at short lags; a half-trained model's wobbly pitch already scores here.
+  Per frame, the highest normalized autocorrelation at lags of a 60 to 1000 Hz period,
+  looked for only past the autocorrelation's first zero: noise of any colour (brown noise
+  correlates highly at short lags, but only falling) gives about 0, a wobbly model pitch
+  over a noise floor 0.5 to 0.7, a clean note near 1.
   """
-  audio_N = audio_N.astype(np.float64)
-  if audio_N.shape[0] < frame + 1:
+  audio_N = np.asarray(audio_N, np.float64)
+  lo, hi = max(1, sample_rate // 1000), min(frame // 2 - 1, sample_rate // 60)
+  if audio_N.shape[0] < frame or hi <= lo:
     return np.zeros(2)
-  hop = frame // 2
-  frames_TxF = np.lib.stride_tricks.sliding_window_view(audio_N, frame + 1)[::hop]
-  sounding = np.sqrt(np.mean(frames_TxF**2, axis=1)) > 10 ** (SILENT_DBFS / 20)
-  diff_TxF = np.diff(frames_TxF[sounding], axis=1)
-  diff_TxF -= diff_TxF.mean(1, keepdims=True)
-  lo, hi = max(1, sample_rate // 1000), min(frame // 2, sample_rate // 60)
-  if not sounding.any() or hi <= lo:
+  frames_TxF = np.lib.stride_tricks.sliding_window_view(audio_N, frame)[:: frame // 2]
+  frames_TxF = frames_TxF[np.sqrt(np.mean(frames_TxF**2, axis=1)) > 10 ** (SILENT_DBFS / 20)]
+  if not frames_TxF.shape[0]:
     return np.zeros(2)
-  ac_TxL = np.fft.irfft(np.abs(np.fft.rfft(diff_TxF, 2 * frame, axis=1)) ** 2, axis=1)
-  peak_T = ac_TxL[:, lo : hi + 1].max(1) / np.maximum(ac_TxL[:, 0], _EPS)
+  frames_TxF = (frames_TxF - frames_TxF.mean(1, keepdims=True)) * np.hanning(frame)
+  ac_TxL = np.fft.irfft(np.abs(np.fft.rfft(frames_TxF, 2 * frame, axis=1)) ** 2, axis=1)
+  ac_TxL = ac_TxL[:, : hi + 1] / np.maximum(ac_TxL[:, :1], _EPS)
+  lag_L = np.arange(hi + 1)
+  # Lags from the first negative value on (none: the frame is noise, its peak 0).
+  first_negative_T = np.where((ac_TxL < 0).any(1), (ac_TxL < 0).argmax(1), hi + 1)
+  past_zero_TxL = (lag_L >= first_negative_T[:, None]) & (lag_L >= lo)
+  peak_T = np.where(past_zero_TxL, ac_TxL, 0.0).max(1)
   return np.array([np.median(peak_T), np.percentile(peak_T, 90)])
 
 
@@ -201,7 +225,10 @@ def _regularity(onset_env_T: np.ndarray, frames_per_second: float) -> float:
 
 
 def defects(audio_N: np.ndarray, sample_rate: int) -> dict:
-  """Shares in [0, 1]: ``silent`` and ``stuck`` frames, ``clipped`` samples."""
+  """Shares in [0, 1]: ``silent`` and ``stuck`` frames, ``clipped`` samples, ``dc`` power.
+
+  ``dc`` is the share of the clip's power below HIGH_PASS_HZ: an offset or a slow drift.
+  """
   audio_N = np.asarray(audio_N, np.float64)
   if audio_N.shape[0] == 0:
     audio_N = np.zeros(1)  # No sound at all is silence.
@@ -211,11 +238,42 @@ def defects(audio_N: np.ndarray, sample_rate: int) -> dict:
   rms = np.sqrt(np.mean(frames_NxF**2, axis=1))
   sounding = rms > 10 ** (SILENT_DBFS / 20)
   stuck = sounding & (frames_NxF.std(axis=1) < _STUCK_STD_OVER_RMS * rms)
+  power = float(np.mean(audio_N**2))
+  dc = 1.0 - float(np.mean(high_pass(audio_N, sample_rate) ** 2)) / power if power > 0 else 0.0
   return {
     'silent': float(np.mean(~sounding)),
     'stuck': float(np.mean(stuck)),
     'clipped': float(np.mean(np.abs(audio_N) >= _FULL_SCALE)),
+    'dc': float(np.clip(dc, 0.0, 1.0)),
   }
+
+
+def spectral_change(audio_N: np.ndarray, sample_rate: int) -> float:
+  """How much the clip keeps changing: dB, small for a steady tone, a buzz or a loop.
+
+  The mean absolute difference of the log-mel spectrum (DYNAMIC_RANGE_DB deep) between
+  each frame and the frame a lag later, at the lag where it is smallest among lags of a
+  30 ms to 1 s loop: a tone matches itself at any lag, a loop at its length, music at none.
+  """
+  import librosa  # pylint: disable=g-import-not-at-top
+
+  n_fft = _n_fft(sample_rate)
+  hop = n_fft // 4
+  audio_N = high_pass(audio_N, sample_rate).astype(np.float32)
+  if audio_N.shape[0] < n_fft:
+    audio_N = np.pad(audio_N, (0, n_fft - audio_N.shape[0]))
+  power_FxT = _within_range(np.abs(librosa.stft(audio_N, n_fft=n_fft, hop_length=hop)) ** 2 + _EPS)
+  mel_db_MxT = 10 * np.log10(
+    librosa.feature.melspectrogram(S=power_FxT, sr=sample_rate, n_mels=N_MELS) + _EPS
+  )
+  frames_per_second = sample_rate / hop
+  lo = max(1, int(_LOOP_SECONDS[0] * frames_per_second))
+  hi = min(int(_LOOP_SECONDS[1] * frames_per_second), mel_db_MxT.shape[1] // 2)
+  if hi < lo:
+    return 0.0
+  return float(
+    min(np.mean(np.abs(mel_db_MxT[:, lag:] - mel_db_MxT[:, :-lag])) for lag in range(lo, hi + 1))
+  )
 
 
 # ---------------------------------------------------------------------------------------
@@ -231,7 +289,9 @@ class Profile:
   mean: dict  # group -> list of feature means
   spread: dict  # group -> list of spreads (floored standard deviations)
   typical_distance: dict  # group -> 90th percentile of the reference segments' distances
-  allowed: dict  # defect -> 95th percentile share in the reference (silent, clipped)
+  noise_excess: dict  # group -> how far white or brown noise is, in typical distances (>= 1)
+  allowed: dict  # defect -> 95th percentile share in the reference (silent, clipped, dc)
+  least_change: float  # 5th percentile of the reference segments' spectral_change (dB)
   num_segments: int
   source: str = ''  # Where the reference audio came from.
   # A few reference files, relative to ``source``: the gallery plays them (``example_paths``).
@@ -275,7 +335,8 @@ def make_profile(
   if len(paths) > MAX_FILES:
     paths = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, MAX_FILES)]
   rows = {g: [] for g in GROUP_WEIGHTS}
-  shares = {'silent': [], 'clipped': []}
+  shares = {'silent': [], 'clipped': [], 'dc': []}
+  changes = []
   used = []
   for path in paths:
     try:
@@ -292,6 +353,7 @@ def make_profile(
       d = defects(piece_N, sample_rate)
       for k in shares:
         shares[k].append(d[k])
+      changes.append(spectral_change(piece_N, sample_rate))
   if not used:
     raise ValueError(f'{source or "reference"}: no readable audio among {len(paths)} files.')
   mean = {g: np.mean(r, axis=0) for g, r in rows.items()}
@@ -301,7 +363,9 @@ def make_profile(
     mean={g: m.tolist() for g, m in mean.items()},
     spread={g: s.tolist() for g, s in spread.items()},
     typical_distance={},
+    noise_excess={},
     allowed={k: float(np.percentile(v, 95)) for k, v in shares.items()},
+    least_change=float(np.percentile(changes, 5)),
     num_segments=len(rows['timbre']),
     source=source,
     examples=_examples(used, source),
@@ -311,7 +375,33 @@ def make_profile(
   profile.typical_distance = {
     g: max(1.0, float(np.percentile([_distance(g, r, profile) for r in rows[g]], 90))) for g in rows
   }
+  profile.noise_excess = _noise_excess(profile)
   return profile
+
+
+def _excess(group: str, values, profile: Profile) -> float:
+  """How far beyond the typical reference segment, in typical distances (0 within it)."""
+  return max(0.0, _distance(group, values, profile) / profile.typical_distance[group] - 1.0)
+
+
+def _noise_excess(profile: Profile) -> dict:
+  """Per group, the excess of the nearer of white and brown noise at the reference's level.
+
+  The scale of each group's closeness: a reference's own spread says what is typical, not
+  how far is far. A synthetic corpus varies so little that a model's first clear notes are
+  dozens of spreads away; measured in noise distances they are near.
+  """
+  rng = np.random.default_rng(0)
+  rate = profile.sample_rate
+  n = int(SEGMENT_SECONDS * rate)
+  rms = 10 ** (profile.mean['loudness'][0] / 20)
+  walk = high_pass(np.cumsum(rng.normal(0, 1, n)), rate)
+  noises = [rng.normal(0, 1, n), walk]
+  excess = [
+    {g: _excess(g, v, profile) for g, v in features(rms * x / x.std(), rate).items()}
+    for x in noises
+  ]
+  return {g: max(1.0, min(e[g] for e in excess)) for g in GROUP_WEIGHTS}
 
 
 def _examples(used: list, source: str) -> list:
@@ -372,18 +462,22 @@ def _profile_problem(stored: dict) -> Optional[str]:
     return f'fields {sorted(set(stored) ^ fields)} missing or unknown'
   if not isinstance(stored['sample_rate'], int) or stored['sample_rate'] <= 0:
     return 'no positive integer sample_rate'
-  tables = [stored[k] for k in ('mean', 'spread', 'typical_distance', 'allowed')]
+  tables = [stored[k] for k in ('mean', 'spread', 'typical_distance', 'noise_excess', 'allowed')]
   if not all(isinstance(t, dict) for t in tables):
-    return 'mean, spread, typical_distance and allowed must be objects'
-  mean, spread, distance, allowed = tables
+    return 'mean, spread, typical_distance, noise_excess and allowed must be objects'
+  mean, spread, distance, noise, allowed = tables
   for group, floor in _SPREAD_FLOORS.items():
     size = floor.shape[0]
     if not (_numbers(mean.get(group), size) and _numbers(spread.get(group), size)):
       return f'mean or spread of {group!r} is not {size} numbers'
-    if min(spread[group]) <= 0 or not _numbers([distance.get(group)], 1) or distance[group] <= 0:
-      return f'spread or typical_distance of {group!r} not positive'
-  if not all(_numbers([allowed.get(k)], 1) for k in ('silent', 'clipped')):
-    return 'allowed is not shares of silent and clipped'
+    if min(spread[group]) <= 0 or not all(
+      _numbers([t.get(group)], 1) and t[group] > 0 for t in (distance, noise)
+    ):
+      return f'spread, typical_distance or noise_excess of {group!r} not positive'
+  if not all(_numbers([allowed.get(k)], 1) for k in ('silent', 'clipped', 'dc')):
+    return 'allowed is not shares of silent, clipped and dc'
+  if not _numbers([stored['least_change']], 1) or stored['least_change'] <= 0:
+    return 'least_change is not a positive number'
   if not isinstance(stored['source'], str) or not isinstance(stored['examples'], list):
     return 'source or examples of the wrong type'
   return None
@@ -495,6 +589,12 @@ def score_audio(audio_N: np.ndarray, sample_rate: int, profile: Optional[Profile
   audio_N = np.asarray(audio_N, np.float32)
   parts = {'duration': audio_N.shape[0] / sample_rate}
   d = defects(audio_N, sample_rate)
+  least_change = profile.least_change if profile else DEFAULT_LEAST_CHANGE_DB
+  # Squared: a clip a little steadier than the steadiest reference segment is hardly
+  # wrong; one that matches itself a loop later (tone, buzz, stuck pattern) is.
+  shortfall = 1 - spectral_change(audio_N, sample_rate) / least_change
+  # Of the sounding part only: silence is already counted as such.
+  d['steady'] = float(np.clip(shortfall, 0, 1) ** 2 * (1 - d['silent']))
   allowed = profile.allowed if profile else {}
   penalty = sum(w * max(0.0, d[k] - allowed.get(k, 0.0)) for k, w in PENALTY_WEIGHTS.items())
   closeness = 1.0
@@ -502,8 +602,8 @@ def score_audio(audio_N: np.ndarray, sample_rate: int, profile: Optional[Profile
     audio_N = audio_io.resample(audio_N, sample_rate, profile.sample_rate)
     log_closeness = 0.0
     for g, v in features(audio_N, profile.sample_rate).items():
-      excess = max(0.0, _distance(g, v, profile) / profile.typical_distance[g] - 1.0)
-      parts[g] = 1.0 / (1.0 + excess)
+      # 1 within typical reach, 1/2 as far as noise, 1/5 twice as far.
+      parts[g] = 1.0 / (1.0 + (_excess(g, v, profile) / profile.noise_excess[g]) ** 2)
       log_closeness += GROUP_WEIGHTS[g] * np.log(parts[g])
     closeness = float(np.exp(log_closeness))
   parts.update(d, closeness=closeness, penalty=penalty, score=max(WORST_SCORE, closeness - penalty))

@@ -13,6 +13,10 @@ Sampling is PRiSM's: ``categorical(log_softmax(logits) / temperature)``, with on
 temperature per sequence, as ``argmax(logits + temperature * gumbel)``. The noise of
 the lowest tier frame starting at absolute sample ``p`` comes from ``fold_in(rng, p)``,
 so the output does not depend on how a run is cut into chunks.
+
+With a ``silence_guard.Guard`` the top-tier loop also watches each sequence's level after
+every frame and re-primes the frame tiers of a sequence that has stayed silent too long
+(``silence_guard`` says how and why); without one the program is the same as before it.
 """
 
 import functools
@@ -175,22 +179,27 @@ def _run_tier(
 
 def _guard_step(spec: Spec, params, carry, frame_BxS, guard_state):
   """The silence guard after one top frame (``silence_guard``): ``(carry, context, state,
-  revived_B)``. A revival re-primes the frame tiers of the sequences that are due, from their
+  revived_B)``, ``revived_B`` int8: 0, or how the sequence was revived (``REPRIMED``,
+  ``RESTARTED``). A revival re-primes the frame tiers of the sequences that are due, from their
   initial state, on their last sounding stretch; the frame loop continues after it."""
   model, guard = spec.model, spec.guard
   rms_B = silence_guard.frame_rms(guard, frame_BxS, model.q_levels)
   guard_state, due_B = silence_guard.observe(guard, guard_state, frame_BxS, rms_B)
+
+  enough_B = silence_guard.has_sounded_enough(guard, guard_state)
 
   def revive(current):
     x_BxL = silence_guard.priming_stretch(guard, guard_state)
     variables = {'params': params}
     fresh = model.apply(variables, x_BxL.shape[0], method=model_lib.SampleRNN.initial_carry)
     primed = model.apply(variables, x_BxL, fresh, method=model_lib.SampleRNN.frame_tiers_forward)[0]
+    primed = silence_guard.select(enough_B, primed, fresh)
     return silence_guard.select(due_B, (primed, x_BxL[:, -frame_BxS.shape[1] :]), current)
 
   # A conditional, so the priming costs nothing in the frames where no sequence is due.
   carry, context = jax.lax.cond(due_B.any(), revive, lambda current: current, (carry, frame_BxS))
-  return carry, context, guard_state, due_B
+  how = jnp.where(enough_B, silence_guard.REPRIMED, silence_guard.RESTARTED)
+  return carry, context, guard_state, jnp.where(due_B, how, 0).astype(jnp.int8)
 
 
 def _run(
@@ -380,7 +389,7 @@ class Sampler:
     callback: Optional[Callable[[np.ndarray, int], Any]] = None,
     folded=None,
     return_log_likelihood: bool = False,
-    on_revival: Optional[Callable[[int, int], Any]] = None,
+    on_revival: Optional[Callable[[int, int, int], Any]] = None,
     keep_output: bool = True,
     on_speed: Optional[Callable[[float], Any]] = None,
   ):
@@ -396,8 +405,9 @@ class Sampler:
         (trimmed to ``num_samples``) while the next chunk is already running.
       folded: ``self.fold(params)`` if already computed (saves the folding matmuls).
       return_log_likelihood: also return each sequence's mean log p(x_t | x_<t) (nats).
-      on_revival: with the silence guard, called as ``on_revival(sequence, sample)`` for each
-        revival, ``sample`` being where the revived audio starts in the output.
+      on_revival: with the silence guard, called as ``on_revival(sequence, sample, how)`` for
+        each revival, ``sample`` being where the revived audio starts in the output and
+        ``how`` ``silence_guard.REPRIMED`` or ``RESTARTED``.
       keep_output: False returns None for the levels: a ``callback`` that writes each chunk
         away keeps host memory flat however long the sequences are.
       on_speed: called once, early, with the measured samples per second per sequence: a
@@ -465,10 +475,11 @@ class Sampler:
       out[:, done : done + chunk.shape[1]] = chunk
     if revived is not None and on_revival is not None:
       big = self.model.big_frame_size
-      for sequence, frame in zip(*np.nonzero(np.asarray(revived))):
+      revived = np.asarray(revived)
+      for sequence, frame in zip(*np.nonzero(revived)):
         start = done + (int(frame) + 1) * big  # The revived audio starts with the next frame.
         if start < num_samples:
-          on_revival(int(sequence), start)
+          on_revival(int(sequence), start, int(revived[sequence, frame]))
     if callback is not None:
       callback(chunk, done)
     return done + chunk.shape[1]
@@ -496,7 +507,7 @@ def generate(
   chunk_size: int = DEFAULT_CHUNK_SIZE,
   callback: Optional[Callable[[np.ndarray, int], Any]] = None,
   guard: Optional[silence_guard.Guard] = None,
-  on_revival: Optional[Callable[[int, int], Any]] = None,
+  on_revival: Optional[Callable[[int, int, int], Any]] = None,
 ) -> np.ndarray:
   """``len(temperatures)`` sequences of ``num_samples`` int32 levels (see ``Sampler``)."""
   sampler = Sampler(model_config, len(temperatures), chunk_size, guard=guard)

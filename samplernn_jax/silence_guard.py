@@ -39,8 +39,12 @@ DEFAULT_SILENCE_DBFS = -60.0
 DEFAULT_PRIME_SECONDS = 2.0
 # How far before the silence the re-priming stretch ends (see above).
 BACKOFF_SECONDS = 0.5
-# How a revival is recorded in a clip's sidecar.
-HOW = 're-primed on its last sounding {seconds:g} s'
+# How a revival is recorded in a clip's sidecar, by the sampler's code for it (1, 2).
+REPRIMED, RESTARTED = 1, 2
+HOW = {
+  REPRIMED: 're-primed on its last sounding {seconds:g} s',
+  RESTARTED: 'restarted from the initial state (it had sounded less than {seconds:g} s)',
+}
 
 
 class Guard(NamedTuple):
@@ -52,8 +56,8 @@ class Guard(NamedTuple):
   backoff_samples: int  # Sounding samples left out at the end of the ring (as prime_samples).
   q_type: str  # How levels decode to amplitudes (``quantization``).
 
-  def describe(self, sample_rate: int) -> str:
-    return HOW.format(seconds=self.prime_samples / sample_rate)
+  def describe(self, sample_rate: int, how: int = REPRIMED) -> str:
+    return HOW[how].format(seconds=self.prime_samples / sample_rate)
 
 
 def from_seconds(
@@ -160,12 +164,28 @@ def priming_stretch(guard: Guard, state: GuardState) -> jax.Array:
   silence, or seed, that fills the ring before it).
   """
   batch, num_slots, big = state.ring_BxNxS.shape
-  prime = guard.prime_samples // big
-  backoff_B = jnp.minimum(guard.backoff_samples // big, state.next_B // 2)
-  start_B = state.next_B - backoff_B - prime
-  order_BxN = (start_B[:, None] + jnp.arange(prime)[None, :]) % num_slots
+  order_BxN = (_stretch_start(guard, state)[:, None] + jnp.arange(num_slots)[None, :]) % num_slots
+  order_BxN = order_BxN[:, : guard.prime_samples // big]
   ordered = jnp.take_along_axis(state.ring_BxNxS, order_BxN[:, :, None], axis=1)
   return ordered.reshape(batch, guard.prime_samples)
+
+
+def has_sounded_enough(guard: Guard, state: GuardState) -> jax.Array:
+  """bool ``[B]``: the priming stretch is all the sequence's own sounding audio.
+
+  Where it is not (a sequence that sounded less than ``prime_samples``, or never: one seeded
+  with silence), priming on it would mostly prime on silence, the very attractor; such a
+  sequence restarts from the initial state instead, as an unseeded one starts, from the end
+  of its stretch.
+  """
+  return _stretch_start(guard, state) >= 0
+
+
+def _stretch_start(guard: Guard, state: GuardState) -> jax.Array:
+  """Each sequence's first priming frame, counted in sounding frames written (may be < 0)."""
+  big = state.ring_BxNxS.shape[2]
+  backoff_B = jnp.minimum(guard.backoff_samples // big, state.next_B // 2)
+  return state.next_B - backoff_B - guard.prime_samples // big
 
 
 def select(due_B: jax.Array, revived, current):

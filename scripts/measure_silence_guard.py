@@ -40,6 +40,12 @@ flags.DEFINE_list(
   'temperature', ['0.95'], 'Sampling temperatures, one per clip (the last one repeats).'
 )
 flags.DEFINE_integer('rng_seed', 0, 'The same seed for every setting.')
+flags.DEFINE_string(
+  'seed_audio', None, 'Prime every clip on this audio (e.g. a second of silence) first.'
+)
+flags.DEFINE_bool(
+  'score_only', False, 'Rescore the clips of an earlier run of this script (same flags) only.'
+)
 flags.DEFINE_string('out_dir', None, 'Folder for the clips (one subfolder per setting).')
 flags.DEFINE_string('table', None, 'Markdown table to write; the JSON goes beside it.')
 
@@ -67,8 +73,10 @@ def longest_playing(silent_F: np.ndarray, frame_seconds: float = 0.02) -> float:
   return best * frame_seconds
 
 
-def measure(max_silence: float) -> dict:
+def measure(max_silence: float, earlier: dict) -> dict:
   out_dir = os.path.join(FLAGS.out_dir, f'max_silence={max_silence:g}')
+  if FLAGS.score_only:
+    return rescore(out_dir, earlier[max_silence])
   os.makedirs(out_dir, exist_ok=True)
   start = time.perf_counter()
   result = clips.generate_files(
@@ -79,28 +87,41 @@ def measure(max_silence: float) -> dict:
     duration=FLAGS.duration,
     temperatures=[float(t) for t in FLAGS.temperature],
     rng_seed=FLAGS.rng_seed,
+    seed_audio=FLAGS.seed_audio,
     max_silence=max_silence,
     overwrite=True,
   )
   wall = time.perf_counter() - start  # Scoring included.
+  row = {
+    'max_silence': max_silence,
+    'step': result['step'],
+    'revivals': sum(len(s['revivals']) for s in result['scores']),
+    'x_real_time': result['x_real_time'],
+    'wall_seconds': wall,
+  }
+  return dict(row, **summary(result['paths'], [s['score'] for s in result['scores']]))
+
+
+def rescore(out_dir: str, row: dict) -> dict:
+  """``row`` (an earlier run's) with the clips in ``out_dir`` scored by today's score."""
+  paths = sorted(os.path.join(out_dir, n) for n in os.listdir(out_dir) if n.endswith('.wav'))
+  profile = clip_score.load_profile(FLAGS.workdir)
+  return dict(row, **summary(paths, [clip_score.score_file(p, profile)['score'] for p in paths]))
+
+
+def summary(paths: list, scores: list) -> dict:
   silent_share, playing = [], []
-  for path in result['paths']:
+  for path in paths:
     audio, rate = audio_io.read_audio(path)
     silent = silent_frames(audio_io.to_mono(audio), rate)
     silent_share.append(float(silent.mean()))
     playing.append(longest_playing(silent))
-  scores = [s['score'] for s in result['scores']]
   return {
-    'max_silence': max_silence,
-    'step': result['step'],
     'silent_share': float(np.mean(silent_share)),
     'score_median': float(np.median(scores)),
     'score_best': float(np.max(scores)),
     'longest_playing_max': float(np.max(playing)),
     'longest_playing_median': float(np.median(playing)),
-    'revivals': sum(len(s['revivals']) for s in result['scores']),
-    'x_real_time': result['x_real_time'],
-    'wall_seconds': wall,
   }
 
 
@@ -135,15 +156,22 @@ def main(argv):
   del argv
   if not FLAGS.out_dir or not FLAGS.table:
     raise app.UsageError('--out_dir and --table are required.')
-  rows = [measure(float(m)) for m in FLAGS.max_silence]
+  json_path = os.path.splitext(FLAGS.table)[0] + '.json'
+  earlier = {}
+  if FLAGS.score_only:
+    with open(json_path) as f:
+      earlier = {r['max_silence']: r for r in json.load(f)['rows']}
+  rows = [measure(float(m), earlier) for m in FLAGS.max_silence]
+  seeded = f', primed on {FLAGS.seed_audio}' if FLAGS.seed_audio else ''
   header = (
-    f'{FLAGS.num_seqs} clips of {FLAGS.duration:g} s per setting, temperature '
-    f'{",".join(FLAGS.temperature)}, rng seed {FLAGS.rng_seed}, checkpoint step '
+    f'{FLAGS.num_seqs} clips of {FLAGS.duration:g} s per setting{seeded}, temperatures '
+    f'{" ".join(sorted(set(FLAGS.temperature), reverse=True))} (repeating), rng seed '
+    f'{FLAGS.rng_seed}, checkpoint step '
     f'{rows[0]["step"]} of {FLAGS.workdir}; {_cpu_model()}, {os.cpu_count()} cores.\n\n'
   )
   with open(FLAGS.table, 'w') as f:
     f.write(header + table(rows))
-  with open(os.path.splitext(FLAGS.table)[0] + '.json', 'w') as f:
+  with open(json_path, 'w') as f:
     json.dump({'settings': dict(FLAGS.flag_values_dict()), 'rows': rows}, f, indent=2, default=str)
   print(header + table(rows))
 

@@ -712,8 +712,8 @@ def _sample_into(
     raise
   revivals = [[] for _ in paths]
 
-  def revived(sequence: int, sample: int) -> None:
-    how = guard.describe(plan.sample_rate)
+  def revived(sequence: int, sample: int, code: int) -> None:
+    how = guard.describe(plan.sample_rate, code)
     time_s = round(sample / plan.sample_rate, 3)
     revivals[sequence].append({'sequence': sequence, 'time': time_s, 'how': how})
 

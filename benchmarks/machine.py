@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+  """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
   try:
     with open('/proc/cpuinfo') as f:
       for line in f:
@@ -55,7 +56,7 @@ def machine_info() -> Dict[str, Any]:
   info = {
     'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
     'hostname': platform.node(),
-    'cpu_model': _cpu_model(),
+    'cpu_model': cpu_model(),
     'cpu_cores': os.cpu_count(),
     'cpu_affinity': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
     'platform': platform.platform(),

@@ -184,7 +184,7 @@ def main(argv):
       step=None,
       val_bits=None,
       temperature=None,
-      how=f'first {FLAGS.seconds:g} s of {path}',
+      how=f'first {FLAGS.seconds:g} s of {os.path.basename(path)}',  # No host paths.
     )
 
   bits = val_bits_by_step(FLAGS.run)
@@ -196,26 +196,20 @@ def main(argv):
     temperatures += [FLAGS.cold_temperature] * FLAGS.cold_per_stage
     audio_BxN = generate(FLAGS.run, step, temperatures, FLAGS.seconds, FLAGS.seed)
     made[step] = audio_BxN[: FLAGS.clips_per_stage]
-    for i, audio_N in enumerate(made[step]):
-      write(
-        f'stage_s{step:06d}_{i}.wav',
-        audio_N,
-        kind='stage',
-        step=step,
-        val_bits=bits.get(step),
-        temperature=FLAGS.temperature,
-        how='generated',
-      )
-    for i, audio_N in enumerate(audio_BxN[FLAGS.clips_per_stage :]):
-      write(
-        f'cold_s{step:06d}_{i}.wav',
-        audio_N,
-        kind='cold',
-        step=step,
-        val_bits=bits.get(step),
-        temperature=FLAGS.cold_temperature,
-        how='generated',
-      )
+    for kind, batch, temperature in (
+      ('stage', made[step], FLAGS.temperature),
+      ('cold', audio_BxN[FLAGS.clips_per_stage :], FLAGS.cold_temperature),
+    ):
+      for i, audio_N in enumerate(batch):
+        write(
+          f'{kind}_s{step:06d}_{i}.wav',
+          audio_N,
+          kind=kind,
+          step=step,
+          val_bits=bits.get(step),
+          temperature=temperature,
+          how='generated',
+        )
 
   # Each failure is made from a stage clip picked at random.
   sources = [(s, i) for s in steps for i in range(FLAGS.clips_per_stage)]

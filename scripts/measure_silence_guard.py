@@ -19,16 +19,20 @@ was made with this script on ``configs/soundtrack.py`` trained on Debian's hyper
 
 import json
 import os
-import platform
+import sys
 import time
 
 from absl import app
 from absl import flags
 import numpy as np
 
-from samplernn_jax import audio_io
-from samplernn_jax.listening import clip_score
-from samplernn_jax.listening import clips
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # benchmarks, when run as a script from anywhere.
+
+from benchmarks import machine  # noqa: E402
+from samplernn_jax import audio_io  # noqa: E402
+from samplernn_jax.listening import clip_score  # noqa: E402
+from samplernn_jax.listening import clips  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A trained run.', required=True)
@@ -141,17 +145,6 @@ def table(rows: list) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def _cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
 def main(argv):
   del argv
   if not FLAGS.out_dir or not FLAGS.table:
@@ -167,7 +160,7 @@ def main(argv):
     f'{FLAGS.num_seqs} clips of {FLAGS.duration:g} s per setting{seeded}, temperatures '
     f'{" ".join(sorted(set(FLAGS.temperature), reverse=True))} (repeating), rng seed '
     f'{FLAGS.rng_seed}, checkpoint step '
-    f'{rows[0]["step"]} of {FLAGS.workdir}; {_cpu_model()}, {os.cpu_count()} cores.\n\n'
+    f'{rows[0]["step"]} of {FLAGS.workdir}; {machine.cpu_model()}, {os.cpu_count()} cores.\n\n'
   )
   with open(FLAGS.table, 'w') as f:
     f.write(header + table(rows))

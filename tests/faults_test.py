@@ -438,15 +438,14 @@ def test_a_signal_stops_generation_after_a_chunk_and_keeps_the_clips(
   # A shell's background job ignores SIGINT: the run must stop all the same.
   previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
   try:
-    # The first chunk is the short probe (Sampler._chunk_lengths): 8 samples.
-    with pytest.raises(clips.Stopped, match=r'stopped by SIG(INT|TERM) after 8 of 400') as e:
+    with pytest.raises(clips.Stopped, match=r'stopped by SIG(INT|TERM) after 48 of 400') as e:
       clips.generate_files(str(run_dir), str(tmp_path / 'c.wav'), duration=0.05, progress=False)
   finally:
     signal.signal(signal.SIGINT, previous)
   assert e.value.signum == signum and len(chunks) == 1
   (scratch,) = [p for p in tmp_path.iterdir() if p.name.startswith('.generating-')]
   assert str(scratch) in str(e.value)
-  assert [sf.info(p).frames for p in scratch.iterdir()] == [8]
+  assert [sf.info(p).frames for p in scratch.iterdir()] == [48]
   assert not (tmp_path / 'c_e=2_t=0.95.wav').exists()
   assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # Handlers put back.
 
@@ -643,6 +642,7 @@ def test_a_generation_of_over_an_hour_says_how_long_up_front(
 ):
   clock = iter(range(0, 10**9, 1000))  # 1000 s pass between any two readings of the clock.
   monkeypatch.setattr(sampler_lib.time, 'perf_counter', lambda: float(next(clock)))
+  monkeypatch.setattr(clips, 'PROBE_ABOVE_SAMPLES', 400)  # As --num_seqs=5000 would be.
   delivered, said_after = [], []
   write, on_speed = clips._ChunkWriter.__call__, clips._ChunkWriter.on_speed
   monkeypatch.setattr(

@@ -605,6 +605,10 @@ def _stop_on_signals():
 
 # A run expected to take longer than this says so as soon as its speed is measured.
 LONG_RUN_SECONDS = 3600
+# Samples (all sequences together) from which a run is timed up front with a probe chunk, which
+# costs one more compile: 32 clips of 30 s at 16 kHz. Below it, a run that could take an hour
+# would have to be slower than about 4,000 samples per second.
+PROBE_ABOVE_SAMPLES = 2**24
 
 
 class _ChunkWriter:
@@ -730,7 +734,7 @@ def _sample_into(
       return_log_likelihood=True,
       on_revival=revived,
       keep_output=False,
-      on_speed=writer.on_speed,
+      on_speed=writer.on_speed if len(paths) * plan.num_samples >= PROBE_ABOVE_SAMPLES else None,
     )
   except Stopped as e:
     writer.close()  # The headers then say how long the partial clips are.

@@ -60,6 +60,14 @@ class Guard(NamedTuple):
     return HOW[how].format(seconds=self.prime_samples / sample_rate)
 
 
+def check_seconds(max_silence_seconds: float) -> None:
+  """Raises ValueError naming ``--max_silence`` unless it is 0 (off) or a positive number."""
+  if not max_silence_seconds >= 0 or not math.isfinite(max_silence_seconds):
+    raise ValueError(
+      f'--max_silence={max_silence_seconds} must be 0 (off) or a positive number of seconds.'
+    )
+
+
 def from_seconds(
   max_silence_seconds: float,
   sample_rate: int,
@@ -73,10 +81,7 @@ def from_seconds(
 
   Lengths are rounded up to whole top-tier frames: the guard looks once per frame.
   """
-  if not max_silence_seconds >= 0 or not math.isfinite(max_silence_seconds):
-    raise ValueError(
-      f'--max_silence={max_silence_seconds} must be 0 (off) or a positive number of seconds.'
-    )
+  check_seconds(max_silence_seconds)
   if max_silence_seconds == 0:
     return None
   if not prime_seconds > 0:

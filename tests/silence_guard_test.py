@@ -190,3 +190,20 @@ def test_revivals_are_recorded_in_the_scores_file(model, tmp_path):
       're-primed on its last sounding 0.5 s',
       'restarted from the initial state (it had sounded less than 0.5 s)',
     )
+
+
+@pytest.mark.parametrize('seconds', [0.0, 1.5])
+def test_in_training_clips_take_the_guard_from_the_config(model, seconds, monkeypatch, tmp_path):
+  params, config = model
+  config = config.copy_and_resolve_references()
+  config.generate.max_silence = seconds
+  asked = []
+  real = sampler_lib.generate
+  monkeypatch.setattr(
+    sampler_lib,
+    'generate',
+    lambda *a, guard, **k: asked.append(guard) or real(*a, guard=guard, **k),
+  )
+  ((path, _),) = clips.epoch_clips(params, config, str(tmp_path), 'run', 1, 0)
+  assert asked == [silence_guard.from_config(config)] and path.endswith('run_e=1_t=0.95.wav')
+  assert (asked[0] is None) == (seconds == 0)

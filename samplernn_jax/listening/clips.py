@@ -462,7 +462,7 @@ def _check_request(
 ) -> str:
   """The checks that need no checkpoint; returns ``output`` resolved, its folder writable."""
   if max_silence is not None:
-    silence_guard.from_seconds(max_silence, 16000, 1, 'mu-law')  # Raises on a bad value.
+    silence_guard.check_seconds(max_silence)
   if num_seqs < 1:
     raise ValueError(f'--num_seqs={num_seqs} must be at least 1.')
   if not 0 < duration < float('inf'):

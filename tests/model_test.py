@@ -18,8 +18,17 @@ def random_window(rng, batch, length, q):
   return jnp.asarray(np.random.default_rng(rng).integers(0, q, (batch, length)), jnp.int32)
 
 
-@pytest.mark.parametrize('frame_sizes', [(4,), (2, 8), (2, 4, 16)])
-@pytest.mark.parametrize('rnn_type', ['gru', 'lstm'])
+@pytest.mark.parametrize(
+  'frame_sizes,rnn_type',
+  [
+    ((4,), 'lstm'),
+    ((2, 8), 'lstm'),
+    ((2, 4, 16), 'gru'),
+    pytest.param((4,), 'gru', marks=pytest.mark.slow),
+    pytest.param((2, 8), 'gru', marks=pytest.mark.slow),
+    pytest.param((2, 4, 16), 'lstm', marks=pytest.mark.slow),
+  ],
+)
 def test_output_shapes(tiny_config, frame_sizes, rnn_type):
   m, params, cfg = make_model(tiny_config, init=True, frame_sizes=frame_sizes, rnn_type=rnn_type)
   seq_len, big = cfg.data.seq_len, frame_sizes[-1]
@@ -32,8 +41,15 @@ def test_output_shapes(tiny_config, frame_sizes, rnn_type):
   assert {f'frame_tier_{j}' for j in range(len(frame_sizes))} | {'sample_mlp'} == set(params)
 
 
-@pytest.mark.parametrize('rnn_type', ['gru', 'lstm'])
-@pytest.mark.parametrize('skip_conn', [False, True])
+@pytest.mark.parametrize(
+  'rnn_type,skip_conn',
+  [
+    ('gru', False),
+    ('lstm', True),
+    pytest.param('lstm', False, marks=pytest.mark.slow),
+    pytest.param('gru', True, marks=pytest.mark.slow),
+  ],
+)
 def test_scan_equals_step_by_step(rnn_type, skip_conn):
   stack = rnn.StackedRNN(rnn_type=rnn_type, dim=8, num_layers=3, skip_conn=skip_conn, learn_h0=True)
   x = jax.random.normal(jax.random.key(1), (2, 7, 8))
@@ -55,7 +71,14 @@ def _zeros_carry(rnn_type, layers, batch, dim):
   return tuple(z if rnn_type == 'gru' else (z, z) for _ in range(layers))
 
 
-@pytest.mark.parametrize('frame_sizes', [(4,), (2, 8), (2, 4, 16)])
+@pytest.mark.parametrize(
+  'frame_sizes',
+  [
+    (2, 4, 16),
+    pytest.param((4,), marks=pytest.mark.slow),
+    pytest.param((2, 8), marks=pytest.mark.slow),
+  ],
+)
 def test_chained_windows_equal_one_long_window(tiny_config, frame_sizes):
   """Truncated BPTT: two windows with the carry passed on == one window twice as long."""
   m, params, cfg = make_model(

@@ -55,15 +55,21 @@ def stack_loss(
   return loss, params
 
 
-@pytest.mark.parametrize('rnn_type', ['gru', 'lstm'])
+# The default run takes one RNN type per stack shape; the slow one takes the rest.
 @pytest.mark.parametrize(
-  'num_layers,skip_conn,learn_h0,dropout',
+  'rnn_type,num_layers,skip_conn,learn_h0,dropout',
   [
-    (1, False, False, 0.0),
-    (2, False, False, 0.0),
-    (3, True, True, 0.25),
-    pytest.param(4, False, True, 0.25, marks=pytest.mark.slow),
-    pytest.param(5, True, False, 0.3, marks=pytest.mark.slow),
+    ('lstm', 1, False, False, 0.0),
+    ('gru', 3, True, True, 0.25),
+    pytest.param('gru', 1, False, False, 0.0, marks=pytest.mark.slow),
+    pytest.param('gru', 2, False, False, 0.0, marks=pytest.mark.slow),
+    pytest.param('lstm', 2, False, False, 0.0, marks=pytest.mark.slow),
+    pytest.param('lstm', 3, True, True, 0.25, marks=pytest.mark.slow),
+    *(
+      pytest.param(t, *shape, marks=pytest.mark.slow)
+      for t in ('gru', 'lstm')
+      for shape in ((4, False, True, 0.25), (5, True, False, 0.3))
+    ),
   ],
 )
 def test_wavefront_equals_layered_forward_and_gradients(

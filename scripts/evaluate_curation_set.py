@@ -9,7 +9,9 @@ reports, in ``OUT.json`` and ``OUT.md``:
 * the AUC of real held-out audio against each failure kind (the chance that a real clip
   scores above a clip of that kind; 1 is a perfect ranking);
 * Spearman's rho of the stage clips' scores with their checkpoints' validation bits,
-  negated (1: every better-trained checkpoint's clips score higher), and each stage's median;
+  negated (1: every better-trained checkpoint's clips score higher), with a 95% interval
+  over the clips resampled, the AUC of the later half of the checkpoints' clips above the
+  earlier half's, and each stage's median;
 * the demo model's clips (``--demo_clips``) scored against its own training audio
   (``--demo``): the gallery shows a score >= 0.7 in green.
 
@@ -65,8 +67,16 @@ def summarize(clips: list, scores: list) -> dict:
   stage = [(c["val_bits"], s) for c, s in zip(clips, scores) if c['kind'] == 'stage']
   bits, stage_scores = np.array(stage).T
   rho = stats.spearmanr(-bits, stage_scores).statistic
+  # A few clips per checkpoint make rho noisy: its 95% interval over clips resampled.
+  draws = np.random.default_rng(0).integers(0, bits.shape[0], (2000, bits.shape[0]))
+  rhos = [stats.spearmanr(-bits[d], stage_scores[d]).statistic for d in draws]
   steps = sorted({c['step'] for c in clips if c['kind'] == 'stage'})
   best = [s for c, s in zip(clips, scores) if c['kind'] == 'stage' and c['step'] == steps[-1]]
+  later = steps[len(steps) // 2 :]
+  halves = [
+    [s for c, s in zip(clips, scores) if c['kind'] == 'stage' and (c['step'] in later) == half]
+    for half in (True, False)
+  ]
   failures = [k for k in FAILURE_KINDS if k in by_kind]
   return {
     'auc_per_kind': {k: auc(real, by_kind[k]) for k in failures},
@@ -74,7 +84,11 @@ def summarize(clips: list, scores: list) -> dict:
     'auc_last_stage_per_kind': {k: auc(best, by_kind[k]) for k in failures},
     'green_share_per_kind': {k: float(np.mean(np.array(v) >= GREEN)) for k, v in by_kind.items()},
     'auc_stages': auc(real, by_kind['stage']),
+    'stage_clips': int(bits.shape[0]),
     'spearman_with_val_bits': float(rho),
+    # Coarser than rho, and less at the mercy of checkpoints a few hundredths of a bit apart.
+    'auc_later_half_above_earlier': auc(*halves),
+    'spearman_95': [float(np.nanpercentile(rhos, 2.5)), float(np.nanpercentile(rhos, 97.5))],
     'median_per_kind': {k: float(np.median(v)) for k, v in by_kind.items()},
     'median_per_stage': {
       str(step): {
@@ -110,7 +124,10 @@ def markdown(label: str, result: dict, demo: dict = None) -> str:
     _row('share in the green', [result['green_share_per_kind'][k] for k in [*kinds, 'stage']]),
     '',
     f'Spearman of the stage clips\' scores with -(validation bits): '
-    f'{result["spearman_with_val_bits"]:.3f}',
+    f'{result["spearman_with_val_bits"]:.3f} ({result["stage_clips"]} clips; 95% interval '
+    f'{result["spearman_95"][0]:.2f} to {result["spearman_95"][1]:.2f}, clips resampled); '
+    f'AUC of the later half of the checkpoints above the earlier: '
+    f'{result["auc_later_half_above_earlier"]:.3f}',
     '',
     '| step | val bits | median score |',
     '|---|---|---|',

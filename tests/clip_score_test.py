@@ -70,6 +70,11 @@ def test_offsets_tones_and_loops_are_defects(profile, corpus):
   # The melody on an offset: its features are those of the melody, the offset a penalty.
   offset = clip_score.score_audio(melody + 0.3, RATE, profile)
   assert offset['dc'] > 0.5 and offset['closeness'] == pytest.approx(clean['closeness'], abs=0.05)
+  assert offset['score'] < clean['score'] - 0.2
+  # An offset quieter than the melody is not heard: it costs nothing.
+  level = float(np.sqrt(np.mean(melody**2)))
+  under = clip_score.score_audio(melody + 0.6 * level, RATE, profile)
+  assert 0.2 < under['dc'] < 0.5 and under['score'] == pytest.approx(clean['score'], abs=0.05)
   tone = clip_score.score_audio(0.3 * np.sin(2 * np.pi * 220 * t), RATE, profile)
   loop = clip_score.score_audio(np.resize(melody[1000:1800], melody.shape[0]), RATE, profile)
   for parts in (tone, loop):

@@ -55,6 +55,8 @@ def test_each_failure_is_caught_by_its_defect(scores):
     assert scores[name]['dc'] < 0.05 and scores[name]['steady'] < 0.05
   # The last checkpoint's clip changes like music, but drifts (as this run's late ones do).
   assert scores['stage_0']['steady'] < 0.05 and 0.05 < scores['stage_0']['dc'] < 0.3
+  # ... under a louder sound: unheard, so it costs nothing (PROFILE_VERSION 2 took 0.3 off).
+  assert scores['stage_0']['penalty'] == 0.0
 
 
 def test_demo_model_clips_are_green_against_the_demo_corpus(tmp_path):

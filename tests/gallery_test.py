@@ -82,6 +82,18 @@ def test_training_and_generation_build_the_page(run):
   )
 
 
+def test_a_new_scoring_rule_rescores_cached_clips(run, monkeypatch):
+  gallery.build(run)
+  scored = []
+  real = clip_score.score_audio
+  monkeypatch.setattr(clip_score, 'score_audio', lambda *a: scored.append(1) or real(*a))
+  gallery.build(run)
+  assert not scored  # Unchanged files, profile and rule: all from the cache.
+  monkeypatch.setattr(clip_score, 'SCORE_VERSION', clip_score.SCORE_VERSION + 1)
+  gallery.build(run)
+  assert len(scored) == len(gallery.find_clips(run)) + gallery.NUM_TRAINING_CHUNKS
+
+
 def _clips(workdir):
   records = gallery._generate_records(workdir)  # pylint: disable=protected-access
   steps = {r['epoch']: r['step'] for r in workdir_lib.read_records(workdir, 'epoch')}

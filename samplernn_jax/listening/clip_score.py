@@ -27,9 +27,10 @@ geometric mean over groups, so one group far off is enough to sink a clip.
 *Penalties* are hard defects counted on the raw samples: ``silent`` (share of 20 ms
 frames under -60 dBFS), ``stuck`` (share of sounding frames that are nearly all DC),
 ``clipped`` (share of samples at full scale), ``dc`` (share of the power below 20 Hz: an
-offset or a drift) and ``steady`` (how far the clip's spectral change falls short of the
-steadiest reference segments', squared: a steady tone, a buzz, a loop stuck on a short
-pattern); silence, clipping and DC count only beyond what the reference itself has.
+offset or a drift, which costs only past half the power: unheard, it matters only when the
+clip's sound is fainter than it) and ``steady`` (how far the clip's spectral change falls
+short of the steadiest reference segments', squared: a steady tone, a buzz, a loop stuck on a
+short pattern); silence, clipping and DC count only beyond what the reference itself has.
 ``score = closeness - penalty``, floored at -1 (unreadable files get -1).
 ``samplernn-score`` prints it for audio files. docs/listening.md gives the measurements
 on real model output (scripts/make_curation_set.py) that chose these.
@@ -60,16 +61,22 @@ SILENT_DBFS = -60.0
 _STUCK_STD_OVER_RMS = 0.05
 _FULL_SCALE = 0.999
 # What each defect share costs. Clipping is rare in mastered music and wrecks a clip even
-# when 1% of samples hit full scale, so it costs most. Power in DC or drift costs as a stuck
-# level does: both are a model holding a level instead of making sound.
+# when 1% of samples hit full scale, so it costs most. A clip mostly DC or drift costs as a
+# stuck level does: both are a model holding a level instead of making sound.
 PENALTY_WEIGHTS = {'silent': 1.0, 'stuck': 2.0, 'clipped': 10.0, 'dc': 2.0, 'steady': 1.0}
+# DC costs only the share of power past this, scaled to cost in full when it is all DC.
+# Below 20 Hz nothing is heard: a drift under a louder sound leaves the clip as it sounds
+# (a late soundtrack checkpoint's clips drift with 30-40% of their power while playing 5 dB
+# louder than its music; a DAW's high-pass removes it), while one over a faint sound is
+# the failure (the model holding a level, its sound 20 dB or more under the offset).
+DC_UNHEARD_SHARE = 0.5
 # Below this, a wave is offset or drift, not sound: a model stuck near a level drifts.
 HIGH_PASS_HZ = 20.0
 # How far under each frame's loudest bin the spectrum is looked at (see _within_range).
 DYNAMIC_RANGE_DB = 40.0
 # Without a profile, a clip changing less than this is steady: a soundtrack's 4 s segments
-# change 1.4 to 2.1 dB (5th to 95th percentile), white noise 1.3, a steady sine 0.04.
-DEFAULT_LEAST_CHANGE_DB = 1.4
+# change 2.0 to 4.1 dB (5th to 95th percentile), brown noise 2.0, white 1.8, a sine 0.03.
+DEFAULT_LEAST_CHANGE_DB = 2.0
 # Lags at which a clip is compared with itself for ``steady``: a loop of 30 ms to 1 s.
 _LOOP_SECONDS = (0.03, 1.0)
 GROUP_WEIGHTS = {
@@ -90,7 +97,10 @@ _SPREAD_FLOORS = {
 }
 WORST_SCORE = -1.0
 # Bumped whenever features change: a stored profile of another version is recomputed.
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3
+# How a clip is scored from its audio and a profile; the gallery's cached scores carry it,
+# so a new rule rescores old clips. 2: DC costs only past DC_UNHEARD_SHARE.
+SCORE_VERSION = 2
 _EPS = 1e-10
 
 
@@ -258,7 +268,10 @@ def spectral_change(audio_N: np.ndarray, sample_rate: int) -> float:
   import librosa  # pylint: disable=g-import-not-at-top
 
   n_fft = _n_fft(sample_rate)
-  hop = n_fft // 4
+  # A loop may be any length: at a 4 ms hop the best lag is within 2 ms of it. At 16 ms
+  # the frames of a 363 ms loop of a noisy clip missed each other by up to 8 ms and it
+  # changed half as much as music (0.75 dB against 1.34 to 2); at 4 ms, 0.2 against 2 to 3.
+  hop = n_fft // 16
   audio_N = high_pass(audio_N, sample_rate).astype(np.float32)
   if audio_N.shape[0] < n_fft:
     audio_N = np.pad(audio_N, (0, n_fft - audio_N.shape[0]))
@@ -595,8 +608,12 @@ def score_audio(audio_N: np.ndarray, sample_rate: int, profile: Optional[Profile
   shortfall = 1 - spectral_change(audio_N, sample_rate) / least_change
   # Of the sounding part only: silence is already counted as such.
   d['steady'] = float(np.clip(shortfall, 0, 1) ** 2 * (1 - d['silent']))
-  allowed = profile.allowed if profile else {}
-  penalty = sum(w * max(0.0, d[k] - allowed.get(k, 0.0)) for k, w in PENALTY_WEIGHTS.items())
+  allowed = dict(profile.allowed if profile else {})
+  allowed['dc'] = max(allowed.get('dc', 0.0), DC_UNHEARD_SHARE)
+  scale = {'dc': 1.0 / (1.0 - allowed['dc'])}  # All DC costs the full weight.
+  penalty = sum(
+    w * scale.get(k, 1.0) * max(0.0, d[k] - allowed.get(k, 0.0)) for k, w in PENALTY_WEIGHTS.items()
+  )
   closeness = 1.0
   if profile is not None:
     audio_N = audio_io.resample(audio_N, sample_rate, profile.sample_rate)

@@ -14,8 +14,8 @@ where they lie (relative links) and shows pictures written beside it. It holds
 * picks, kept in the browser's local storage, as a text file or a copy command.
 
 Training and ``samplernn-generate`` rebuild the page after they write clips (``refresh``).
-Scores and pictures are cached in ``gallery/`` by each clip's size and modification time,
-so a rebuild only looks at new clips.
+Scores and pictures are cached in ``gallery/`` by each clip's size and modification time
+(and the profile's and scoring rule's), so a rebuild only looks at new clips.
 """
 
 import dataclasses
@@ -249,7 +249,8 @@ def picture_name(key: str) -> str:
 
 
 class _Cache:
-  """Each clip's score and picture, kept while the file and the profile are unchanged."""
+  """Each clip's score and picture, kept while the file, the profile and the scoring rule
+  (``clip_score.SCORE_VERSION``) are unchanged."""
 
   def __init__(self, gallery_dir: str, profile_stamp: str):
     self.path = os.path.join(gallery_dir, 'cache.json')
@@ -265,7 +266,7 @@ class _Cache:
   def get(self, key: str, file_path: str, profile) -> tuple:
     """(score parts, picture file name) of ``file_path``; computed if missing or stale."""
     st = os.stat(file_path)
-    stamp = [st.st_size, st.st_mtime_ns, self.profile_stamp]
+    stamp = [st.st_size, st.st_mtime_ns, self.profile_stamp, clip_score.SCORE_VERSION]
     image = picture_name(key)
     entry = self.entries.get(key)
     picture_lost = (

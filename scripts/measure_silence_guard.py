@@ -109,7 +109,7 @@ def measure(max_silence: float, earlier: dict) -> dict:
 def rescore(out_dir: str, row: dict) -> dict:
   """``row`` (an earlier run's) with the clips in ``out_dir`` scored by today's score."""
   paths = sorted(os.path.join(out_dir, n) for n in os.listdir(out_dir) if n.endswith('.wav'))
-  profile = clip_score.load_profile(FLAGS.workdir)
+  profile = clip_score.reference_profile(FLAGS.workdir)
   return dict(row, **summary(paths, [clip_score.score_file(p, profile)['score'] for p in paths]))
 
 
@@ -150,6 +150,8 @@ def main(argv):
   if not FLAGS.out_dir or not FLAGS.table:
     raise app.UsageError('--out_dir and --table are required.')
   json_path = os.path.splitext(FLAGS.table)[0] + '.json'
+  # Scores against the run's own profile or none: without one they would count only defects.
+  clip_score.reference_profile(FLAGS.workdir)
   earlier = {}
   if FLAGS.score_only:
     with open(json_path) as f:

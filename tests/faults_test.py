@@ -4,6 +4,7 @@ at once, kills, full disks, damaged derived files. Each failed on the code befor
 import contextlib
 import errno
 import io
+import json
 import logging
 import os
 import pathlib
@@ -148,6 +149,18 @@ def test_a_damaged_profile_is_ignored_with_a_warning_naming_it(damage, corpus, t
   config.data = type('D', (), {'sample_rate': 8000, 'val_frac': 0.0})()
   clip_score.store_training_profile(str(tmp_path), str(corpus), config)
   assert clip_score.load_profile(str(tmp_path)) is not None
+
+
+def test_a_profile_of_another_version_is_set_aside_with_a_warning(corpus, tmp_path, caplog):
+  path = tmp_path / workdir_lib.CLIP_PROFILE
+  path.write_text(json.dumps({'version': _VERSION - 1}))
+  with caplog.at_level(logging.WARNING):
+    assert clip_score.load_profile(str(tmp_path)) is None
+  assert str(path) in caplog.text and '--reference' in caplog.text
+  config = type('C', (), {})()
+  config.data = type('D', (), {'sample_rate': 8000, 'val_frac': 0.0})()
+  clip_score.store_training_profile(str(tmp_path), str(corpus), config)  # As training does.
+  assert clip_score.load_profile(str(tmp_path)).version == _VERSION
 
 
 def test_generate_reads_a_damaged_profile_before_sampling_and_goes_on(run_dir, tmp_path, caplog):

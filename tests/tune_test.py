@@ -284,6 +284,7 @@ def test_objective_refusals():
     tune.check_objective('loss', mixed)
 
 
+@pytest.mark.slow  # A trial of its own quantization: a train step compiled for it alone.
 def test_clip_score_objective(tmp_path, corpus, monkeypatch):
   """Clips generated from the trained trial, scored by the listening room's score."""
   seen = {}

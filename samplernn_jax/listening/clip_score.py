@@ -452,7 +452,16 @@ def load_profile(workdir: str) -> Optional[Profile]:
     logging.warning('%s: unreadable (%s); clips are scored without it until it is remade.', path, e)
     return None
   if isinstance(stored, dict) and stored.get('version') != PROFILE_VERSION:
-    return None  # Another version's: recomputed, as features changed.
+    # Another version's features: training makes it again; until then, say why scores drop.
+    logging.warning(
+      '%s: made by another version of the score (%s, this one reads %d); clips are scored '
+      'on their defects only until training resumes and remakes it, or pass the training '
+      'audio as --reference.',
+      path,
+      stored.get('version'),
+      PROFILE_VERSION,
+    )
+    return None
   problem = _profile_problem(stored) if isinstance(stored, dict) else 'not a JSON object'
   if problem:
     logging.warning('%s: damaged (%s); clips are scored without it until remade.', path, problem)
